@@ -1,0 +1,68 @@
+# left4me — build, install and test.
+#
+#   make            build release binaries
+#   make install    install into $(DESTDIR)$(PREFIX) with the layout of DESIGN.md section 1
+#   make test       every test; as root also the privileged and booted-systemd suites
+#   make demo       boot a throwaway systemd and show left4me at work (root)
+#   make bench      print the benchmark figures
+
+PREFIX      ?= /usr
+DESTDIR     ?=
+CARGO       ?= cargo
+PROFILE     ?= release
+TARGET_DIR  ?= $(CURDIR)/target
+BIN_DIR      = $(TARGET_DIR)/$(PROFILE)
+
+BINDIR      = $(DESTDIR)$(PREFIX)/bin
+LIBEXECDIR  = $(DESTDIR)$(PREFIX)/lib/left4me
+UNITDIR     = $(DESTDIR)$(PREFIX)/lib/systemd/system
+GENDIR      = $(DESTDIR)$(PREFIX)/lib/systemd/system-generators
+SYSUSERSDIR = $(DESTDIR)$(PREFIX)/lib/sysusers.d
+TMPFILESDIR = $(DESTDIR)$(PREFIX)/lib/tmpfiles.d
+SYSCTLDIR   = $(DESTDIR)$(PREFIX)/lib/sysctl.d
+
+INSTALL      = install
+
+.PHONY: all build install test test-unit test-privileged demo bench clean fmt lint
+
+all: build
+
+build:
+	$(CARGO) build --profile $(PROFILE) --workspace --bins
+
+install: build
+	$(INSTALL) -d $(BINDIR) $(LIBEXECDIR) $(UNITDIR) $(GENDIR) $(SYSUSERSDIR) $(TMPFILESDIR) $(SYSCTLDIR)
+	$(INSTALL) -m 0755 $(BIN_DIR)/left4mectl $(BINDIR)/left4mectl
+	$(INSTALL) -m 0755 $(BIN_DIR)/left4me-generator $(GENDIR)/left4me-generator
+	$(INSTALL) -m 0755 $(BIN_DIR)/left4me-supervisor $(LIBEXECDIR)/left4me-supervisor
+	test ! -x $(BIN_DIR)/left4me-sandbox || $(INSTALL) -m 0755 $(BIN_DIR)/left4me-sandbox $(LIBEXECDIR)/left4me-sandbox
+	$(INSTALL) -d $(UNITDIR)/left4me-server@.service.d
+	$(INSTALL) -m 0644 units/left4me-server@.service units/l4d2-game.slice units/l4d2-build.slice $(UNITDIR)/
+	$(INSTALL) -m 0644 units/left4me-server@.service.d/10-hardening.conf $(UNITDIR)/left4me-server@.service.d/
+	$(INSTALL) -m 0644 units/sysusers.d/left4me.conf $(SYSUSERSDIR)/left4me.conf
+	$(INSTALL) -m 0644 units/tmpfiles.d/left4me.conf $(TMPFILESDIR)/left4me.conf
+	$(INSTALL) -m 0644 units/sysctl.d/99-left4me.conf $(SYSCTLDIR)/99-left4me.conf
+	@if [ -z "$(DESTDIR)" ]; then \
+		systemd-sysusers left4me.conf && \
+		systemd-tmpfiles --create left4me.conf && \
+		{ ! systemctl is-system-running >/dev/null 2>&1 && [ ! -d /run/systemd/system ] || systemctl daemon-reload; }; \
+	fi
+
+test:
+	./tests/run-all
+
+demo:
+	./tests/demo
+
+bench:
+	./bench/run-all
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean

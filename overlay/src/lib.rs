@@ -1,0 +1,1 @@
+//! Kernel overlayfs mounting for left4me.

@@ -1,0 +1,1 @@
+//! The left4me spec model.
