@@ -1,1 +1,41 @@
 //! The left4me spec model.
+//!
+//! Everything left4me knows about a host comes from small TOML files under the config directory
+//! (`/etc/left4me` by default): `host.toml`, `instances/NAME.toml`, `blueprints/NAME.toml` and
+//! `overlays/NAME.toml`. This crate parses and validates them, merges blueprints into instances,
+//! knows where every file of an instance lives ([`Layout`]) and renders what the other pieces need:
+//! the generator's drop-in, the composed `server.cfg`, the overlay lower-dir stack and the srcds
+//! command line.
+//!
+//! It is pure: it reads files but performs no other system calls, and has no `unsafe`. The
+//! generator, the supervisor and `left4mectl` all call the same code, so `left4mectl validate`
+//! refuses exactly what the generator would skip at boot.
+
+#![forbid(unsafe_code)]
+
+mod catalog;
+mod error;
+mod host;
+mod instance;
+mod layout;
+mod name;
+mod overlay;
+mod render;
+mod toml_fields;
+mod values;
+
+pub use catalog::{Catalog, NameEntry, list_names, load_blueprint, load_instance};
+pub use error::{ErrorKind, SpecError};
+pub use host::{DEFAULT_STATE_DIR, HostConfig};
+pub use instance::{
+    Blueprint, DEFAULT_MAP, DEFAULT_READY_TIMEOUT, DEFAULT_WATCHDOG, Health, Instance,
+    InstanceFile, MAX_LAYERS, Resources, Settings,
+};
+pub use layout::{CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, Layout, STATE_DIR_ENV};
+pub use name::{check_name, is_valid_name};
+pub use overlay::{OverlayDef, OverlayKind, OverlayRef, ScriptLimits};
+pub use render::{
+    AliasCfg, GENERATED_HEADER, SERVER_CFG, alias_cfgs, lower_layers, render_dropin,
+    render_server_cfg, render_slice_dropins, srcds_argv,
+};
+pub use values::{CpuList, Duration, Size};

@@ -1,0 +1,175 @@
+//! Host settings: `host.toml` (optional; every key has a default).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{ErrorKind, SpecError};
+use crate::layout::check_absolute_dir;
+use crate::toml_fields::{Fields, parse_document};
+use crate::values::CpuList;
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/left4me";
+
+/// The settings of `host.toml`, with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostConfig {
+    pub state_dir: PathBuf,
+    /// The user the game runs as; owns the state dir.
+    pub game_user: String,
+    /// The user script overlays are built as.
+    pub sandbox_user: String,
+    /// Instance ports must lie in this inclusive range.
+    pub port_range: (u16, u16),
+    /// CPUs kept for the host and builds; `None` means the default split (CPU 0).
+    pub system_cpus: Option<CpuList>,
+    pub steamcmd: Option<PathBuf>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            game_user: "left4me".into(),
+            sandbox_user: "l4d2-sandbox".into(),
+            port_range: (27000, 27999),
+            system_cpus: None,
+            steamcmd: None,
+        }
+    }
+}
+
+impl HostConfig {
+    /// Reads `file`; a missing file means all defaults.
+    pub fn load(file: &Path) -> Result<Self, SpecError> {
+        match std::fs::read_to_string(file) {
+            Ok(text) => Self::parse(file, &text),
+            Err(err) => match SpecError::read(file, &err) {
+                e if e.kind == ErrorKind::NotFound => Ok(HostConfig::default()),
+                e => Err(e),
+            },
+        }
+    }
+
+    pub fn parse(file: &Path, text: &str) -> Result<Self, SpecError> {
+        let table = parse_document(file, text)?;
+        let known = [
+            "state_dir",
+            "game_user",
+            "sandbox_user",
+            "port_range",
+            "system_cpus",
+            "steamcmd",
+        ];
+        let mut fields = Fields::new(file, "", table, &known)?;
+        let mut host = HostConfig::default();
+        if let Some(dir) = fields.string("state_dir")? {
+            check_absolute_dir(Path::new(&dir)).map_err(|why| fields.error("state_dir", why))?;
+            host.state_dir = dir.into();
+        }
+        for (key, slot) in [
+            ("game_user", &mut host.game_user),
+            ("sandbox_user", &mut host.sandbox_user),
+        ] {
+            if let Some(user) = fields.string(key)? {
+                check_user_name(&user).map_err(|why| fields.error(key, why))?;
+                *slot = user;
+            }
+        }
+        if host.game_user == host.sandbox_user {
+            return Err(fields.error(
+                "sandbox_user",
+                "must differ from game_user, or builds could rewrite the game's files",
+            ));
+        }
+        if let Some(items) = fields.array("port_range")? {
+            host.port_range = match items[..] {
+                [
+                    toml::Value::Integer(lo @ 1..=65535),
+                    toml::Value::Integer(hi @ 1..=65535),
+                ] if lo <= hi => (lo as u16, hi as u16),
+                _ => {
+                    return Err(fields.error(
+                        "port_range",
+                        "expected [FIRST, LAST] with 1 <= FIRST <= LAST <= 65535, e.g. [27000, 27999]",
+                    ));
+                }
+            };
+        }
+        host.system_cpus = fields.parsed("system_cpus", CpuList::parse)?;
+        if let Some(path) = fields.string("steamcmd")? {
+            if !path.starts_with('/') {
+                return Err(fields.error("steamcmd", format!("'{path}' must be an absolute path")));
+            }
+            host.steamcmd = Some(path.into());
+        }
+        Ok(host)
+    }
+}
+
+/// A user name as useradd and systemd-sysusers accept it.
+fn check_user_name(user: &str) -> Result<(), String> {
+    let bytes = user.as_bytes();
+    let valid = matches!(bytes.first(), Some(b'a'..=b'z' | b'_'))
+        && bytes.len() <= 32
+        && bytes
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{}' is not a valid user name",
+            user.escape_debug()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "/etc/left4me/host.toml";
+
+    fn parse(text: &str) -> Result<HostConfig, SpecError> {
+        HostConfig::parse(Path::new(FILE), text)
+    }
+
+    #[test]
+    fn empty_file_means_defaults() {
+        assert_eq!(parse("").unwrap(), HostConfig::default());
+        let missing = HostConfig::load(Path::new("/nonexistent/left4me/host.toml")).unwrap();
+        assert_eq!(missing, HostConfig::default());
+    }
+
+    #[test]
+    fn every_key() {
+        let host = parse(
+            "state_dir = '/srv/l4d2'\ngame_user = 'srcds'\nsandbox_user = 'build'\n\
+             port_range = [27015, 27030]\nsystem_cpus = '0-1'\nsteamcmd = '/usr/games/steamcmd'\n",
+        )
+        .unwrap();
+        assert_eq!(host.state_dir, Path::new("/srv/l4d2"));
+        assert_eq!(host.game_user, "srcds");
+        assert_eq!(host.port_range, (27015, 27030));
+        assert_eq!(host.system_cpus.unwrap().cpus(), [0, 1]);
+        assert_eq!(host.steamcmd.unwrap(), Path::new("/usr/games/steamcmd"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (text, key) in [
+            ("state_dir = 'relative'", "state_dir"),
+            ("state_dir = '/a b'", "state_dir"),
+            ("game_user = 'Root!'", "game_user"),
+            ("sandbox_user = 'left4me'", "sandbox_user"),
+            ("port_range = [28000, 27000]", "port_range"),
+            ("port_range = [0, 10]", "port_range"),
+            ("port_range = 27015", "port_range"),
+            ("system_cpus = 'x'", "system_cpus"),
+            ("steamcmd = 'steamcmd'", "steamcmd"),
+            ("statedir = '/x'", "statedir"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{text}: {err}");
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! Instance specs (`instances/NAME.toml`), blueprints (`blueprints/NAME.toml`) and the
+//! effective spec that results from merging the two.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::SpecError;
+use crate::host::HostConfig;
+use crate::name::check_name;
+use crate::overlay::OverlayRef;
+use crate::toml_fields::{Fields, parse_document};
+use crate::values::{CpuList, Duration, Size};
+
+pub const DEFAULT_MAP: &str = "c1m1_hotel";
+pub const DEFAULT_READY_TIMEOUT: &str = "5min";
+pub const DEFAULT_WATCHDOG: &str = "60s";
+/// The kernel's overlayfs stack limit; the installation is one of these layers.
+pub const MAX_LAYERS: usize = 500;
+
+/// `[resources]`: each key maps to the systemd directive named in its comment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
+    /// `CPUAffinity=`
+    pub cpu_affinity: Option<CpuList>,
+    /// `MemoryHigh=`
+    pub memory_high: Option<Size>,
+    /// `MemoryMax=`
+    pub memory_max: Option<Size>,
+    /// `TasksMax=`
+    pub tasks_max: Option<u32>,
+    /// `Nice=`
+    pub nice: Option<i8>,
+}
+
+/// `[health]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Health {
+    /// `TimeoutStartSec=`: how long the game may take to answer its first query.
+    pub ready_timeout: Option<Duration>,
+    /// `WatchdogSec=`; `0` turns the watchdog off.
+    pub watchdog: Option<Duration>,
+}
+
+/// The settings a blueprint and an instance share (everything but `port` and `blueprint`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    pub map: Option<String>,
+    pub maxplayers: Option<u8>,
+    pub args: Vec<String>,
+    pub overlays: Vec<OverlayRef>,
+    pub config: Option<String>,
+    pub resources: Resources,
+    pub health: Health,
+}
+
+const SETTINGS_KEYS: [&str; 7] = [
+    "map",
+    "maxplayers",
+    "args",
+    "overlays",
+    "config",
+    "resources",
+    "health",
+];
+
+impl Settings {
+    fn read(fields: &mut Fields<'_>) -> Result<Self, SpecError> {
+        let file = fields.file();
+        let map = fields.string("map")?;
+        if let Some(map) = &map {
+            check_map(map).map_err(|why| fields.error("map", why))?;
+        }
+        let maxplayers = fields.integer_in("maxplayers", 1..=32)?;
+        let args = match fields.array("args")? {
+            None => Vec::new(),
+            Some(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| match item {
+                    toml::Value::String(arg)
+                        if !arg.is_empty() && !arg.contains(['\0', '\n', '\r']) =>
+                    {
+                        Ok(arg)
+                    }
+                    other => Err(fields.error(
+                        &format!("args[{i}]"),
+                        format!("expected a non-empty one-line string, found {other}"),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let overlays = match fields.array("overlays")? {
+            None => Vec::new(),
+            Some(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    OverlayRef::from_value(file, &fields.key(&format!("overlays[{i}]")), item)
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let config = fields.string("config")?;
+        if config.as_deref().is_some_and(|c| c.contains('\0')) {
+            return Err(fields.error("config", "contains a NUL byte"));
+        }
+        let mut resources = Resources::default();
+        let resource_keys = [
+            "cpu_affinity",
+            "memory_high",
+            "memory_max",
+            "tasks_max",
+            "nice",
+        ];
+        if let Some(mut table) = fields.table("resources", &resource_keys)? {
+            resources.cpu_affinity = table.parsed("cpu_affinity", CpuList::parse)?;
+            resources.memory_high = table.parsed("memory_high", Size::parse)?;
+            resources.memory_max = table.parsed("memory_max", Size::parse)?;
+            resources.tasks_max = table.integer_in("tasks_max", 1..=4_194_304)?;
+            resources.nice = table.integer_in("nice", -20..=19)?;
+        }
+        let mut health = Health::default();
+        if let Some(mut table) = fields.table("health", &["ready_timeout", "watchdog"])? {
+            health.ready_timeout = table.parsed("ready_timeout", Duration::parse)?;
+            if health.ready_timeout.as_ref().is_some_and(Duration::is_zero) {
+                return Err(table.error(
+                    "ready_timeout",
+                    "0 would wait forever; write \"infinity\" if that is meant",
+                ));
+            }
+            health.watchdog = table.parsed("watchdog", Duration::parse)?;
+            if health
+                .watchdog
+                .as_ref()
+                .is_some_and(|w| w.as_micros().is_none())
+            {
+                return Err(table.error("watchdog", "write \"0\" to turn the watchdog off"));
+            }
+        }
+        Ok(Settings {
+            map,
+            maxplayers,
+            args,
+            overlays,
+            config,
+            resources,
+            health,
+        })
+    }
+
+    /// Merges `self` (a blueprint) under `over` (an instance): scalars of `over` win, lists and
+    /// config are the blueprint's then the instance's, tables merge key by key.
+    fn merged_under(self, over: Settings) -> Settings {
+        let config = match (self.config, over.config) {
+            (Some(base), Some(top)) => Some(join_config(&base, &top)),
+            (base, top) => top.or(base),
+        };
+        Settings {
+            map: over.map.or(self.map),
+            maxplayers: over.maxplayers.or(self.maxplayers),
+            args: [self.args, over.args].concat(),
+            overlays: [self.overlays, over.overlays].concat(),
+            config,
+            resources: Resources {
+                cpu_affinity: over.resources.cpu_affinity.or(self.resources.cpu_affinity),
+                memory_high: over.resources.memory_high.or(self.resources.memory_high),
+                memory_max: over.resources.memory_max.or(self.resources.memory_max),
+                tasks_max: over.resources.tasks_max.or(self.resources.tasks_max),
+                nice: over.resources.nice.or(self.resources.nice),
+            },
+            health: Health {
+                ready_timeout: over.health.ready_timeout.or(self.health.ready_timeout),
+                watchdog: over.health.watchdog.or(self.health.watchdog),
+            },
+        }
+    }
+}
+
+fn join_config(base: &str, top: &str) -> String {
+    let mut joined = base.to_owned();
+    if !joined.is_empty() && !joined.ends_with('\n') {
+        joined.push('\n');
+    }
+    joined.push_str(top);
+    joined
+}
+
+fn check_map(map: &str) -> Result<(), String> {
+    let valid = !map.is_empty()
+        && map.len() <= 64
+        && map
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{}' is not a map name; use letters, digits, '_', '-' and '.', e.g. \"c1m1_hotel\"",
+            map.escape_debug()
+        ))
+    }
+}
+
+/// A blueprint file: shared settings several instances inherit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blueprint {
+    pub name: String,
+    pub file: PathBuf,
+    pub settings: Settings,
+}
+
+impl Blueprint {
+    pub fn parse(name: &str, file: &Path, text: &str) -> Result<Self, SpecError> {
+        check_name(name).map_err(|why| SpecError::file(file, format!("file name: {why}")))?;
+        let table = parse_document(file, text)?;
+        for key in ["port", "blueprint"] {
+            if table.contains_key(key) {
+                return Err(SpecError::invalid(
+                    file,
+                    key,
+                    "a blueprint cannot set this; set it in each instance",
+                ));
+            }
+        }
+        let mut fields = Fields::new(file, "", table, &SETTINGS_KEYS)?;
+        let settings = Settings::read(&mut fields)?;
+        Ok(Blueprint {
+            name: name.to_owned(),
+            file: file.to_path_buf(),
+            settings,
+        })
+    }
+}
+
+/// One instance file as written, before its blueprint is merged in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceFile {
+    pub name: String,
+    pub file: PathBuf,
+    pub blueprint: Option<String>,
+    pub port: u16,
+    pub settings: Settings,
+}
+
+impl InstanceFile {
+    pub fn parse(name: &str, file: &Path, text: &str) -> Result<Self, SpecError> {
+        check_name(name).map_err(|why| SpecError::file(file, format!("file name: {why}")))?;
+        let table = parse_document(file, text)?;
+        let known: Vec<&str> = ["blueprint", "port"]
+            .iter()
+            .chain(&SETTINGS_KEYS)
+            .copied()
+            .collect();
+        let mut fields = Fields::new(file, "", table, &known)?;
+        let blueprint = fields.string("blueprint")?;
+        if let Some(blueprint) = &blueprint {
+            check_name(blueprint).map_err(|why| fields.error("blueprint", why))?;
+        }
+        let port = fields.integer_in("port", 1..=65535)?.ok_or_else(|| {
+            fields.error(
+                "port",
+                "missing; every instance needs a port, e.g. port = 27015",
+            )
+        })?;
+        let settings = Settings::read(&mut fields)?;
+        Ok(InstanceFile {
+            name: name.to_owned(),
+            file: file.to_path_buf(),
+            blueprint,
+            port,
+            settings,
+        })
+    }
+}
+
+/// The effective spec of an instance: blueprint merged, defaults filled in, fully validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub name: String,
+    /// The instance's spec file.
+    pub file: PathBuf,
+    pub blueprint: Option<String>,
+    pub port: u16,
+    pub map: String,
+    pub maxplayers: Option<u8>,
+    pub args: Vec<String>,
+    /// Lowest first: a later entry wins over an earlier one.
+    pub overlays: Vec<OverlayRef>,
+    /// The blueprint's config then the instance's.
+    pub config: String,
+    pub resources: Resources,
+    pub ready_timeout: Duration,
+    pub watchdog: Duration,
+}
+
+impl Instance {
+    /// Merges `blueprint` (which must be the one `file` names) into `file` and checks the
+    /// rules that need the whole picture: host port range, layer count, repeated layers and
+    /// aliases, memory limits.
+    pub fn resolve(
+        file: InstanceFile,
+        blueprint: Option<&Blueprint>,
+        host: &HostConfig,
+    ) -> Result<Self, SpecError> {
+        debug_assert_eq!(
+            file.blueprint.as_deref(),
+            blueprint.map(|b| b.name.as_str())
+        );
+        let path = file.file;
+        let invalid = |key: &str, why: String| SpecError::invalid(&path, key, why);
+        let (lo, hi) = host.port_range;
+        if !(lo..=hi).contains(&file.port) {
+            return Err(invalid(
+                "port",
+                format!(
+                    "{} is outside the host's port_range {lo}-{hi} (see host.toml)",
+                    file.port
+                ),
+            ));
+        }
+        let settings = match blueprint {
+            Some(blueprint) => blueprint.settings.clone().merged_under(file.settings),
+            None => file.settings,
+        };
+        if settings.overlays.len() + 1 > MAX_LAYERS {
+            return Err(invalid(
+                "overlays",
+                format!(
+                    "{} overlays plus the installation exceed the kernel's limit of {MAX_LAYERS} layers",
+                    settings.overlays.len()
+                ),
+            ));
+        }
+        let mut seen_paths = HashMap::new();
+        let mut seen_aliases = HashMap::new();
+        for (i, overlay) in settings.overlays.iter().enumerate() {
+            if let Some(first) = seen_paths.insert(overlay.path.as_str(), i) {
+                return Err(invalid(
+                    "overlays",
+                    format!(
+                        "'{}' is listed twice (entries {first} and {i}, blueprint's first)",
+                        overlay.path
+                    ),
+                ));
+            }
+            if let Some(alias) = &overlay.alias
+                && let Some(first) = seen_aliases.insert(alias.as_str(), i)
+            {
+                return Err(invalid(
+                    "overlays",
+                    format!(
+                        "alias '{alias}' is used twice (entries {first} and {i}, blueprint's first)"
+                    ),
+                ));
+            }
+        }
+        let res = &settings.resources;
+        if let (Some(high), Some(max)) = (&res.memory_high, &res.memory_max)
+            && high.exceeds(max)
+        {
+            return Err(invalid(
+                "resources.memory_high",
+                format!(
+                    "{high} is above resources.memory_max {max}; MemoryHigh must not exceed MemoryMax"
+                ),
+            ));
+        }
+        let default = |text| Duration::parse(text).expect("valid default");
+        Ok(Instance {
+            name: file.name,
+            blueprint: file.blueprint,
+            port: file.port,
+            map: settings.map.unwrap_or_else(|| DEFAULT_MAP.to_owned()),
+            maxplayers: settings.maxplayers,
+            args: settings.args,
+            overlays: settings.overlays,
+            config: settings.config.unwrap_or_default(),
+            resources: settings.resources,
+            ready_timeout: settings
+                .health
+                .ready_timeout
+                .unwrap_or_else(|| default(DEFAULT_READY_TIMEOUT)),
+            watchdog: settings
+                .health
+                .watchdog
+                .unwrap_or_else(|| default(DEFAULT_WATCHDOG)),
+            file: path,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn instance(text: &str) -> Result<InstanceFile, SpecError> {
+        InstanceFile::parse(
+            "coop1",
+            Path::new("/etc/left4me/instances/coop1.toml"),
+            text,
+        )
+    }
+
+    fn blueprint(text: &str) -> Blueprint {
+        Blueprint::parse("coop", Path::new("/etc/left4me/blueprints/coop.toml"), text).unwrap()
+    }
+
+    fn resolve(inst: &str, bp: Option<&str>) -> Result<Instance, SpecError> {
+        let bp = bp.map(blueprint);
+        Instance::resolve(instance(inst)?, bp.as_ref(), &HostConfig::default())
+    }
+
+    const DESIGN_EXAMPLE: &str = r#"
+blueprint = "coop"
+port = 27015
+map = "c1m1_hotel"
+maxplayers = 8
+args = ["-tickrate", "60"]
+overlays = [
+  "overlays/sourcemod",
+  { path = "overlays/tickrate", alias = "tickrate" },
+]
+config = """
+hostname "Coop #1"
+sv_consistency 0
+"""
+
+[resources]
+cpu_affinity = "2-3"
+memory_high = "1.5G"
+memory_max = "2G"
+tasks_max = 256
+nice = -5
+
+[health]
+ready_timeout = "5min"
+watchdog = "60s"
+"#;
+
+    #[test]
+    fn the_design_example_parses() {
+        let file = instance(DESIGN_EXAMPLE).unwrap();
+        assert_eq!(file.blueprint.as_deref(), Some("coop"));
+        assert_eq!(file.port, 27015);
+        let s = &file.settings;
+        assert_eq!(s.maxplayers, Some(8));
+        assert_eq!(s.args, ["-tickrate", "60"]);
+        assert_eq!(s.overlays.len(), 2);
+        assert_eq!(s.overlays[1].alias.as_deref(), Some("tickrate"));
+        assert_eq!(
+            s.config.as_deref(),
+            Some("hostname \"Coop #1\"\nsv_consistency 0\n")
+        );
+        assert_eq!(s.resources.nice, Some(-5));
+        assert_eq!(s.resources.tasks_max, Some(256));
+        assert_eq!(s.health.watchdog.as_ref().unwrap().to_string(), "60s");
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let inst = resolve("port = 27015", None).unwrap();
+        assert_eq!(inst.map, DEFAULT_MAP);
+        assert_eq!(inst.ready_timeout.to_string(), DEFAULT_READY_TIMEOUT);
+        assert_eq!(inst.watchdog.to_string(), DEFAULT_WATCHDOG);
+        assert!(inst.overlays.is_empty() && inst.args.is_empty() && inst.config.is_empty());
+    }
+
+    #[test]
+    fn blueprint_merge_rules() {
+        let bp = r#"
+map = "c2m1_highway"
+maxplayers = 4
+args = ["-tickrate", "100"]
+overlays = ["overlays/base", { path = "overlays/cfgs", alias = "cfgs" }]
+config = "sv_cheats 0"
+[resources]
+memory_max = "3G"
+nice = 0
+[health]
+watchdog = "30s"
+"#;
+        let inst = r#"
+blueprint = "coop"
+port = 27016
+maxplayers = 8
+args = ["+sv_lan", "0"]
+overlays = ["overlays/extra"]
+config = "hostname x\n"
+[resources]
+nice = -5
+"#;
+        let merged = resolve(inst, Some(bp)).unwrap();
+        assert_eq!(
+            merged.map, "c2m1_highway",
+            "blueprint scalar when instance is silent"
+        );
+        assert_eq!(merged.maxplayers, Some(8), "instance scalar wins");
+        assert_eq!(merged.args, ["-tickrate", "100", "+sv_lan", "0"]);
+        let paths: Vec<_> = merged.overlays.iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(paths, ["overlays/base", "overlays/cfgs", "overlays/extra"]);
+        assert_eq!(merged.config, "sv_cheats 0\nhostname x\n");
+        assert_eq!(merged.resources.nice, Some(-5));
+        assert_eq!(merged.resources.memory_max.unwrap().to_string(), "3G");
+        assert_eq!(merged.watchdog.to_string(), "30s");
+        assert_eq!(merged.ready_timeout.to_string(), DEFAULT_READY_TIMEOUT);
+    }
+
+    #[test]
+    fn blueprints_cannot_set_port_or_blueprint() {
+        for text in ["port = 1", "blueprint = 'x'"] {
+            let err = Blueprint::parse("b", Path::new("/b.toml"), text).unwrap_err();
+            assert!(err.reason.contains("cannot set"), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_bad_value_names_its_key() {
+        for (text, key) in [
+            ("", "port"),
+            ("port = 'x'", "port"),
+            ("port = 70000", "port"),
+            ("port = 80", "port"),
+            ("port = 27015\nmapp = 'x'", "mapp"),
+            ("port = 27015\nmap = 'c1m1 hotel'", "map"),
+            ("port = 27015\nmaxplayers = 0", "maxplayers"),
+            ("port = 27015\nblueprint = 'Bad'", "blueprint"),
+            ("port = 27015\nargs = ['a', '']", "args[1]"),
+            ("port = 27015\nargs = 'x'", "args"),
+            ("port = 27015\noverlays = ['/etc']", "overlays[0]"),
+            (
+                "port = 27015\noverlays = ['overlays/a', 'overlays/a']",
+                "overlays",
+            ),
+            (
+                "port = 27015\noverlays = [{path='overlays/a',alias='x'},{path='overlays/b',alias='x'}]",
+                "overlays",
+            ),
+            (
+                "port = 27015\n[resources]\ncpu_affinity = 'all'",
+                "resources.cpu_affinity",
+            ),
+            (
+                "port = 27015\n[resources]\nmemory_max = '2 GB'",
+                "resources.memory_max",
+            ),
+            (
+                "port = 27015\n[resources]\nmemory_high = '3G'\nmemory_max = '2G'",
+                "resources.memory_high",
+            ),
+            (
+                "port = 27015\n[resources]\ntasks_max = 0",
+                "resources.tasks_max",
+            ),
+            ("port = 27015\n[resources]\nnice = -21", "resources.nice"),
+            ("port = 27015\n[resources]\nswap = 1", "resources.swap"),
+            (
+                "port = 27015\n[health]\nready_timeout = 'soon'",
+                "health.ready_timeout",
+            ),
+            (
+                "port = 27015\n[health]\nready_timeout = '0'",
+                "health.ready_timeout",
+            ),
+            (
+                "port = 27015\n[health]\nwatchdog = 'infinity'",
+                "health.watchdog",
+            ),
+            ("port = 27015\nhealth = 5", "health"),
+        ] {
+            let err = resolve(text, None).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{text:?}: {err}");
+            assert!(!err.to_string().contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn layer_limit_counts_the_installation() {
+        let overlays = |n: usize| {
+            let list: Vec<String> = (0..n).map(|i| format!("'overlays/o{i}'")).collect();
+            format!("port = 27015\noverlays = [{}]", list.join(","))
+        };
+        assert_eq!(
+            resolve(&overlays(MAX_LAYERS - 1), None)
+                .unwrap()
+                .overlays
+                .len(),
+            499
+        );
+        let err = resolve(&overlays(MAX_LAYERS), None).unwrap_err();
+        assert!(err.reason.contains("limit of 500 layers"), "{err}");
+    }
+
+    #[test]
+    fn file_names_are_checked() {
+        let err = InstanceFile::parse("Bad", Path::new("/i/Bad.toml"), "port = 27015").unwrap_err();
+        assert!(err.reason.starts_with("file name:"), "{err}");
+    }
+}

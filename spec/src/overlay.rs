@@ -1,0 +1,342 @@
+//! Overlays: references to content layers in instance specs, and overlay definitions
+//! (`overlays/NAME.toml`) that say how a layer's content is made.
+
+use std::path::Path;
+
+use toml::Value;
+
+use crate::error::SpecError;
+use crate::layout::check_plain_path_chars;
+use crate::name::check_name;
+use crate::toml_fields::{Fields, parse_document};
+use crate::values::{Duration, Size};
+
+/// The directories of the state dir that layers may come from.
+pub const LAYER_ROOTS: [&str; 3] = ["installation", "overlays", "workshop_cache"];
+
+/// One entry of an instance's `overlays` list: a bare path or `{ path, alias }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayRef {
+    /// Relative to the state dir, beneath one of [`LAYER_ROOTS`]; checked lexically here and
+    /// again against the file system (symlinks) when the overlay is mounted.
+    pub path: String,
+    /// When set, the layer's `left4dead2/cfg/server.cfg` is staged as
+    /// `server_overlay_<alias>.cfg` and executed before the instance's own config.
+    pub alias: Option<String>,
+}
+
+impl OverlayRef {
+    /// Reads one list entry; `key` is its place for error messages (`overlays[2]`).
+    pub(crate) fn from_value(file: &Path, key: &str, value: Value) -> Result<Self, SpecError> {
+        let (path, alias) = match value {
+            Value::String(path) => (path, None),
+            Value::Table(table) => {
+                let mut fields = Fields::new(file, key, table, &["path", "alias"])?;
+                let path = fields.string("path")?.ok_or_else(|| {
+                    fields.error("path", "missing; write { path = \"overlays/NAME\" }")
+                })?;
+                let alias = fields.string("alias")?;
+                if let Some(alias) = &alias {
+                    check_name(alias).map_err(|why| fields.error("alias", why))?;
+                }
+                (path, alias)
+            }
+            other => {
+                return Err(SpecError::invalid(
+                    file,
+                    key,
+                    format!(
+                        "expected a path string or {{ path, alias }} table, found {}",
+                        other.type_str()
+                    ),
+                ));
+            }
+        };
+        check_layer_path(&path).map_err(|why| SpecError::invalid(file, key, why))?;
+        Ok(OverlayRef { path, alias })
+    }
+}
+
+/// The lexical rules for a layer path: relative, normal components only, beneath a layer root.
+pub(crate) fn check_layer_path(path: &str) -> Result<(), String> {
+    let fail = |why: &str| {
+        Err(format!(
+            "'{}' {why}; write a path relative to the state dir such as \"overlays/sourcemod\"",
+            path.escape_debug()
+        ))
+    };
+    if path.starts_with('/') {
+        return fail("is absolute");
+    }
+    check_plain_path_chars(path).or_else(|why| fail(&why))?;
+    let components: Vec<&str> = path.split('/').collect();
+    if components
+        .iter()
+        .any(|c| c.is_empty() || *c == "." || *c == "..")
+    {
+        return fail("has an empty, '.' or '..' component");
+    }
+    if !LAYER_ROOTS.contains(&components[0]) || components.len() < 2 {
+        return fail("is not beneath installation/, overlays/ or workshop_cache/");
+    }
+    Ok(())
+}
+
+/// How an overlay's content is made: `overlays/NAME.toml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverlayDef {
+    pub name: String,
+    pub kind: OverlayKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OverlayKind {
+    /// Content is put into `overlays/NAME` by hand.
+    Manual,
+    /// Content is built by a script in the sandbox.
+    Script {
+        script: String,
+        /// `false`: no network at all during the build.
+        network: bool,
+        /// TCP ports the script may connect to.
+        allow_ports: Vec<u16>,
+        limits: ScriptLimits,
+    },
+}
+
+/// Resource limits of one script build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptLimits {
+    pub memory_max: Size,
+    pub tasks_max: u32,
+    pub timeout: Duration,
+}
+
+impl Default for ScriptLimits {
+    fn default() -> Self {
+        ScriptLimits {
+            memory_max: Size::parse("4G").expect("valid default"),
+            tasks_max: 512,
+            timeout: Duration::parse("1h").expect("valid default"),
+        }
+    }
+}
+
+impl OverlayDef {
+    /// Parses `overlays/NAME.toml`.
+    pub fn parse(name: &str, file: &Path, text: &str) -> Result<Self, SpecError> {
+        check_name(name).map_err(|why| SpecError::file(file, why))?;
+        let table = parse_document(file, text)?;
+        let known = ["kind", "script", "network", "allow_ports", "limits"];
+        let mut fields = Fields::new(file, "", table, &known)?;
+        let kind = match fields.string("kind")?.as_deref() {
+            Some("manual") => {
+                if let Some(key) = known[1..].iter().find(|k| fields.take(k).is_some()) {
+                    return Err(fields.error(key, "only script overlays have this key"));
+                }
+                OverlayKind::Manual
+            }
+            Some("script") => Self::script_kind(&mut fields)?,
+            Some(other) => {
+                return Err(fields.error(
+                    "kind",
+                    format!("'{other}' is not a kind; use \"manual\" or \"script\""),
+                ));
+            }
+            None => {
+                return Err(fields.error("kind", "missing; set kind = \"manual\" or \"script\""));
+            }
+        };
+        Ok(OverlayDef {
+            name: name.to_owned(),
+            kind,
+        })
+    }
+
+    fn script_kind(fields: &mut Fields<'_>) -> Result<OverlayKind, SpecError> {
+        let script = fields
+            .string("script")?
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| {
+                fields.error(
+                    "script",
+                    "missing or empty; a script overlay needs a script",
+                )
+            })?;
+        if script.contains('\0') {
+            return Err(fields.error("script", "contains a NUL byte"));
+        }
+        let network = fields.boolean("network")?.unwrap_or(true);
+        let allow_ports = match fields.array("allow_ports")? {
+            None => vec![80, 443],
+            Some(items) => items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Integer(port @ 1..=65535) => Ok(port as u16),
+                    other => Err(fields.error(
+                        "allow_ports",
+                        format!("expected TCP port numbers 1-65535, found {other}"),
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let mut limits = ScriptLimits::default();
+        if let Some(mut table) = fields.table("limits", &["memory_max", "tasks_max", "timeout"])? {
+            if let Some(size) = table.parsed("memory_max", Size::parse)? {
+                limits.memory_max = size;
+            }
+            if let Some(tasks) = table.integer_in("tasks_max", 1..=1_000_000)? {
+                limits.tasks_max = tasks;
+            }
+            if let Some(timeout) = table.parsed("timeout", Duration::parse)? {
+                if timeout.is_zero() || timeout.as_micros().is_none() {
+                    return Err(table.error("timeout", "a build needs a finite time limit"));
+                }
+                limits.timeout = timeout;
+            }
+        }
+        Ok(OverlayKind::Script {
+            script,
+            network,
+            allow_ports,
+            limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "/etc/left4me/overlays/maps.toml";
+
+    fn entry(value: Value) -> Result<OverlayRef, SpecError> {
+        OverlayRef::from_value(Path::new("/x.toml"), "overlays[0]", value)
+    }
+
+    #[test]
+    fn bare_and_aliased_entries() {
+        let bare = entry(Value::String("overlays/sourcemod".into())).unwrap();
+        assert_eq!(
+            bare,
+            OverlayRef {
+                path: "overlays/sourcemod".into(),
+                alias: None
+            }
+        );
+        let table: toml::Table =
+            toml::from_str("path = 'overlays/tr'\nalias = 'tickrate'").unwrap();
+        let aliased = entry(Value::Table(table)).unwrap();
+        assert_eq!(aliased.alias.as_deref(), Some("tickrate"));
+    }
+
+    #[test]
+    fn layer_paths_must_stay_beneath_a_layer_root() {
+        for good in [
+            "overlays/a",
+            "overlays/a/b",
+            "workshop_cache/123",
+            "installation/sub",
+        ] {
+            assert!(check_layer_path(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "/overlays/a",
+            "overlays",
+            "overlays/",
+            "overlays/../etc",
+            "overlays/./a",
+            "overlays//a",
+            "runtime/x/upper",
+            "etc/passwd",
+            "overlays/a,b",
+            "overlays/a:b",
+            "overlays/a b",
+            "overlays/a\\b",
+            "",
+        ] {
+            let why = check_layer_path(bad).unwrap_err();
+            assert!(why.contains("overlays/sourcemod"), "{bad}: {why}");
+        }
+    }
+
+    #[test]
+    fn bad_alias_and_unknown_key_are_named() {
+        let table: toml::Table =
+            toml::from_str("path = 'overlays/a'\nalias = 'Bad Alias'").unwrap();
+        let err = entry(Value::Table(table)).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("overlays[0].alias"));
+        let table: toml::Table = toml::from_str("path = 'overlays/a'\nname = 'x'").unwrap();
+        let err = entry(Value::Table(table)).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("overlays[0].name"));
+        let err = entry(Value::Integer(3)).unwrap_err();
+        assert!(err.reason.contains("found integer"), "{err}");
+    }
+
+    #[test]
+    fn script_overlay_with_defaults_and_limits() {
+        let def = OverlayDef::parse(
+            "maps",
+            Path::new(FILE),
+            "kind = 'script'\nscript = 'true'\n",
+        )
+        .unwrap();
+        let OverlayKind::Script {
+            network,
+            allow_ports,
+            limits,
+            ..
+        } = def.kind
+        else {
+            panic!("not a script overlay");
+        };
+        assert!(network);
+        assert_eq!(allow_ports, [80, 443]);
+        assert_eq!(limits, ScriptLimits::default());
+
+        let text = "kind = 'script'\nscript = 'true'\nnetwork = false\nallow_ports = [8080]\n\
+                    [limits]\nmemory_max = '1G'\ntasks_max = 64\ntimeout = '10min'\n";
+        let def = OverlayDef::parse("maps", Path::new(FILE), text).unwrap();
+        let OverlayKind::Script {
+            network,
+            allow_ports,
+            limits,
+            ..
+        } = def.kind
+        else {
+            panic!("not a script overlay");
+        };
+        assert!(!network);
+        assert_eq!(allow_ports, [8080]);
+        assert_eq!(limits.tasks_max, 64);
+        assert_eq!(limits.timeout.to_string(), "10min");
+    }
+
+    #[test]
+    fn overlay_definition_errors() {
+        let parse = |text: &str| OverlayDef::parse("maps", Path::new(FILE), text).unwrap_err();
+        assert_eq!(parse("").key.as_deref(), Some("kind"));
+        assert!(
+            parse("kind = 'magic'")
+                .reason
+                .contains("\"manual\" or \"script\"")
+        );
+        assert_eq!(parse("kind = 'script'").key.as_deref(), Some("script"));
+        assert_eq!(
+            parse("kind = 'manual'\nscript = 'x'").key.as_deref(),
+            Some("script")
+        );
+        assert_eq!(
+            parse("kind = 'script'\nscript = 'x'\nallow_ports = [0]")
+                .key
+                .as_deref(),
+            Some("allow_ports")
+        );
+        assert_eq!(
+            parse("kind = 'script'\nscript = 'x'\n[limits]\ntimeout = '0'")
+                .key
+                .as_deref(),
+            Some("limits.timeout")
+        );
+    }
+}
