@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use crate::error::{ErrorKind, SpecError};
 use crate::layout::check_absolute_dir;
 use crate::toml_fields::{Fields, parse_document};
@@ -10,7 +12,7 @@ use crate::values::CpuList;
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/left4me";
 
 /// The settings of `host.toml`, with defaults filled in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostConfig {
     pub state_dir: PathBuf,
     /// The user the game runs as; owns the state dir.

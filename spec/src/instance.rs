@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use crate::error::SpecError;
 use crate::host::HostConfig;
 use crate::name::check_name;
@@ -18,7 +20,7 @@ pub const DEFAULT_WATCHDOG: &str = "60s";
 pub const MAX_LAYERS: usize = 500;
 
 /// `[resources]`: each key maps to the systemd directive named in its comment.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Resources {
     /// `CPUAffinity=`
     pub cpu_affinity: Option<CpuList>,
@@ -33,7 +35,7 @@ pub struct Resources {
 }
 
 /// `[health]`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Health {
     /// `TimeoutStartSec=`: how long the game may take to answer its first query.
     pub ready_timeout: Option<Duration>,
@@ -42,7 +44,7 @@ pub struct Health {
 }
 
 /// The settings a blueprint and an instance share (everything but `port` and `blueprint`).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Settings {
     pub map: Option<String>,
     pub maxplayers: Option<u8>,
@@ -201,7 +203,7 @@ fn check_map(map: &str) -> Result<(), String> {
 }
 
 /// A blueprint file: shared settings several instances inherit.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Blueprint {
     pub name: String,
     pub file: PathBuf,
@@ -232,7 +234,7 @@ impl Blueprint {
 }
 
 /// One instance file as written, before its blueprint is merged in.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InstanceFile {
     pub name: String,
     pub file: PathBuf,
@@ -273,7 +275,7 @@ impl InstanceFile {
 }
 
 /// The effective spec of an instance: blueprint merged, defaults filled in, fully validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Instance {
     pub name: String,
     /// The instance's spec file.

@@ -9,7 +9,7 @@ pub const STATE_DIR_ENV: &str = "LEFT4ME_STATE_DIR";
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/left4me";
 
 /// The paths of one host: a config dir and a state dir.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Layout {
     pub config_dir: PathBuf,
     pub state_dir: PathBuf,

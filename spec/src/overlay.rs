@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use serde::Serialize;
 use toml::Value;
 
 use crate::error::SpecError;
@@ -15,7 +16,7 @@ use crate::values::{Duration, Size};
 pub const LAYER_ROOTS: [&str; 3] = ["installation", "overlays", "workshop_cache"];
 
 /// One entry of an instance's `overlays` list: a bare path or `{ path, alias }`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OverlayRef {
     /// Relative to the state dir, beneath one of [`LAYER_ROOTS`]; checked lexically here and
     /// again against the file system (symlinks) when the overlay is mounted.
@@ -83,13 +84,15 @@ pub(crate) fn check_layer_path(path: &str) -> Result<(), String> {
 }
 
 /// How an overlay's content is made: `overlays/NAME.toml`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OverlayDef {
     pub name: String,
+    #[serde(flatten)]
     pub kind: OverlayKind,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum OverlayKind {
     /// Content is put into `overlays/NAME` by hand.
     Manual,
@@ -105,7 +108,7 @@ pub enum OverlayKind {
 }
 
 /// Resource limits of one script build.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScriptLimits {
     pub memory_max: Size,
     pub tasks_max: u32,

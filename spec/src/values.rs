@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use serde::{Serialize, Serializer};
+
 /// A systemd time span (`systemd.time(7)`): `90`, `60s`, `5min`, `1h 30min`, `infinity`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Duration {
@@ -282,6 +284,18 @@ impl fmt::Display for CpuList {
         f.write_str(&self.text)
     }
 }
+
+/// Each value serializes as the text the operator wrote, as in the spec file.
+macro_rules! serialize_as_text {
+    ($($ty:ty),*) => {$(
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.text)
+            }
+        }
+    )*};
+}
+serialize_as_text!(Duration, Size, CpuList);
 
 #[cfg(test)]
 mod tests {
