@@ -82,12 +82,12 @@ impl HostConfig {
                 "must differ from game_user, or builds could rewrite the game's files",
             ));
         }
-        if let Some(items) = fields.array("port_range")? {
-            host.port_range = match items[..] {
+        if let Some(value) = fields.take("port_range") {
+            host.port_range = match value.as_array().map(Vec::as_slice).unwrap_or_default() {
                 [
                     toml::Value::Integer(lo @ 1..=65535),
                     toml::Value::Integer(hi @ 1..=65535),
-                ] if lo <= hi => (lo as u16, hi as u16),
+                ] if lo <= hi => (*lo as u16, *hi as u16),
                 _ => {
                     return Err(fields.error(
                         "port_range",

@@ -339,7 +339,7 @@ impl Instance {
                 return Err(invalid(
                     "overlays",
                     format!(
-                        "'{}' is listed twice (entries {first} and {i}, blueprint's first)",
+                        "'{}' is listed twice (entries {first} and {i}, counting the blueprint's overlays first)",
                         overlay.path
                     ),
                 ));
@@ -350,7 +350,7 @@ impl Instance {
                 return Err(invalid(
                     "overlays",
                     format!(
-                        "alias '{alias}' is used twice (entries {first} and {i}, blueprint's first)"
+                        "alias '{alias}' is used twice (entries {first} and {i}, counting the blueprint's overlays first)"
                     ),
                 ));
             }
