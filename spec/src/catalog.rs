@@ -29,6 +29,16 @@ impl Catalog {
     /// whole load; a bad instance is kept as an `Err` entry and the others are still checked.
     /// A missing config dir is a host with defaults and no instances.
     pub fn load(config_dir: &Path, state_dir: Option<PathBuf>) -> Result<Self, SpecError> {
+        Self::load_parallel(config_dir, state_dir, 1)
+    }
+
+    /// [`Catalog::load`] reading and checking the instance specs on up to `threads` threads
+    /// (the generator uses every CPU at boot; the result is the same).
+    pub fn load_parallel(
+        config_dir: &Path,
+        state_dir: Option<PathBuf>,
+        threads: usize,
+    ) -> Result<Self, SpecError> {
         let mut layout = Layout {
             config_dir: config_dir.to_path_buf(),
             state_dir: PathBuf::new(),
@@ -44,15 +54,30 @@ impl Catalog {
             None => host.state_dir.clone(),
         };
         let names = list_names(&layout.instances_dir())?;
-        let mut blueprints = HashMap::new();
-        let mut instances: Vec<(String, Result<Instance, SpecError>)> = names
-            .into_iter()
-            .map(|(name, checked)| {
-                let instance =
-                    checked.and_then(|()| load_with(&layout, &host, &name, &mut blueprints));
-                (name, instance)
-            })
-            .collect();
+        let load_chunk = |chunk: &[NameEntry]| -> Vec<(String, Result<Instance, SpecError>)> {
+            let mut blueprints = HashMap::new();
+            chunk
+                .iter()
+                .map(|(name, checked)| {
+                    let instance = checked
+                        .clone()
+                        .and_then(|()| load_with(&layout, &host, name, &mut blueprints));
+                    (name.clone(), instance)
+                })
+                .collect()
+        };
+        // Small hosts are not worth a thread.
+        let chunk_len = names.len().div_ceil(threads.max(1)).max(64);
+        let mut instances: Vec<_> = std::thread::scope(|scope| {
+            let workers: Vec<_> = names
+                .chunks(chunk_len)
+                .map(|chunk| scope.spawn(|| load_chunk(chunk)))
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|worker| worker.join().expect("spec loading does not panic"))
+                .collect()
+        });
         check_unique_ports(&mut instances);
         Ok(Catalog {
             layout,
@@ -105,7 +130,7 @@ impl Catalog {
 pub fn load_blueprint(layout: &Layout, name: &str) -> Result<Blueprint, SpecError> {
     let file = layout.blueprint_file(name);
     check_name(name).map_err(|why| SpecError::file(&file, why))?;
-    let text = std::fs::read_to_string(&file).map_err(|err| SpecError::read(&file, &err))?;
+    let text = read_spec(&file).map_err(|err| SpecError::read(&file, &err))?;
     Blueprint::parse(name, &file, &text)
 }
 
@@ -127,7 +152,7 @@ fn load_with(
     blueprints: &mut HashMap<String, Result<Blueprint, SpecError>>,
 ) -> Result<Instance, SpecError> {
     let file = layout.instance_file(name);
-    let text = std::fs::read_to_string(&file).map_err(|err| SpecError::read(&file, &err))?;
+    let text = read_spec(&file).map_err(|err| SpecError::read(&file, &err))?;
     let parsed = InstanceFile::parse(name, &file, &text)?;
     let blueprint = match &parsed.blueprint {
         None => None,
@@ -142,6 +167,26 @@ fn load_with(
         }
     };
     Instance::resolve(parsed, blueprint, host)
+}
+
+/// Reads a spec file with as few system calls as possible (open, read, close): specs are small
+/// regular files, and a short read from a regular file means end of file.
+pub(crate) fn read_spec(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0; 16 * 1024];
+    let mut len = 0;
+    loop {
+        let n = file.read(&mut buf[len..])?;
+        len += n;
+        if n == 0 || len < buf.len() {
+            break;
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
+    buf.truncate(len);
+    String::from_utf8(buf)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"))
 }
 
 fn blueprint_error(file: &Path, name: &str, err: SpecError) -> SpecError {
