@@ -1,1 +1,79 @@
-fn main() {}
+//! `left4me-supervisor prepare|run|cleanup NAME` — the three phases of
+//! `left4me-server@NAME.service`. See the library for what each does.
+
+use std::process::ExitCode;
+
+use left4me_supervisor::exit::{EXIT_RUNTIME, EXIT_USAGE};
+use left4me_supervisor::notify::Notifier;
+use left4me_supervisor::phases::{cleanup, prepare, run_instance};
+
+const USAGE: &str = "\
+usage: left4me-supervisor prepare|run|cleanup NAME
+
+The per-instance supervisor of left4me, run by left4me-server@NAME.service:
+  prepare NAME   (ExecStartPre, as root) join PID 1's mount namespace, check the spec,
+                 stage server.cfg into the upper dir and mount the instance's overlay
+  run NAME       (ExecStart, as the game user) run merged/srcds_run, send READY=1 once
+                 the game answers A2S queries, keep STATUS= current, feed the watchdog
+  cleanup NAME   (ExecStopPost, as root) unmount the overlay and remove work/work
+
+Environment: LEFT4ME_CONFIG_DIR (default /etc/left4me), LEFT4ME_STATE_DIR.
+Exit codes: 0 ok, 1 runtime error, 2 usage, 3 bad spec, 4 bad layer, 5 mount failed,
+6 the game never answered; run otherwise exits with the game's status.";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (verb, name) = match &args[..] {
+        [flag] if flag == "-h" || flag == "--help" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        [flag] if flag == "--version" => {
+            println!("left4me-supervisor {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        [verb, name] => (verb.as_str(), name.as_str()),
+        _ => return usage_error(),
+    };
+    // The privileged phases join PID 1's mount namespace first thing, while single-threaded.
+    if matches!(verb, "prepare" | "cleanup")
+        && let Err(err) = left4me_overlay::join_pid1_mount_namespace()
+    {
+        eprintln!("left4me-supervisor {verb} {name}: error: {err}");
+        return code(EXIT_RUNTIME);
+    }
+    let result = match verb {
+        "prepare" => prepare(name).map(|report| {
+            eprintln!("left4me-supervisor: {report}");
+            0
+        }),
+        "cleanup" => cleanup(name).map(|report| {
+            eprintln!("left4me-supervisor: {report}");
+            0
+        }),
+        "run" => match Notifier::from_env() {
+            Ok(notifier) => run_instance(name, &notifier),
+            Err(err) => {
+                eprintln!("left4me-supervisor run {name}: error: NOTIFY_SOCKET: {err}");
+                return code(EXIT_RUNTIME);
+            }
+        },
+        _ => return usage_error(),
+    };
+    match result {
+        Ok(status) => code(status),
+        Err(err) => {
+            eprintln!("left4me-supervisor {verb} {name}: error: {err}");
+            code(err.exit_code())
+        }
+    }
+}
+
+fn usage_error() -> ExitCode {
+    eprintln!("{USAGE}");
+    code(EXIT_USAGE)
+}
+
+fn code(status: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(status).unwrap_or(1))
+}

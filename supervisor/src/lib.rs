@@ -1,0 +1,20 @@
+//! left4me-supervisor: the per-instance supervisor of a Left 4 Dead 2 server.
+//!
+//! The binary runs the three phases of `left4me-server@.service` (`prepare`, `run`, `cleanup`);
+//! this library holds their logic, one module per concern:
+//!
+//! - [`phases`]: what each phase does, from spec to mount to game.
+//! - [`run`]: the supervision loop — readiness, status, watchdog, signals.
+//! - [`a2s`]: A2S server queries, used to tell systemd when the game really answers.
+//! - [`notify`]: sd_notify messages to systemd.
+//! - [`users`]: the game user's uid and gid.
+//! - [`exit`]: the exit codes.
+
+#![forbid(unsafe_code)]
+
+pub mod a2s;
+pub mod exit;
+pub mod notify;
+pub mod phases;
+pub mod run;
+pub mod users;

@@ -1,0 +1,198 @@
+//! The three phases of `left4me-server@NAME.service`, as the binary runs them:
+//! `prepare` (ExecStartPre, root), `run` (ExecStart, game user), `cleanup` (ExecStopPost, root).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use left4me_overlay::{
+    MountError, MountPlan, RealSys, StagedFile, plan::PlanError, read_beneath, resolve::LayerError,
+    stage::StageError,
+};
+use left4me_spec::{
+    Catalog, ErrorKind, HostConfig, Instance, Layout, SERVER_CFG, SpecError, alias_cfgs,
+    check_name, load_instance, lower_layers, render_server_cfg, srcds_argv,
+};
+
+use crate::exit::{EXIT_BAD_LAYER, EXIT_BAD_SPEC, EXIT_MOUNT_FAILED, EXIT_RUNTIME};
+use crate::notify::Notifier;
+use crate::run::{RunConfig, RunError, run};
+use crate::users::{UserError, lookup};
+
+/// Why a phase failed; [`PhaseError::exit_code`] says how the process ends.
+#[derive(Debug, thiserror::Error)]
+pub enum PhaseError {
+    #[error("{0}")]
+    Spec(#[from] SpecError),
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error("{0}")]
+    Layer(#[from] LayerError),
+    #[error("{0}")]
+    Stage(#[from] StageError),
+    #[error("{0}")]
+    Mount(#[from] MountError),
+    #[error("{0}")]
+    User(#[from] UserError),
+    #[error("{0}")]
+    Run(#[from] RunError),
+    #[error(
+        "the game tree is not mounted at {}: `left4me-supervisor prepare {name}` must run \
+         first (the unit's ExecStartPre does)",
+        merged.display()
+    )]
+    NotPrepared { name: String, merged: PathBuf },
+}
+
+impl PhaseError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            PhaseError::Spec(_) | PhaseError::Plan(_) => EXIT_BAD_SPEC,
+            PhaseError::Layer(_) | PhaseError::Stage(_) => EXIT_BAD_LAYER,
+            PhaseError::Mount(MountError::Layer(_) | MountError::FuseTaint(_)) => EXIT_BAD_LAYER,
+            PhaseError::Mount(_) => EXIT_MOUNT_FAILED,
+            PhaseError::User(_) | PhaseError::Run(_) | PhaseError::NotPrepared { .. } => {
+                EXIT_RUNTIME
+            }
+        }
+    }
+}
+
+fn checked_name(name: &str) -> Result<(), SpecError> {
+    check_name(name).map_err(|why| SpecError {
+        kind: ErrorKind::Invalid,
+        file: PathBuf::from(name),
+        key: None,
+        reason: format!("instance {why}"),
+    })
+}
+
+/// The host settings and paths, from host.toml and the environment overrides.
+fn host_layout() -> Result<(HostConfig, Layout), SpecError> {
+    let config_dir = Layout::config_dir_from_env();
+    let host = HostConfig::load(&config_dir.join("host.toml"))?;
+    let state_dir = Layout::state_dir_from_env().unwrap_or_else(|| host.state_dir.clone());
+    Ok((
+        host,
+        Layout {
+            config_dir,
+            state_dir,
+        },
+    ))
+}
+
+/// `prepare NAME`: check the spec against every other instance, create the runtime dirs, stage
+/// the cfg files into the upper dir and mount the overlay (keeping a matching mount). Call
+/// `join_pid1_mount_namespace` first. Returns the log line saying what was done.
+pub fn prepare(name: &str) -> Result<String, PhaseError> {
+    checked_name(name)?;
+    let catalog = Catalog::load_from_env()?;
+    let instance = match catalog.get(name) {
+        Some(entry) => entry.clone()?,
+        None => return Err(missing_spec(&catalog.layout, name).into()),
+    };
+    let game = lookup(Path::new("/"), &catalog.host.game_user)?;
+    let plan = MountPlan::new(&catalog.layout.state_dir, name, &lower_layers(&instance))?;
+    let files = cfg_files(&plan, &instance)?;
+    let report = left4me_overlay::prepare(&RealSys::new(), &plan, game, &files)?;
+    Ok(report.to_string())
+}
+
+fn missing_spec(layout: &Layout, name: &str) -> SpecError {
+    let file = layout.instance_file(name);
+    SpecError {
+        kind: ErrorKind::NotFound,
+        reason: format!(
+            "no such instance spec; create it with `left4mectl create {name} --port PORT`"
+        ),
+        file,
+        key: None,
+    }
+}
+
+/// The files staged into the upper dir: each aliased overlay's server.cfg as
+/// `server_overlay_<alias>.cfg`, and the composed server.cfg that executes them.
+fn cfg_files(plan: &MountPlan, instance: &Instance) -> Result<Vec<StagedFile>, PhaseError> {
+    let state = left4me_overlay::resolve::open_state_dir(&plan.state_dir)?;
+    let mut files = Vec::new();
+    for cfg in alias_cfgs(instance) {
+        let layer = left4me_overlay::resolve::resolve_layer(
+            std::os::fd::AsFd::as_fd(&state),
+            &plan.state_dir,
+            Path::new(&cfg.layer),
+        )?;
+        let contents = match read_beneath(&layer.fd, cfg.source)? {
+            Some(contents) => contents,
+            None => {
+                eprintln!(
+                    "left4me-supervisor: warning: overlay {} has no {}; `exec server_overlay_{}` will run an empty file",
+                    cfg.layer, cfg.source, cfg.alias
+                );
+                format!("// {} has no {}\n", cfg.layer, cfg.source).into_bytes()
+            }
+        };
+        files.push(StagedFile::new(cfg.target, contents));
+    }
+    files.push(StagedFile::new(SERVER_CFG, render_server_cfg(instance)));
+    Ok(files)
+}
+
+/// `cleanup NAME`: unmount the overlay if mounted and remove overlayfs' root-owned `work/work`.
+/// Needs only the state dir, so it works for a broken or deleted spec too. Call
+/// `join_pid1_mount_namespace` first.
+pub fn cleanup(name: &str) -> Result<String, PhaseError> {
+    checked_name(name)?;
+    let (_, layout) = host_layout()?;
+    // Unmounting needs the runtime paths only; the layer list is a placeholder.
+    let plan = MountPlan::new(&layout.state_dir, name, &["installation"])?;
+    let report = left4me_overlay::unmount(&RealSys::new(), &plan)?;
+    let removed: Vec<String> = report
+        .removed
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    Ok(match report.outcome {
+        left4me_overlay::UnmountOutcome::NotMounted => format!("{name}: nothing mounted"),
+        left4me_overlay::UnmountOutcome::Unmounted { mounts } => format!(
+            "{name}: unmounted {} ({mounts} mount{}){}",
+            plan.merged.display(),
+            if mounts == 1 { "" } else { "s" },
+            if removed.is_empty() {
+                String::new()
+            } else {
+                format!(", removed {}", removed.join(", "))
+            }
+        ),
+    })
+}
+
+/// `run NAME`: supervise the game until it exits; returns the exit code.
+pub fn run_instance(name: &str, notifier: &Notifier) -> Result<i32, PhaseError> {
+    checked_name(name)?;
+    let (host, layout) = host_layout()?;
+    let instance = load_instance(&layout, &host, name)?;
+    let merged = layout.merged_dir(name);
+    if !merged.join("srcds_run").exists() {
+        return Err(PhaseError::NotPrepared {
+            name: name.to_owned(),
+            merged,
+        });
+    }
+    let game_user = if rustix::process::geteuid().is_root() {
+        Some(lookup(Path::new("/"), &host.game_user)?)
+    } else {
+        None
+    };
+    let config = RunConfig {
+        name: name.to_owned(),
+        argv: srcds_argv(&instance, &merged),
+        cwd: merged.join("left4dead2"),
+        home: layout.state_dir.clone(),
+        port: instance.port,
+        ready_timeout: instance
+            .ready_timeout
+            .as_micros()
+            .map(Duration::from_micros),
+        game_user,
+    };
+    Ok(run(&config, notifier)?)
+}
