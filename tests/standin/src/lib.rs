@@ -1,0 +1,17 @@
+//! srcds-standin: a stand-in for the Left 4 Dead 2 dedicated server (`srcds_run -norestart`,
+//! which execs `srcds_linux`), for tests of left4me.
+//!
+//! Installed as `srcds_run` at the root of a fake game tree, it behaves like the real server in
+//! every way the toolkit relies on: it takes the srcds command line, treats the directory of
+//! argv\[0\] as its game root, runs `<game>/cfg/server.cfg` and its `exec` chain, answers A2S
+//! queries on `+ip:-port` (with challenges, and split replies on request), quits with status 0 on
+//! SIGINT and SIGTERM, and can be told to start slowly, hang, wedge or crash, from its command
+//! line or, while it runs, through `<game>/standin.control`. It writes what it saw (argv, cwd,
+//! ids, capabilities, HOME, cfg order) to `<game>/standin.log`. README.md beside this crate lists
+//! every option.
+
+pub mod args;
+pub mod cfg;
+pub mod reply;
+pub mod server;
+pub mod signals;

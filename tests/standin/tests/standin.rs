@@ -1,0 +1,549 @@
+//! srcds-standin, run as `srcds_run` from a temporary game tree and queried over loopback with
+//! the supervisor's A2S client and with the independent python-a2s (`pip install python-a2s`).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use left4me_supervisor::a2s::{A2sClient, A2sError, Environment, Info, ServerType, Visibility};
+
+const STANDIN: &str = env!("CARGO_BIN_EXE_srcds-standin");
+const QUERY_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// A game tree in a temp dir: `srcds_run` (a symlink to the stand-in) and `left4dead2/cfg/`.
+struct GameTree {
+    root: PathBuf,
+}
+
+impl GameTree {
+    fn new(name: &str) -> Self {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let root = std::env::temp_dir().join(format!(
+            "left4me-standin-{name}-{}-{}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("left4dead2/cfg")).unwrap();
+        std::os::unix::fs::symlink(STANDIN, root.join("srcds_run")).unwrap();
+        Self { root }
+    }
+
+    fn game(&self) -> PathBuf {
+        self.root.join("left4dead2")
+    }
+
+    fn cfg(&self, name: &str, text: &str) -> &Self {
+        let path = self.game().join("cfg").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        self
+    }
+
+    fn control(&self, words: &str) {
+        std::fs::write(self.game().join("standin.control"), words).unwrap();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.game().join("standin.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for GameTree {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running stand-in; killed on drop so a failing test leaves no process behind.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// Start `<root>/srcds_run` as the supervisor does: cwd `<root>/left4dead2`, a set HOME.
+    fn start(tree: &GameTree, extra: &[&str]) -> Self {
+        let port = free_port();
+        let child = Command::new(tree.root.join("srcds_run"))
+            .args([
+                "-game",
+                "left4dead2",
+                "-norestart",
+                "-port",
+                &port.to_string(),
+            ])
+            .args(["+ip", "127.0.0.1", "+map", "c1m1_hotel"])
+            .args(extra)
+            .current_dir(tree.game())
+            .env("HOME", "/nonexistent/standin-home")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    fn client(&self) -> A2sClient {
+        A2sClient::connect(self.addr, QUERY_TIMEOUT).unwrap()
+    }
+
+    /// Query until A2S_INFO is answered; panics after `within`.
+    fn wait_ready(&mut self, within: Duration) -> Info {
+        let client = self.client();
+        let deadline = Instant::now() + within;
+        loop {
+            match client.info() {
+                Ok(info) => return info,
+                Err(e) if Instant::now() < deadline => {
+                    assert!(
+                        self.child.try_wait().unwrap().is_none(),
+                        "exited early: {e}"
+                    );
+                    sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("no answer within {within:?}: {e}"),
+            }
+        }
+    }
+
+    /// Query until A2S_INFO stops being answered; panics after `within`.
+    fn wait_silent(&self, within: Duration) {
+        let client = self.client();
+        let deadline = Instant::now() + within;
+        while client.info().is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "still answering after {within:?}"
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "still running after {within:?}");
+            sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rule(rules: &[left4me_supervisor::a2s::Rule], name: &str) -> Option<String> {
+    rules
+        .iter()
+        .find(|r| r.name == name)
+        .map(|r| r.value.clone())
+}
+
+/// A cfg chain like the toolkit composes: overlay cfgs exec'd first, then the instance config.
+fn tree_with_cfg_chain(name: &str) -> GameTree {
+    let tree = GameTree::new(name);
+    tree.cfg(
+        "server.cfg",
+        "exec server_overlay_base\nexec server_overlay_tickrate\n\
+         hostname \"Coop #1\" // instance config\nsv_tags coop\n",
+    )
+    .cfg(
+        "server_overlay_base.cfg",
+        "exec sourcemod/base\nsv_consistency 0\n",
+    )
+    .cfg("sourcemod/base.cfg", "sm_base 1\n")
+    .cfg(
+        "server_overlay_tickrate.cfg",
+        "hostname Overridden\nsv_tags tick\n",
+    );
+    tree
+}
+
+const CHAIN_ORDER: &str =
+    "sourcemod/base.cfg,server_overlay_base.cfg,server_overlay_tickrate.cfg,server.cfg";
+
+#[test]
+fn answers_our_client_with_the_cfg_chain_applied() {
+    let tree = tree_with_cfg_chain("ours");
+    let mut server = Server::start(&tree, &["+standin_bots", "2", "-tickrate", "60"]);
+    let info = server.wait_ready(Duration::from_secs(10));
+    assert_eq!(info.name, "Coop #1");
+    assert_eq!(info.map, "c1m1_hotel");
+    assert_eq!(info.folder, "left4dead2");
+    assert_eq!(info.game, "Left 4 Dead 2");
+    assert_eq!((info.app_id, info.game_id), (550, Some(550)));
+    assert_eq!((info.players, info.max_players, info.bots), (2, 8, 2));
+    assert_eq!(info.server_type, ServerType::Dedicated);
+    assert_eq!(info.environment, Environment::Linux);
+    assert_eq!(info.visibility, Visibility::Public);
+    assert!(info.vac);
+    assert_eq!(info.port, Some(server.addr.port()));
+    assert_eq!(info.keywords.as_deref(), Some("coop"));
+
+    let client = server.client();
+    let players = client.players().unwrap();
+    let names: Vec<_> = players.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["Coach", "Ellis"]);
+    let rules = client.rules().unwrap();
+    assert_eq!(
+        rule(&rules, "standin_cfg_order").as_deref(),
+        Some(CHAIN_ORDER)
+    );
+    assert_eq!(rule(&rules, "sv_consistency").as_deref(), Some("0"));
+    assert_eq!(rule(&rules, "sm_base").as_deref(), Some("1"));
+
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
+    let log = tree.log();
+    let root = tree.root.display();
+    for expected in [
+        format!("argv=[\"{root}/srcds_run\", \"-game\", \"left4dead2\""),
+        format!("cwd={root}/left4dead2\n"),
+        format!("root={root}\n"),
+        "HOME=/nonexistent/standin-home\n".to_owned(),
+        "status Uid: ".to_owned(),
+        "status Gid: ".to_owned(),
+        "status CapEff: ".to_owned(),
+        "status CapPrm: ".to_owned(),
+        "status CapBnd: ".to_owned(),
+        "kept arguments: -tickrate 60\n".to_owned(),
+        format!("cfg order: {CHAIN_ORDER}\n"),
+        "quit on SIGTERM\n".to_owned(),
+    ] {
+        assert!(log.contains(&expected), "log lacks {expected:?}:\n{log}");
+    }
+}
+
+/// Query with python-a2s (an independent client) and print JSON; the module must be installed.
+fn python_a2s(addr: SocketAddr) -> serde_json::Value {
+    const SCRIPT: &str = r#"
+import json, sys
+try:
+    import a2s
+except ImportError as e:
+    sys.exit("python-a2s is missing (%s): run `pip install python-a2s`" % e)
+address = (sys.argv[1], int(sys.argv[2]))
+info = a2s.info(address, timeout=3)
+players = a2s.players(address, timeout=3)
+rules = a2s.rules(address, timeout=3)
+print(json.dumps({
+    "name": info.server_name, "map": info.map_name, "folder": info.folder, "game": info.game,
+    "app_id": info.app_id, "players": info.player_count, "max_players": info.max_players,
+    "bots": info.bot_count, "server_type": info.server_type, "platform": info.platform,
+    "password": info.password_protected, "vac": info.vac_enabled, "port": info.port,
+    "keywords": info.keywords, "game_id": info.game_id,
+    "player_names": [p.name for p in players], "rules": rules,
+}))
+"#;
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            SCRIPT,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+        ])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run python3 ({e}): install python3, then `pip install python-a2s`")
+        });
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "python-a2s query failed ({}); if the module is missing run `pip install python-a2s`:\n{stderr}",
+        output.status
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn check_with_python(extra: &[&str]) {
+    let tree = tree_with_cfg_chain("python");
+    let mut server = Server::start(&tree, extra);
+    server.wait_ready(Duration::from_secs(10));
+    let seen = python_a2s(server.addr);
+    let expected = serde_json::json!({
+        "name": "Coop #1", "map": "c1m1_hotel", "folder": "left4dead2", "game": "Left 4 Dead 2",
+        "app_id": 550, "players": 3, "max_players": 4, "bots": 1, "server_type": "d",
+        "platform": "l", "password": false, "vac": true, "port": server.addr.port(),
+        "keywords": "coop", "game_id": 550, "player_names": ["Player 1", "Player 2", "Coach"],
+    });
+    for (key, value) in expected.as_object().unwrap() {
+        assert_eq!(&seen[key], value, "python-a2s saw {key} = {}", seen[key]);
+    }
+    assert_eq!(seen["rules"]["standin_cfg_order"], CHAIN_ORDER);
+    assert_eq!(seen["rules"]["sv_consistency"], "0");
+}
+
+#[test]
+fn answers_python_a2s() {
+    check_with_python(&[
+        "+maxplayers",
+        "4",
+        "+standin_bots",
+        "1",
+        "+standin_players",
+        "2",
+    ]);
+}
+
+#[test]
+fn answers_python_a2s_with_split_replies() {
+    check_with_python(&[
+        "+maxplayers",
+        "4",
+        "+standin_bots",
+        "1",
+        "+standin_players",
+        "2",
+        "-standin_split",
+    ]);
+}
+
+/// Send one raw datagram and return the first reply datagram.
+fn raw_exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket.send_to(request, addr).unwrap();
+    let mut buf = [0u8; 2048];
+    let (len, _) = socket.recv_from(&mut buf).unwrap();
+    buf[..len].to_vec()
+}
+
+const INFO_REQUEST: &[u8] = b"\xFF\xFF\xFF\xFFTSource Engine Query\0";
+
+#[test]
+fn challenges_info_unless_told_not_to() {
+    let tree = GameTree::new("challenge");
+    let mut server = Server::start(&tree, &[]);
+    server.wait_ready(Duration::from_secs(10));
+    let reply = raw_exchange(server.addr, INFO_REQUEST);
+    assert_eq!(reply[..5], [0xFF, 0xFF, 0xFF, 0xFF, 0x41], "{reply:02X?}");
+    assert_eq!(reply.len(), 9);
+    drop(server);
+
+    let mut server = Server::start(&tree, &["-standin_nochallenge"]);
+    let info = server.wait_ready(Duration::from_secs(10));
+    assert_eq!(
+        info.name, "Left 4 Dead 2",
+        "default hostname without server.cfg"
+    );
+    let reply = raw_exchange(server.addr, INFO_REQUEST);
+    assert_eq!(reply[..5], [0xFF, 0xFF, 0xFF, 0xFF, 0x49], "{reply:02X?}");
+    // A2S_PLAYER and A2S_RULES are always challenged, as on every Source server.
+    let reply = raw_exchange(server.addr, b"\xFF\xFF\xFF\xFFV\xFF\xFF\xFF\xFF");
+    assert_eq!(reply[4], 0x41, "{reply:02X?}");
+    assert!(
+        tree.log()
+            .contains("'server.cfg' not present; not executing.")
+    );
+}
+
+#[test]
+fn sends_split_replies_that_our_client_reassembles() {
+    let tree = GameTree::new("split");
+    // Enough cvars that A2S_RULES needs several pieces even unforced.
+    let many: String = (0..150)
+        .map(|n| format!("standin_filler_{n:03} value_{n:03}\n"))
+        .collect();
+    tree.cfg("server.cfg", &many);
+    let mut server = Server::start(&tree, &["-standin_split", "-standin_nochallenge"]);
+    let info = server.wait_ready(Duration::from_secs(10));
+    assert_eq!(info.map, "c1m1_hotel");
+    let reply = raw_exchange(server.addr, INFO_REQUEST);
+    assert_eq!(
+        reply[..4],
+        [0xFE, 0xFF, 0xFF, 0xFF],
+        "forced split: {reply:02X?}"
+    );
+    assert_eq!(reply[8], 2, "two pieces");
+    let rules = server.client().rules().unwrap();
+    assert_eq!(rules.len(), 151);
+    assert_eq!(
+        rule(&rules, "standin_filler_149").as_deref(),
+        Some("value_149")
+    );
+    assert_eq!(server.client().players().unwrap(), vec![]);
+}
+
+#[test]
+fn waits_out_the_start_delay() {
+    let tree = GameTree::new("delay");
+    let started = Instant::now();
+    let mut server = Server::start(&tree, &["+standin_start_delay", "1.5"]);
+    // The port is bound during the delay (like a loading map) but nothing answers.
+    sleep(Duration::from_millis(300));
+    match server.client().info() {
+        Err(A2sError::Timeout { .. }) => {}
+        other => panic!("expected a timeout while loading, got {other:?}"),
+    }
+    server.wait_ready(Duration::from_secs(10));
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert!(tree.log().contains("loading: not answering queries yet\n"));
+}
+
+#[test]
+fn hangs_and_recovers_through_the_control_file() {
+    let tree = GameTree::new("hang");
+    let mut server = Server::start(&tree, &[]);
+    server.wait_ready(Duration::from_secs(10));
+    tree.control("hang\n");
+    server.wait_silent(Duration::from_secs(3));
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "a hung server keeps running"
+    );
+    tree.control("");
+    server.wait_ready(Duration::from_secs(3));
+    server.signal(libc::SIGINT);
+    assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
+    assert!(tree.log().contains("hang: not answering queries\n"));
+}
+
+#[test]
+fn hangs_after_the_given_time() {
+    let tree = GameTree::new("hang-after");
+    let mut server = Server::start(&tree, &["+standin_hang_after", "1"]);
+    server.wait_ready(Duration::from_secs(10));
+    server.wait_silent(Duration::from_secs(5));
+    // Still quits cleanly on SIGINT while hung.
+    server.signal(libc::SIGINT);
+    assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
+}
+
+#[test]
+fn crashes_by_sigsegv_through_the_control_file() {
+    let tree = GameTree::new("crash");
+    let mut server = Server::start(&tree, &[]);
+    server.wait_ready(Duration::from_secs(10));
+    tree.control("crash\n");
+    let status = server.wait_exit(Duration::from_secs(3));
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status}");
+    assert!(tree.log().contains("crash: raising SIGSEGV\n"));
+}
+
+#[test]
+fn crashes_after_the_given_time() {
+    let tree = GameTree::new("crash-after");
+    let mut server = Server::start(&tree, &["+standin_crash_after", "0.5"]);
+    let status = server.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.signal(), Some(libc::SIGSEGV), "{status}");
+}
+
+#[test]
+fn quits_with_status_0_on_sigint_even_while_loading() {
+    let tree = GameTree::new("sigint");
+    let mut server = Server::start(&tree, &["+standin_start_delay", "60"]);
+    sleep(Duration::from_millis(300));
+    server.signal(libc::SIGINT);
+    let status = server.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(tree.log().ends_with("quit on SIGINT\n"), "{}", tree.log());
+}
+
+#[test]
+fn a_wedged_server_ignores_sigterm_until_killed() {
+    let tree = GameTree::new("wedge");
+    let mut server = Server::start(&tree, &[]);
+    server.wait_ready(Duration::from_secs(10));
+    tree.control("wedge\n");
+    server.wait_silent(Duration::from_secs(3));
+    server.signal(libc::SIGTERM);
+    sleep(Duration::from_millis(500));
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "wedged server quit on SIGTERM"
+    );
+    server.signal(libc::SIGKILL);
+    let status = server.wait_exit(Duration::from_secs(5));
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+}
+
+fn run_with(root: &Path, args: &[&str]) -> (ExitStatus, String) {
+    let output = Command::new(root.join("srcds_run"))
+        .args(args)
+        .current_dir(root)
+        .output()
+        .unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn exits_2_on_a_bad_command_line() {
+    let tree = GameTree::new("usage");
+    for (args, message) in [
+        (
+            &["-game", "left4dead2", "-norestart", "+map", "c1m1_hotel"][..],
+            "missing -port",
+        ),
+        (
+            &["-game", "left4dead2", "-port", "27015", "+map", "m"],
+            "missing -norestart",
+        ),
+        (
+            &[
+                "-game",
+                "left4dead2",
+                "-norestart",
+                "-port",
+                "x",
+                "+map",
+                "m",
+            ],
+            "invalid -port",
+        ),
+        (
+            &["-game", "left4dead2", "-norestart", "-port", "27015"],
+            "missing +map",
+        ),
+    ] {
+        let (status, stderr) = run_with(&tree.root, args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(stderr.contains("usage: srcds_run"), "{stderr}");
+    }
+    let (status, stderr) = run_with(
+        &tree.root,
+        &[
+            "-game",
+            "nogame",
+            "-norestart",
+            "-port",
+            "27015",
+            "+map",
+            "m",
+        ],
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nogame does not exist"), "{stderr}");
+}
