@@ -37,7 +37,7 @@ pub fn render_dropin(instance: &Instance, layout: &Layout, host: &HostConfig) ->
          [Service]\n\
          User={user}\n\
          Group={user}\n\
-         ReadWritePaths={runtime}\n\
+         ReadWritePaths=-{runtime}\n\
          SocketBindAllow={port}\n\
          TimeoutStartSec={ready}\n\
          WatchdogSec={watchdog}\n",
@@ -236,7 +236,7 @@ mod tests {
              [Service]\n\
              User=left4me\n\
              Group=left4me\n\
-             ReadWritePaths=/var/lib/left4me/runtime/coop1\n\
+             ReadWritePaths=-/var/lib/left4me/runtime/coop1\n\
              SocketBindAllow=27015\n\
              TimeoutStartSec=5min\n\
              WatchdogSec=60s\n"
