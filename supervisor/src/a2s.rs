@@ -13,7 +13,7 @@
 //! extra fields (app 2400) are not parsed.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// Header of a reply that fits one datagram (-1 as a little-endian long).
@@ -554,13 +554,22 @@ impl A2sClient {
     /// Sends nothing yet.
     pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Self, A2sError> {
         let io_err = |op| move |source| A2sError::Io { op, addr, source };
-        let local: SocketAddr = match addr {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+        // Never bind(2), not even to port 0: under `SocketBindDeny=any` (the unit's hardening)
+        // an explicit bind is refused, while connect(2) picks an ephemeral port by itself.
+        let family = match addr {
+            SocketAddr::V4(_) => rustix::net::AddressFamily::INET,
+            SocketAddr::V6(_) => rustix::net::AddressFamily::INET6,
         };
-        let socket = UdpSocket::bind(local).map_err(io_err("bind"))?;
+        let fd = rustix::net::socket_with(
+            family,
+            rustix::net::SocketType::DGRAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|e| io_err("socket")(e.into()))?;
         // Connected: the kernel drops datagrams from anyone else and reports port unreachable.
-        socket.connect(addr).map_err(io_err("connect"))?;
+        rustix::net::connect(&fd, &addr).map_err(|e| io_err("connect")(e.into()))?;
+        let socket = UdpSocket::from(fd);
         Ok(Self {
             socket,
             addr,

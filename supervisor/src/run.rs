@@ -147,7 +147,12 @@ pub fn run(config: &RunConfig, notifier: &Notifier) -> Result<i32, RunError> {
     loop {
         signals.wait(next_query.saturating_duration_since(Instant::now()));
         if let Some(signal) = signals.take_stop() {
-            eprintln!("left4me-supervisor: {signal:?} received, forwarding it to srcds");
+            let shown = if signal == Signal::INT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            eprintln!("left4me-supervisor: {shown} received, forwarding it to srcds");
             let _ = kill_process(pid, signal);
             if phase != Phase::GaveUp {
                 phase = Phase::Stopping;

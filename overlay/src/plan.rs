@@ -1,0 +1,380 @@
+//! The mount plan: which directories an instance's overlay is made of.
+//!
+//! A [`MountPlan`] is plain data computed from the state dir, the instance name and the layer
+//! paths. Computing it does no I/O; the paths it holds are checked again, for real, when the plan
+//! is applied (see [`crate::resolve`]).
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+
+/// The kernel's overlayfs stack limit (`OVL_MAX_STACK`).
+pub const MAX_LAYERS: usize = 500;
+
+/// The directories of the state dir a layer may live in (the first component of a layer path).
+pub const LAYER_ROOTS: [&str; 3] = ["installation", "overlays", "workshop_cache"];
+
+/// The owner of the files and directories the game may write (the game user).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Mount flags of the merged tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MountOptions {
+    /// `nosuid`: set-user-ID bits in the game tree are ignored.
+    pub nosuid: bool,
+    /// `nodev`: device nodes in the game tree cannot be opened.
+    pub nodev: bool,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        Self {
+            nosuid: true,
+            nodev: true,
+        }
+    }
+}
+
+impl fmt::Display for MountOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut flags = Vec::new();
+        if self.nosuid {
+            flags.push("nosuid");
+        }
+        if self.nodev {
+            flags.push("nodev");
+        }
+        if flags.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&flags.join(","))
+        }
+    }
+}
+
+/// Everything needed to mount one instance's game tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPlan {
+    /// The instance name (validated: `^[a-z0-9][a-z0-9_-]{0,63}$`).
+    pub name: String,
+    /// The state dir, absolute (`/var/lib/left4me` by default).
+    pub state_dir: PathBuf,
+    /// The layer paths relative to `state_dir`, in kernel order: topmost first.
+    pub layers: Vec<PathBuf>,
+    /// `layers` joined onto `state_dir`, same order.
+    pub lowerdirs: Vec<PathBuf>,
+    /// `state_dir/runtime/NAME`, root-owned.
+    pub runtime_dir: PathBuf,
+    /// `runtime/NAME/upper`: the instance's writable layer, owned by the game user.
+    pub upper: PathBuf,
+    /// `runtime/NAME/work`: overlayfs' work dir, owned by the game user.
+    pub work: PathBuf,
+    /// `runtime/NAME/merged`: where the game tree is mounted.
+    pub merged: PathBuf,
+    /// Mount flags.
+    pub options: MountOptions,
+}
+
+/// Why a plan cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "state dir {path:?} is not an absolute path: set an absolute state_dir in host.toml or LEFT4ME_STATE_DIR"
+    )]
+    StateDirNotAbsolute { path: PathBuf },
+    #[error("instance name {name:?} is invalid: a name must match ^[a-z0-9][a-z0-9_-]{{0,63}}$")]
+    BadName { name: String },
+    #[error("instance {name}: no layers: the plan needs at least `installation`")]
+    NoLayers { name: String },
+    #[error(
+        "instance {name}: {count} layers exceed the kernel's overlay stack limit of {MAX_LAYERS}: use fewer overlays"
+    )]
+    TooManyLayers { name: String, count: usize },
+    #[error("layer {path:?}: {reason}")]
+    Layer { path: PathBuf, reason: &'static str },
+    #[error("layer {path:?} is listed twice: list each overlay once")]
+    DuplicateLayer { path: PathBuf },
+}
+
+/// Checks an instance name against `^[a-z0-9][a-z0-9_-]{0,63}$`.
+pub fn validate_instance_name(name: &str) -> Result<(), PlanError> {
+    let bytes = name.as_bytes();
+    let first_ok = bytes
+        .first()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let rest_ok = bytes[1.min(bytes.len())..]
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
+    if first_ok && rest_ok && bytes.len() <= 64 {
+        Ok(())
+    } else {
+        Err(PlanError::BadName {
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// Checks the shape of a layer path (no I/O): relative, plain components only, and beneath one of
+/// [`LAYER_ROOTS`].
+pub fn validate_layer_path(path: &Path) -> Result<(), PlanError> {
+    let refuse = |reason| {
+        Err(PlanError::Layer {
+            path: path.to_owned(),
+            reason,
+        })
+    };
+    if path.as_os_str().is_empty() {
+        return refuse("is empty");
+    }
+    let mut components = path.components();
+    for component in path.components() {
+        match component {
+            Component::Normal(_) => {}
+            Component::RootDir | Component::Prefix(_) => {
+                return refuse("is absolute: layer paths are relative to the state dir");
+            }
+            Component::ParentDir => return refuse("contains `..`: name the directory directly"),
+            Component::CurDir => return refuse("contains `.`: name the directory directly"),
+        }
+    }
+    let first = components.next().map(|c| c.as_os_str());
+    if !LAYER_ROOTS.iter().any(|root| first == Some(root.as_ref())) {
+        return refuse("must be beneath installation/, overlays/ or workshop_cache/");
+    }
+    Ok(())
+}
+
+impl MountPlan {
+    /// Computes the plan. `layers` are relative to `state_dir`, in kernel order (topmost first,
+    /// `installation` last), e.g. `["overlays/b", "overlays/a", "installation"]`. No I/O.
+    pub fn new<P: AsRef<Path>>(
+        state_dir: impl Into<PathBuf>,
+        name: &str,
+        layers: &[P],
+    ) -> Result<Self, PlanError> {
+        let state_dir = state_dir.into();
+        if !state_dir.is_absolute() {
+            return Err(PlanError::StateDirNotAbsolute { path: state_dir });
+        }
+        validate_instance_name(name)?;
+        if layers.is_empty() {
+            return Err(PlanError::NoLayers {
+                name: name.to_owned(),
+            });
+        }
+        if layers.len() > MAX_LAYERS {
+            return Err(PlanError::TooManyLayers {
+                name: name.to_owned(),
+                count: layers.len(),
+            });
+        }
+        let mut rel = Vec::with_capacity(layers.len());
+        for layer in layers {
+            let layer = layer.as_ref();
+            validate_layer_path(layer)?;
+            // Normalise away trailing slashes and the like; the components are all plain.
+            let layer: PathBuf = layer.components().collect();
+            if rel.contains(&layer) {
+                return Err(PlanError::DuplicateLayer { path: layer });
+            }
+            rel.push(layer);
+        }
+        let lowerdirs = rel.iter().map(|l| state_dir.join(l)).collect();
+        let runtime_dir = state_dir.join("runtime").join(name);
+        Ok(Self {
+            name: name.to_owned(),
+            upper: runtime_dir.join("upper"),
+            work: runtime_dir.join("work"),
+            merged: runtime_dir.join("merged"),
+            runtime_dir,
+            state_dir,
+            layers: rel,
+            lowerdirs,
+            options: MountOptions::default(),
+        })
+    }
+
+    /// The mount source shown in `/proc/self/mountinfo`: `left4me:NAME:FINGERPRINT`, where the
+    /// fingerprint (FNV-1a 64) covers every path and option of the plan. A mount carrying another
+    /// source was made from another plan.
+    pub fn source(&self) -> String {
+        format!("left4me:{}:{:016x}", self.name, self.fingerprint())
+    }
+
+    fn fingerprint(&self) -> u64 {
+        use std::os::unix::ffi::OsStrExt;
+        let mut hash = Fnv64::new();
+        for path in [&self.state_dir, &self.upper, &self.work, &self.merged]
+            .into_iter()
+            .chain(&self.lowerdirs)
+        {
+            hash.write(path.as_os_str().as_bytes());
+            hash.write(&[0]);
+        }
+        hash.write(self.options.to_string().as_bytes());
+        hash.finish()
+    }
+}
+
+struct Fnv64(u64);
+
+impl Fnv64 {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_paths() {
+        let plan = MountPlan::new(
+            "/srv/l4m",
+            "coop1",
+            &["overlays/b", "overlays/a/", "installation"],
+        )
+        .unwrap();
+        assert_eq!(
+            plan.layers,
+            [
+                Path::new("overlays/b"),
+                "overlays/a".as_ref(),
+                "installation".as_ref()
+            ]
+        );
+        assert_eq!(
+            plan.lowerdirs,
+            [
+                Path::new("/srv/l4m/overlays/b"),
+                "/srv/l4m/overlays/a".as_ref(),
+                "/srv/l4m/installation".as_ref()
+            ]
+        );
+        assert_eq!(plan.runtime_dir, Path::new("/srv/l4m/runtime/coop1"));
+        assert_eq!(plan.upper, Path::new("/srv/l4m/runtime/coop1/upper"));
+        assert_eq!(plan.work, Path::new("/srv/l4m/runtime/coop1/work"));
+        assert_eq!(plan.merged, Path::new("/srv/l4m/runtime/coop1/merged"));
+        assert_eq!(
+            plan.options,
+            MountOptions {
+                nosuid: true,
+                nodev: true
+            }
+        );
+    }
+
+    #[test]
+    fn source_depends_on_every_path() {
+        let a = MountPlan::new("/s", "x", &["overlays/a", "installation"]).unwrap();
+        let b = MountPlan::new("/s", "x", &["overlays/b", "installation"]).unwrap();
+        let c = MountPlan::new("/s", "x", &["installation", "overlays/a"]).unwrap();
+        assert!(a.source().starts_with("left4me:x:"));
+        assert_eq!(a.source(), a.clone().source());
+        assert_ne!(a.source(), b.source());
+        assert_ne!(a.source(), c.source());
+        let mut d = a.clone();
+        d.options.nodev = false;
+        assert_ne!(a.source(), d.source());
+    }
+
+    #[test]
+    fn names() {
+        for good in ["a", "coop1", "0", "a-b_c", &"a".repeat(64)] {
+            validate_instance_name(good).unwrap();
+        }
+        for bad in [
+            "",
+            "A",
+            "-a",
+            "_a",
+            "a.b",
+            "a/b",
+            "..",
+            "a b",
+            &"a".repeat(65),
+            "é",
+        ] {
+            assert!(
+                matches!(validate_instance_name(bad), Err(PlanError::BadName { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn layer_paths_refused() {
+        let cases = [
+            ("", "is empty"),
+            (
+                "/etc",
+                "is absolute: layer paths are relative to the state dir",
+            ),
+            (
+                "overlays/../etc",
+                "contains `..`: name the directory directly",
+            ),
+            (
+                "../installation",
+                "contains `..`: name the directory directly",
+            ),
+            ("./overlays/a", "contains `.`: name the directory directly"),
+            (
+                "runtime/x/upper",
+                "must be beneath installation/, overlays/ or workshop_cache/",
+            ),
+            (
+                "overlaysx/a",
+                "must be beneath installation/, overlays/ or workshop_cache/",
+            ),
+        ];
+        for (path, want) in cases {
+            match validate_layer_path(path.as_ref()) {
+                Err(PlanError::Layer { reason, .. }) => assert_eq!(reason, want, "{path:?}"),
+                other => panic!("{path:?}: {other:?}"),
+            }
+        }
+        for ok in [
+            "installation",
+            "overlays/a",
+            "workshop_cache/123/x",
+            "overlays/a/",
+        ] {
+            validate_layer_path(ok.as_ref()).unwrap();
+        }
+    }
+
+    #[test]
+    fn plan_refusals() {
+        let e = MountPlan::new("rel", "x", &["installation"]).unwrap_err();
+        assert!(matches!(e, PlanError::StateDirNotAbsolute { .. }), "{e}");
+        let e = MountPlan::new("/s", "X", &["installation"]).unwrap_err();
+        assert!(matches!(e, PlanError::BadName { .. }), "{e}");
+        let e = MountPlan::new::<&str>("/s", "x", &[]).unwrap_err();
+        assert!(matches!(e, PlanError::NoLayers { .. }), "{e}");
+        let e = MountPlan::new("/s", "x", &["overlays/a", "overlays/a/"]).unwrap_err();
+        assert!(matches!(e, PlanError::DuplicateLayer { .. }), "{e}");
+        let many: Vec<String> = (0..=MAX_LAYERS).map(|i| format!("overlays/{i}")).collect();
+        let e = MountPlan::new("/s", "x", &many).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "instance x: 501 layers exceed the kernel's overlay stack limit of 500: use fewer overlays"
+        );
+        MountPlan::new("/s", "x", &many[..MAX_LAYERS]).unwrap();
+    }
+}

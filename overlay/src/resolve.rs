@@ -1,0 +1,246 @@
+//! Resolving the layers of a plan to file descriptors, safely.
+//!
+//! The state dir is owned by the unprivileged game user, who could swap a checked directory for a
+//! symlink to `/root` between a check and the mount. So every layer is opened once, with
+//! `openat2`, and the mount is made from the descriptors (see [`crate::sys::MountMethod`]):
+//!
+//! * the first component (`installation`, `overlays` or `workshop_cache`) is opened beneath the
+//!   state dir with `RESOLVE_NO_SYMLINKS`: it must be a real directory;
+//! * the rest is opened beneath that directory with `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`:
+//!   symlinks that stay inside (`overlays/a -> b`) are followed, anything that leaves it
+//!   (`overlays/evil -> /etc`, `overlays/x -> ../runtime`, `..`) is refused with the path named.
+//!
+//! The state dir itself is opened by path, following symlinks: it is root's configuration.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+use crate::plan::{MountPlan, validate_layer_path};
+use crate::sys::{RESOLVE_STRICT, fd_path, openat2_retry};
+
+/// One layer, opened.
+#[derive(Debug)]
+pub struct ResolvedLayer {
+    /// The layer path relative to the state dir, as in the plan.
+    pub rel: PathBuf,
+    /// Where the descriptor points (what mountinfo shows for a layer given by descriptor).
+    pub path: PathBuf,
+    /// An `O_PATH` descriptor of the layer directory.
+    pub fd: OwnedFd,
+    /// Device and inode of the layer directory: its identity, whatever it is called later.
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// Why a layer cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    #[error(
+        "cannot open the state dir {path}: {source}: create it or fix state_dir / LEFT4ME_STATE_DIR"
+    )]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("layer {path}: {reason}")]
+    Layer { path: PathBuf, reason: String },
+}
+
+/// Opens the state dir (following symlinks: it is root's configuration).
+pub fn open_state_dir(state_dir: &Path) -> Result<OwnedFd, LayerError> {
+    rustix::fs::open(
+        state_dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| LayerError::StateDir {
+        path: state_dir.to_owned(),
+        source: e.into(),
+    })
+}
+
+/// Opens every layer of the plan, in plan order (topmost first).
+pub fn resolve_layers(plan: &MountPlan) -> Result<Vec<ResolvedLayer>, LayerError> {
+    let state = open_state_dir(&plan.state_dir)?;
+    plan.layers
+        .iter()
+        .map(|rel| resolve_layer(state.as_fd(), &plan.state_dir, rel))
+        .collect()
+}
+
+/// Opens one layer `rel` beneath the state dir `state` (whose path `state_dir` is used in
+/// messages).
+pub fn resolve_layer(
+    state: std::os::fd::BorrowedFd<'_>,
+    state_dir: &Path,
+    rel: &Path,
+) -> Result<ResolvedLayer, LayerError> {
+    let shown = state_dir.join(rel);
+    let refuse = |reason: String| LayerError::Layer {
+        path: shown.clone(),
+        reason,
+    };
+    validate_layer_path(rel).map_err(|e| match e {
+        crate::plan::PlanError::Layer { reason, .. } => refuse(reason.to_owned()),
+        other => refuse(other.to_string()),
+    })?;
+    let mut components = rel.components();
+    let Some(Component::Normal(first)) = components.next() else {
+        unreachable!("validate_layer_path checked the first component");
+    };
+    let first_name = first.to_string_lossy().into_owned();
+    let rest: PathBuf = components.collect();
+    let flags = OFlags::PATH | OFlags::DIRECTORY;
+
+    let root = openat2_retry(state, first.as_ref(), flags, Mode::empty(), RESOLVE_STRICT).map_err(
+        |e| {
+            refuse(match e {
+                Errno::LOOP => format!(
+                    "{first_name}/ in the state dir is a symlink: it must be a real directory"
+                ),
+                other => describe(other, &first_name),
+            })
+        },
+    )?;
+    let fd = if rest.as_os_str().is_empty() {
+        root
+    } else {
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        openat2_retry(root.as_fd(), &rest, flags, Mode::empty(), resolve)
+            .map_err(|e| refuse(describe(e, &first_name)))?
+    };
+    let stat = rustix::fs::fstat(&fd).map_err(|e| refuse(describe(e, &first_name)))?;
+    Ok(ResolvedLayer {
+        rel: rel.to_owned(),
+        path: fd_path(fd.as_fd()),
+        dev: stat.st_dev,
+        ino: stat.st_ino,
+        fd,
+    })
+}
+
+fn describe(errno: Errno, root: &str) -> String {
+    match errno {
+        Errno::NOENT => "does not exist: build the overlay (`left4mectl overlay build`) or fix \
+                         the instance's overlays list"
+            .to_owned(),
+        Errno::NOTDIR => "is not a directory".to_owned(),
+        Errno::XDEV => format!(
+            "escapes {root}/ through a symlink or `..`: refused; point it at a directory inside \
+             {root}/"
+        ),
+        Errno::LOOP => "goes through a /proc magic link or too many symlinks: refused".to_owned(),
+        Errno::NOSYS => "openat2 is not available: left4me needs Linux 5.6 or newer".to_owned(),
+        other => format!("cannot open: {}", std::io::Error::from(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+    use std::os::unix::fs::symlink;
+
+    fn tree() -> TempDir {
+        let t = TempDir::new("resolve");
+        for d in [
+            "installation",
+            "overlays/a/sub",
+            "overlays/b",
+            "workshop_cache/1",
+            "runtime",
+        ] {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        t
+    }
+
+    fn resolve(t: &TempDir, rel: &str) -> Result<ResolvedLayer, LayerError> {
+        let state = open_state_dir(t.path()).unwrap();
+        resolve_layer(state.as_fd(), t.path(), rel.as_ref())
+    }
+
+    fn reason(t: &TempDir, rel: &str) -> String {
+        match resolve(t, rel) {
+            Err(LayerError::Layer { path, reason }) => {
+                assert_eq!(path, t.path().join(rel));
+                reason
+            }
+            other => panic!("{rel}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn resolves_real_dirs() {
+        let t = tree();
+        for rel in [
+            "installation",
+            "overlays/a",
+            "overlays/a/sub",
+            "workshop_cache/1",
+        ] {
+            let layer = resolve(&t, rel).unwrap();
+            assert_eq!(layer.path, t.path().join(rel));
+            assert_eq!(layer.rel, Path::new(rel));
+        }
+        let plan = MountPlan::new(t.path(), "x", &["overlays/b", "installation"]).unwrap();
+        let layers = resolve_layers(&plan).unwrap();
+        assert_eq!(layers[0].path, t.path().join("overlays/b"));
+        assert_eq!(layers[1].path, t.path().join("installation"));
+    }
+
+    #[test]
+    fn symlink_inside_its_root_is_followed() {
+        let t = tree();
+        symlink("a/sub", t.path().join("overlays/alias")).unwrap();
+        assert_eq!(
+            resolve(&t, "overlays/alias").unwrap().path,
+            t.path().join("overlays/a/sub")
+        );
+    }
+
+    #[test]
+    fn escapes_refused() {
+        let t = tree();
+        symlink("/etc", t.path().join("overlays/evil")).unwrap();
+        symlink("../runtime", t.path().join("overlays/sideways")).unwrap();
+        symlink("../../installation", t.path().join("overlays/a/up")).unwrap();
+        let escape = "escapes overlays/ through a symlink or `..`: refused; point it at a \
+                      directory inside overlays/";
+        assert_eq!(reason(&t, "overlays/evil"), escape);
+        assert_eq!(reason(&t, "overlays/sideways"), escape);
+        assert_eq!(reason(&t, "overlays/a/up"), escape);
+        assert_eq!(
+            reason(&t, "overlays/../etc"),
+            "contains `..`: name the directory directly"
+        );
+        assert_eq!(
+            reason(&t, "runtime"),
+            "must be beneath installation/, overlays/ or workshop_cache/"
+        );
+    }
+
+    #[test]
+    fn root_symlink_refused() {
+        let t = tree();
+        std::fs::rename(t.path().join("workshop_cache"), t.path().join("wc")).unwrap();
+        symlink("wc", t.path().join("workshop_cache")).unwrap();
+        assert_eq!(
+            reason(&t, "workshop_cache/1"),
+            "workshop_cache/ in the state dir is a symlink: it must be a real directory"
+        );
+    }
+
+    #[test]
+    fn missing_and_not_dir() {
+        let t = tree();
+        std::fs::write(t.path().join("overlays/file"), "x").unwrap();
+        assert!(reason(&t, "overlays/nope").starts_with("does not exist"));
+        assert_eq!(reason(&t, "overlays/file"), "is not a directory");
+        let e = open_state_dir(&t.path().join("nope")).unwrap_err();
+        assert!(e.to_string().contains("create it or fix state_dir"), "{e}");
+    }
+}
