@@ -1,0 +1,202 @@
+//! The blueprint verbs, and the rule that a blueprint change must not break an instance.
+
+use std::path::Path;
+
+use left4me_spec::{
+    Blueprint, Catalog, Instance, InstanceFile, Settings, list_names, load_blueprint,
+};
+use serde::Serialize;
+
+use crate::change::{self, NewSpec, SpecKind, check_spec_name, describe, file_error, missing};
+use crate::cli::BlueprintCreateArgs;
+use crate::error::EXIT_OK;
+use crate::instance::{limits_line, or_dash, overlay_lines, peek, quoted};
+use crate::output::{emit, fields, table};
+use crate::{Ctx, store};
+
+/// `blueprint create NAME …`.
+pub fn create(ctx: &Ctx, args: &BlueprintCreateArgs) -> anyhow::Result<u8> {
+    let text = NewSpec {
+        map: args.map.as_deref(),
+        maxplayers: args.maxplayers,
+        overlays: &args.overlays,
+        ..NewSpec::default()
+    }
+    .render(SpecKind::Blueprint, &args.name);
+    change::create(ctx, SpecKind::Blueprint, &args.name, &text)
+}
+
+/// The instances whose spec names blueprint `name`, valid or not, sorted.
+fn users(catalog: &Catalog, name: &str) -> Vec<String> {
+    catalog
+        .instances
+        .iter()
+        .filter(|(instance, entry)| {
+            let uses = match entry {
+                Ok(valid) => valid.blueprint.clone(),
+                Err(_) => peek(&catalog.layout.instance_file(instance)).blueprint,
+            };
+            uses.as_deref() == Some(name)
+        })
+        .map(|(instance, _)| instance.clone())
+        .collect()
+}
+
+/// Checks `text` as blueprint `name` (at `file`): the blueprint itself, then every instance that
+/// is valid now and uses it, with the new blueprint merged in. Instances that are already invalid
+/// do not block the change (it may be their fix).
+pub fn check_change(catalog: &Catalog, name: &str, file: &Path, text: &str) -> anyhow::Result<()> {
+    let blueprint = Blueprint::parse(name, file, text)?;
+    let mut broken = Vec::new();
+    for instance in catalog.valid() {
+        if instance.blueprint.as_deref() != Some(name) {
+            continue;
+        }
+        let spec = store::read(&instance.file)?;
+        let result = InstanceFile::parse(&instance.name, &instance.file, &spec)
+            .and_then(|parsed| Instance::resolve(parsed, Some(&blueprint), &catalog.host));
+        if let Err(err) = result {
+            broken.push(format!("instance '{}' ({})", instance.name, describe(&err)));
+        }
+    }
+    if broken.is_empty() {
+        return Ok(());
+    }
+    Err(file_error(
+        file,
+        format!(
+            "this change would make {} invalid: {}; change the blueprint or those instances first",
+            if broken.len() == 1 {
+                "1 instance".to_owned()
+            } else {
+                format!("{} instances", broken.len())
+            },
+            broken.join("; ")
+        ),
+    )
+    .into())
+}
+
+/// `blueprint show NAME --json`: the parsed blueprint and who uses it.
+#[derive(Debug, Serialize)]
+struct BlueprintJson<'a> {
+    #[serde(flatten)]
+    blueprint: &'a Blueprint,
+    used_by: Vec<String>,
+}
+
+/// `blueprint show NAME [--json]`.
+pub fn show(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
+    check_spec_name(SpecKind::Blueprint, name)?;
+    let catalog = ctx.catalog()?;
+    let blueprint = match load_blueprint(&catalog.layout, name) {
+        Ok(blueprint) => blueprint,
+        Err(err) if err.kind == left4me_spec::ErrorKind::NotFound => {
+            return Err(missing(SpecKind::Blueprint, name, &err.file).into());
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let used_by = users(&catalog, name);
+    if json {
+        let shown = BlueprintJson {
+            blueprint: &blueprint,
+            used_by,
+        };
+        emit(&format!("{}\n", serde_json::to_string_pretty(&shown)?))?;
+        return Ok(EXIT_OK);
+    }
+    let mut pairs = vec![
+        ("blueprint", blueprint.name.clone()),
+        ("file", blueprint.file.display().to_string()),
+        ("used by", or_dash(used_by.join(" "))),
+    ];
+    pairs.extend(settings_pairs(&blueprint.settings));
+    emit(&fields(&pairs))?;
+    Ok(EXIT_OK)
+}
+
+fn settings_pairs(settings: &Settings) -> Vec<(&'static str, String)> {
+    let text = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    vec![
+        ("map", text(settings.map.clone())),
+        (
+            "maxplayers",
+            text(settings.maxplayers.map(|m| m.to_string())),
+        ),
+        ("args", or_dash(quoted(&settings.args))),
+        ("overlays", or_dash(overlay_lines(&settings.overlays))),
+        ("resources", or_dash(limits_line(&settings.resources))),
+        (
+            "ready_timeout",
+            text(
+                settings
+                    .health
+                    .ready_timeout
+                    .as_ref()
+                    .map(ToString::to_string),
+            ),
+        ),
+        (
+            "watchdog",
+            text(settings.health.watchdog.as_ref().map(ToString::to_string)),
+        ),
+        ("config", text(settings.config.clone())),
+    ]
+}
+
+/// One line of `blueprint list`; `--json` prints these as they are.
+#[derive(Debug, Serialize)]
+struct BlueprintRow {
+    name: String,
+    file: String,
+    /// The instances that name this blueprint.
+    instances: Vec<String>,
+    ok: bool,
+    error: Option<String>,
+    #[serde(skip)]
+    problem: Option<String>,
+}
+
+/// `blueprint list [--json]`.
+pub fn list(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
+    let catalog = ctx.catalog()?;
+    let layout = &catalog.layout;
+    let rows: Vec<BlueprintRow> = list_names(&layout.blueprints_dir())?
+        .into_iter()
+        .map(|(name, checked)| {
+            let file = layout.blueprint_file(&name);
+            let result = checked.and_then(|()| load_blueprint(layout, &name).map(drop));
+            BlueprintRow {
+                instances: users(&catalog, &name),
+                file: file.display().to_string(),
+                ok: result.is_ok(),
+                error: result.as_ref().err().map(ToString::to_string),
+                problem: result.as_ref().err().map(describe),
+                name,
+            }
+        })
+        .collect();
+    if json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
+    } else if rows.is_empty() {
+        emit(&format!(
+            "no blueprints in {}; create one with `left4mectl blueprint create NAME`\n",
+            layout.blueprints_dir().display()
+        ))?;
+    } else {
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| {
+                vec![
+                    row.name.clone(),
+                    row.instances.len().to_string(),
+                    row.problem
+                        .as_ref()
+                        .map_or("ok".into(), |p| format!("error: {p}")),
+                ]
+            })
+            .collect();
+        emit(&table(&["NAME", "INSTANCES", "SPEC"], &cells))?;
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,355 @@
+//! The command line: a derive `Parser` with one variant per verb.
+//!
+//! Every verb has a long help with an EXAMPLES section; `left4mectl VERB --help` is meant to be
+//! enough to use it. The help texts are snapshot-tested (`tests/snapshots/help-*.txt`).
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+/// Operate left4me: the Left 4 Dead 2 server instances of this host.
+#[derive(Debug, Parser)]
+#[command(
+    name = "left4mectl",
+    version,
+    max_term_width = 100,
+    long_about = "Operate left4me: the Left 4 Dead 2 server instances of this host.\n\n\
+        Each instance is one spec file, /etc/left4me/instances/NAME.toml; blueprints \
+        (/etc/left4me/blueprints/NAME.toml) hold settings several instances share. left4mectl \
+        creates, edits and checks these files. It never installs a spec that does not validate, \
+        and after a change it runs `systemctl daemon-reload` so the boot-time generator turns \
+        the specs into unit settings again.\n\n\
+        LEFT4ME_CONFIG_DIR and LEFT4ME_STATE_DIR point it at another config or state directory.",
+    after_long_help = "EXIT STATUS:\n  \
+        0  success\n  \
+        1  runtime error (I/O, systemctl failed)\n  \
+        2  usage or validation error; nothing was changed\n\n\
+        EXAMPLES:\n  \
+        left4mectl create coop1 --port 27015 --blueprint coop\n  \
+        left4mectl set coop1 map=c2m1_highway resources.memory_max=3G\n  \
+        left4mectl edit coop1\n  \
+        left4mectl list\n  \
+        left4mectl validate\n  \
+        left4mectl render coop1"
+)]
+pub struct Cli {
+    /// Say more about what happens (repeat for more)
+    #[arg(short, long, action = ArgAction::Count, global = true, help_heading = "Global options")]
+    pub verbose: u8,
+
+    /// Do not run `systemctl daemon-reload` after a change
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub no_reload: bool,
+
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Create an instance spec
+    #[command(
+        long_about = "Create an instance spec: write /etc/left4me/instances/NAME.toml.\n\n\
+            Refuses when the instance exists or when the spec would not validate: the port must \
+            lie in the host's port_range and be used by no other instance, the blueprint must \
+            exist, overlay paths must lie beneath overlays/, workshop_cache/ or installation/ of \
+            the state dir. Settings not given here come from the blueprint or the defaults; \
+            change them later with `left4mectl set` or `left4mectl edit`.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl create coop1 --port 27015\n  \
+            left4mectl create coop2 --port 27016 --blueprint coop --map c2m1_highway\n  \
+            left4mectl create vs1 --port 27020 --maxplayers 8 \\\n      \
+            --overlay overlays/sourcemod --overlay overlays/tickrate:tickrate"
+    )]
+    Create(CreateArgs),
+
+    /// Edit an instance spec in $VISUAL / $EDITOR
+    #[command(
+        long_about = "Edit an instance spec in your editor ($VISUAL, else $EDITOR, else `editor`, \
+            else `vi`).\n\n\
+            The editor works on a hidden copy next to the spec. When it exits, the copy is \
+            validated; a valid copy replaces the spec, an unchanged one changes nothing. When \
+            the copy is invalid the error is shown and you are asked whether to edit again; the \
+            spec is never replaced by an invalid one. Without a terminal on stdin an invalid \
+            copy is an error (exit status 2).",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl edit coop1\n  \
+            EDITOR=nano left4mectl edit coop1"
+    )]
+    Edit {
+        /// The instance
+        name: String,
+    },
+
+    /// Change keys of an instance spec, keeping comments and layout
+    #[command(
+        long_about = "Change keys of an instance spec, keeping its comments and layout.\n\n\
+            KEY is a spec key; keys of tables are dotted (resources.memory_max, \
+            health.watchdog). VALUE is read as TOML when it is a TOML value (27016, true, \
+            [\"-tickrate\", \"60\"]) and as a plain string otherwise (c2m1_highway). Keys that \
+            hold text (map, blueprint, config, resources.cpu_affinity, resources.memory_high, \
+            resources.memory_max, health.ready_timeout, health.watchdog) always take VALUE as a \
+            string, so watchdog=0 means \"0\". An empty VALUE (KEY=) is refused: remove a key \
+            with --unset KEY.\n\n\
+            The result is validated before it is installed; on an error nothing changes.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl set coop1 map=c2m1_highway maxplayers=8\n  \
+            left4mectl set coop1 port=27016\n  \
+            left4mectl set coop1 'args=[\"-tickrate\", \"60\"]'\n  \
+            left4mectl set coop1 resources.memory_max=3G health.watchdog=0\n  \
+            left4mectl set coop1 --unset maxplayers --unset resources.nice"
+    )]
+    Set(SetArgs),
+
+    /// Show the effective spec of an instance (blueprint merged)
+    #[command(
+        long_about = "Show the effective spec of an instance: its file with the blueprint merged \
+            in and defaults filled in, as the generator and the supervisor see it.\n\n\
+            --json prints the spec as one JSON object (see ctl/README.md for its shape).",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl show coop1\n  \
+            left4mectl show coop1 --json | jq .port"
+    )]
+    Show {
+        /// The instance
+        name: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// List every instance spec and whether it is valid
+    #[command(
+        long_about = "List every instance spec: name, port, map, blueprint and \"ok\" or why the \
+            spec is refused. An invalid instance is skipped by the generator at boot.\n\n\
+            --json prints an array of objects (see ctl/README.md for its shape).",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl list\n  \
+            left4mectl list --json | jq -r '.[] | select(.ok | not) | .name'"
+    )]
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Validate specs the way the generator does
+    #[command(
+        long_about = "Validate specs with the code the generator runs at boot.\n\n\
+            Without an argument: every instance, blueprint and overlay definition (and \
+            host.toml); one line per invalid file, then a summary. With a NAME: that instance. \
+            With a FILE (a path containing '/' or ending in .toml): that file, as a blueprint \
+            when it lies in a directory named blueprints, as an overlay definition in one named \
+            overlays, as host settings when it is host.toml, else as an instance spec named by \
+            the file stem. Exit status 2 when anything is invalid.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl validate\n  \
+            left4mectl validate coop1\n  \
+            left4mectl validate ./coop9.toml\n  \
+            left4mectl validate /etc/left4me/blueprints/coop.toml"
+    )]
+    Validate {
+        /// An instance name or a spec file; none: everything
+        target: Option<String>,
+    },
+
+    /// Show what an instance's spec turns into (dry run)
+    #[command(
+        long_about = "Show what an instance's spec turns into, without changing anything: the \
+            generator's drop-in, the composed server.cfg, the overlay lower-dir stack (topmost \
+            first), the alias cfgs staged into the upper dir, and the srcds command line.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl render coop1\n  \
+            left4mectl render coop1 --json | jq -r '.argv | @sh'"
+    )]
+    Render {
+        /// The instance
+        name: String,
+        /// Print JSON instead of labelled sections
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Manage blueprints: settings several instances share
+    #[command(
+        subcommand,
+        long_about = "Manage blueprints: settings several instances share, kept in \
+            /etc/left4me/blueprints/NAME.toml.\n\n\
+            An instance names its blueprint with `blueprint = \"NAME\"`. Its own values win over \
+            the blueprint's; overlays, args and config are the blueprint's first, then the \
+            instance's. A change to a blueprint is refused when it would make an instance that \
+            uses it invalid.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl blueprint create coop --map c1m1_hotel --maxplayers 4\n  \
+            left4mectl blueprint set coop resources.memory_max=2G\n  \
+            left4mectl blueprint list\n  \
+            left4mectl create coop1 --port 27015 --blueprint coop"
+    )]
+    Blueprint(BlueprintVerb),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The instance name: 1-64 of a-z, 0-9, '_', '-'
+    pub name: String,
+    /// The game port (UDP and TCP); unique, inside the host's port_range
+    #[arg(long)]
+    pub port: u16,
+    /// Inherit the settings of blueprints/BLUEPRINT.toml
+    #[arg(long)]
+    pub blueprint: Option<String>,
+    /// The start map [default: the blueprint's, else c1m1_hotel]
+    #[arg(long)]
+    pub map: Option<String>,
+    /// The player limit (1-32)
+    #[arg(long)]
+    pub maxplayers: Option<u8>,
+    /// A content layer, relative to the state dir; repeat, lowest first
+    #[arg(long = "overlay", value_name = "PATH[:ALIAS]", value_parser = OverlayArg::parse)]
+    pub overlays: Vec<OverlayArg>,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The instance
+    pub name: String,
+    /// Keys to set
+    #[arg(value_name = "KEY=VALUE", required_unless_present = "unset")]
+    pub assignments: Vec<String>,
+    /// Remove KEY from the spec; repeat for more keys
+    #[arg(long, value_name = "KEY")]
+    pub unset: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BlueprintVerb {
+    /// Create a blueprint
+    #[command(
+        long_about = "Create a blueprint: write /etc/left4me/blueprints/NAME.toml.\n\n\
+            A blueprint holds every instance key except port and blueprint. An instance that \
+            names it inherits its settings: the instance's own values win, lists (overlays, \
+            args) and config are the blueprint's first, then the instance's.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl blueprint create coop --map c1m1_hotel --maxplayers 4\n  \
+            left4mectl blueprint create modded --overlay overlays/sourcemod:sm"
+    )]
+    Create(BlueprintCreateArgs),
+
+    /// Edit a blueprint in $VISUAL / $EDITOR
+    #[command(
+        long_about = "Edit a blueprint in your editor, like `left4mectl edit`.\n\n\
+            Besides the blueprint itself, every instance that uses it is validated with the \
+            edited copy; a change that would make a valid instance invalid is refused and the \
+            instances are named.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl blueprint edit coop"
+    )]
+    Edit {
+        /// The blueprint
+        name: String,
+    },
+
+    /// Change keys of a blueprint, keeping comments and layout
+    #[command(
+        long_about = "Change keys of a blueprint, keeping its comments and layout. KEY=VALUE and \
+            --unset work as in `left4mectl set`. Like `blueprint edit`, the change is refused \
+            when it would make an instance that uses the blueprint invalid.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl blueprint set coop maxplayers=8 resources.nice=-5\n  \
+            left4mectl blueprint set coop --unset map"
+    )]
+    Set(SetArgs),
+
+    /// Show a blueprint and the instances that use it
+    #[command(
+        long_about = "Show a blueprint as written and the instances that use it.\n\n\
+            --json prints the parsed blueprint as one JSON object (see ctl/README.md).",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl blueprint show coop\n  \
+            left4mectl blueprint show coop --json"
+    )]
+    Show {
+        /// The blueprint
+        name: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// List blueprints and how many instances use each
+    #[command(
+        long_about = "List every blueprint: name, how many instances use it, and \"ok\" or why \
+            it is refused.\n\n\
+            --json prints an array of objects (see ctl/README.md).",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl blueprint list\n  \
+            left4mectl blueprint list --json"
+    )]
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct BlueprintCreateArgs {
+    /// The blueprint name: 1-64 of a-z, 0-9, '_', '-'
+    pub name: String,
+    /// The start map of instances using it
+    #[arg(long)]
+    pub map: Option<String>,
+    /// The player limit (1-32)
+    #[arg(long)]
+    pub maxplayers: Option<u8>,
+    /// A content layer, relative to the state dir; repeat, lowest first
+    #[arg(long = "overlay", value_name = "PATH[:ALIAS]", value_parser = OverlayArg::parse)]
+    pub overlays: Vec<OverlayArg>,
+}
+
+/// `--overlay PATH[:ALIAS]`. Layer paths cannot contain ':', so the last ':' splits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayArg {
+    pub path: String,
+    pub alias: Option<String>,
+}
+
+impl OverlayArg {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (path, alias) = match text.rsplit_once(':') {
+            Some((path, alias)) => (path, Some(alias)),
+            None => (text, None),
+        };
+        if path.is_empty() || alias == Some("") {
+            return Err("expected PATH or PATH:ALIAS, e.g. overlays/tickrate:tickrate".into());
+        }
+        Ok(OverlayArg {
+            path: path.to_owned(),
+            alias: alias.map(str::to_owned),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn overlay_args() {
+        assert_eq!(
+            OverlayArg::parse("overlays/sm").unwrap(),
+            OverlayArg {
+                path: "overlays/sm".into(),
+                alias: None
+            }
+        );
+        let aliased = OverlayArg::parse("overlays/tr:tickrate").unwrap();
+        assert_eq!(aliased.alias.as_deref(), Some("tickrate"));
+        assert!(OverlayArg::parse("overlays/tr:").is_err());
+        assert!(OverlayArg::parse(":x").is_err());
+    }
+}

@@ -1,0 +1,549 @@
+//! The instance verbs that read specs: show, list, validate, render; and create.
+
+use std::path::Path;
+
+use left4me_spec::{
+    Blueprint, Catalog, HostConfig, Instance, InstanceFile, OverlayDef, Resources, SERVER_CFG,
+    Settings, SpecError, alias_cfgs, list_names, load_blueprint, lower_layers, render_dropin,
+    render_server_cfg, srcds_argv,
+};
+use serde::Serialize;
+
+use crate::change::{self, NewSpec, SpecKind, check_spec_name, describe, missing};
+use crate::cli::CreateArgs;
+use crate::error::{EXIT_INVALID, EXIT_OK, UsageError};
+use crate::output::{emit, fields, shell_quote, table};
+use crate::{Ctx, store};
+
+/// `create NAME --port P …`.
+pub fn create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<u8> {
+    let text = NewSpec {
+        blueprint: args.blueprint.as_deref(),
+        port: Some(args.port),
+        map: args.map.as_deref(),
+        maxplayers: args.maxplayers,
+        overlays: &args.overlays,
+    }
+    .render(SpecKind::Instance, &args.name);
+    change::create(ctx, SpecKind::Instance, &args.name, &text)
+}
+
+/// The valid instance `name`, or why there is none.
+fn valid_instance(catalog: &Catalog, name: &str) -> anyhow::Result<Instance> {
+    check_spec_name(SpecKind::Instance, name)?;
+    match catalog.get(name) {
+        None => Err(missing(
+            SpecKind::Instance,
+            name,
+            &catalog.layout.instance_file(name),
+        )
+        .into()),
+        Some(Err(err)) => Err(err.clone().into()),
+        Some(Ok(instance)) => Ok(instance.clone()),
+    }
+}
+
+/// `show NAME [--json]`.
+pub fn show(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
+    let catalog = ctx.catalog()?;
+    let instance = valid_instance(&catalog, name)?;
+    if json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&instance)?))?;
+    } else {
+        emit(&describe_instance(&instance, &catalog))?;
+    }
+    Ok(EXIT_OK)
+}
+
+/// Where the instance's scalar settings come from: its own file, its blueprint or the defaults.
+struct Origins {
+    own: Settings,
+    blueprint: Option<Settings>,
+}
+
+impl Origins {
+    /// Re-reads the instance's file and blueprint (both valid: the instance resolved).
+    fn of(instance: &Instance, catalog: &Catalog) -> Option<Self> {
+        let text = std::fs::read_to_string(&instance.file).ok()?;
+        let own = InstanceFile::parse(&instance.name, &instance.file, &text)
+            .ok()?
+            .settings;
+        let blueprint = match &instance.blueprint {
+            Some(name) => Some(load_blueprint(&catalog.layout, name).ok()?.settings),
+            None => None,
+        };
+        Some(Origins { own, blueprint })
+    }
+
+    /// `value` tagged with where it comes from, when that is not the instance's own file.
+    fn tag(&self, value: String, set: impl Fn(&Settings) -> bool) -> String {
+        if set(&self.own) {
+            value
+        } else if self.blueprint.as_ref().is_some_and(&set) {
+            format!("{value}  (blueprint)")
+        } else {
+            format!("{value}  (default)")
+        }
+    }
+}
+
+fn describe_instance(instance: &Instance, catalog: &Catalog) -> String {
+    let blueprint = match &instance.blueprint {
+        Some(b) => format!("{b} ({})", catalog.layout.blueprint_file(b).display()),
+        None => "-".into(),
+    };
+    let origins = Origins::of(instance, catalog);
+    let tag = |value: String, set: fn(&Settings) -> bool| match &origins {
+        Some(origins) => origins.tag(value, set),
+        None => value,
+    };
+    let inherited = origins
+        .as_ref()
+        .and_then(|o| o.blueprint.as_ref())
+        .map_or(0, |b| b.overlays.len());
+    let overlays: Vec<String> = overlay_lines(&instance.overlays)
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            if i < inherited {
+                format!("{line}  (blueprint)")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect();
+    fields(&[
+        ("instance", instance.name.clone()),
+        ("file", instance.file.display().to_string()),
+        ("blueprint", blueprint),
+        ("port", instance.port.to_string()),
+        ("map", tag(instance.map.clone(), |s| s.map.is_some())),
+        (
+            "maxplayers",
+            tag(
+                instance.maxplayers.map_or("-".into(), |m| m.to_string()),
+                |s| s.maxplayers.is_some(),
+            ),
+        ),
+        ("args", or_dash(quoted(&instance.args))),
+        ("overlays", or_dash(overlays.join("\n"))),
+        ("resources", or_dash(limits_line(&instance.resources))),
+        (
+            "ready_timeout",
+            tag(instance.ready_timeout.to_string(), |s| {
+                s.health.ready_timeout.is_some()
+            }),
+        ),
+        (
+            "watchdog",
+            tag(instance.watchdog.to_string(), |s| {
+                s.health.watchdog.is_some()
+            }),
+        ),
+        ("config", or_dash(instance.config.clone())),
+    ])
+}
+
+/// `cpu_affinity=2-3 memory_max=2G …`: the resource limits that are set.
+pub(crate) fn limits_line(res: &Resources) -> String {
+    [
+        (
+            "cpu_affinity",
+            res.cpu_affinity.as_ref().map(ToString::to_string),
+        ),
+        (
+            "memory_high",
+            res.memory_high.as_ref().map(ToString::to_string),
+        ),
+        (
+            "memory_max",
+            res.memory_max.as_ref().map(ToString::to_string),
+        ),
+        ("tasks_max", res.tasks_max.map(|t| t.to_string())),
+        ("nice", res.nice.map(|n| n.to_string())),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| Some(format!("{key}={}", value?)))
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+pub(crate) fn or_dash(text: String) -> String {
+    if text.is_empty() { "-".into() } else { text }
+}
+
+pub(crate) fn quoted(args: &[String]) -> String {
+    args.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One line per overlay, lowest first.
+pub(crate) fn overlay_lines(overlays: &[left4me_spec::OverlayRef]) -> String {
+    overlays
+        .iter()
+        .map(|o| match &o.alias {
+            Some(alias) => format!("{}  (alias {alias})", o.path),
+            None => o.path.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What a spec file says on its face, read without validation, for listing a bad spec.
+#[derive(Debug, Default)]
+pub(crate) struct Peek {
+    pub port: Option<u16>,
+    pub map: Option<String>,
+    pub blueprint: Option<String>,
+}
+
+pub(crate) fn peek(file: &Path) -> Peek {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Peek::default();
+    };
+    let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
+        return Peek::default();
+    };
+    let string = |key: &str| doc.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    Peek {
+        port: doc
+            .get("port")
+            .and_then(|v| v.as_integer())
+            .and_then(|p| u16::try_from(p).ok()),
+        map: string("map"),
+        blueprint: string("blueprint"),
+    }
+}
+
+/// One line of `list`; `--json` prints these as they are.
+///
+/// The live unit state (another issue) becomes one more field, filled for all rows from a
+/// single `systemctl show` call, and one more column in [`list_table`].
+#[derive(Debug, Serialize)]
+struct ListRow {
+    name: String,
+    file: String,
+    port: Option<u16>,
+    map: Option<String>,
+    blueprint: Option<String>,
+    ok: bool,
+    /// The whole error line, naming the file.
+    error: Option<String>,
+    /// The error without the file, for the table.
+    #[serde(skip)]
+    problem: Option<String>,
+}
+
+fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
+    catalog
+        .instances
+        .iter()
+        .map(|(name, entry)| match entry {
+            Ok(instance) => ListRow {
+                name: name.clone(),
+                file: instance.file.display().to_string(),
+                port: Some(instance.port),
+                map: Some(instance.map.clone()),
+                blueprint: instance.blueprint.clone(),
+                ok: true,
+                error: None,
+                problem: None,
+            },
+            Err(err) => {
+                let face = peek(&err.file);
+                ListRow {
+                    name: name.clone(),
+                    file: err.file.display().to_string(),
+                    port: face.port,
+                    map: face.map,
+                    blueprint: face.blueprint,
+                    ok: false,
+                    error: Some(err.to_string()),
+                    problem: Some(describe(err)),
+                }
+            }
+        })
+        .collect()
+}
+
+fn list_table(rows: &[ListRow]) -> String {
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            let status = match &row.problem {
+                Some(problem) => format!("error: {problem}"),
+                None => "ok".into(),
+            };
+            vec![
+                row.name.clone(),
+                row.port.map_or("-".into(), |p| p.to_string()),
+                dash(&row.map),
+                dash(&row.blueprint),
+                status,
+            ]
+        })
+        .collect();
+    table(&["NAME", "PORT", "MAP", "BLUEPRINT", "SPEC"], &cells)
+}
+
+/// `list [--json]`.
+pub fn list(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
+    let catalog = ctx.catalog()?;
+    let rows = list_rows(&catalog);
+    if json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
+    } else if rows.is_empty() {
+        emit(&format!(
+            "no instances in {}; create one with `left4mectl create NAME --port PORT`\n",
+            catalog.layout.instances_dir().display()
+        ))?;
+    } else {
+        emit(&list_table(&rows))?;
+    }
+    Ok(EXIT_OK)
+}
+
+/// `validate [NAME|FILE]`.
+pub fn validate(ctx: &Ctx, target: Option<&str>) -> anyhow::Result<u8> {
+    match target {
+        None => validate_all(ctx),
+        Some(t) if t.contains('/') || t.ends_with(".toml") => validate_file(ctx, Path::new(t)),
+        Some(name) => {
+            let catalog = ctx.catalog()?;
+            let instance = valid_instance(&catalog, name)?;
+            emit(&format!("{}: ok\n", instance.file.display()))?;
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn validate_all(ctx: &Ctx) -> anyhow::Result<u8> {
+    let catalog = ctx.catalog()?;
+    let layout = &catalog.layout;
+    let mut out = String::new();
+    let mut bad = 0;
+    let mut report = |file: &Path, result: Result<(), SpecError>| match result {
+        Ok(()) => {
+            if ctx.verbose > 0 {
+                out.push_str(&format!("{}: ok\n", file.display()));
+            }
+        }
+        Err(err) => {
+            bad += 1;
+            out.push_str(&format!("{err}\n"));
+        }
+    };
+    for (name, entry) in &catalog.instances {
+        report(
+            &layout.instance_file(name),
+            entry.as_ref().map(drop).map_err(Clone::clone),
+        );
+    }
+    let blueprints = list_names(&layout.blueprints_dir())?;
+    for (name, checked) in &blueprints {
+        let file = layout.blueprint_file(name);
+        report(
+            &file,
+            checked
+                .clone()
+                .and_then(|()| left4me_spec::load_blueprint(layout, name).map(drop)),
+        );
+    }
+    let overlays = list_names(&layout.overlay_defs_dir())?;
+    for (name, checked) in &overlays {
+        let file = layout.overlay_def_file(name);
+        let result = checked.clone().and_then(|()| {
+            let text = std::fs::read_to_string(&file).map_err(|err| SpecError {
+                kind: left4me_spec::ErrorKind::Io,
+                file: file.clone(),
+                key: None,
+                reason: format!("cannot read: {err}"),
+            })?;
+            OverlayDef::parse(name, &file, &text).map(drop)
+        });
+        report(&file, result);
+    }
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let checked = format!(
+        "checked {}, {}, {}",
+        count(catalog.instances.len(), "instance"),
+        count(blueprints.len(), "blueprint"),
+        count(overlays.len(), "overlay definition"),
+    );
+    if bad == 0 {
+        out.push_str(&format!("{checked}: all valid\n"));
+    } else {
+        out.push_str(&format!("{checked}: {bad} invalid\n"));
+    }
+    emit(&out)?;
+    Ok(if bad == 0 { EXIT_OK } else { EXIT_INVALID })
+}
+
+fn validate_file(ctx: &Ctx, path: &Path) -> anyhow::Result<u8> {
+    let stem = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".toml"))
+        .ok_or_else(|| {
+            UsageError::new(format!(
+                "{}: expected a NAME.toml spec file",
+                path.display()
+            ))
+        })?;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(UsageError::new(format!("{}: no such file", path.display())).into());
+        }
+        Err(source) => {
+            return Err(store::StoreError::Read {
+                path: path.to_path_buf(),
+                source,
+            }
+            .into());
+        }
+    };
+    let parent = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str());
+    let what = if stem == "host" && parent != Some("instances") {
+        HostConfig::parse(path, &text)?;
+        "host settings"
+    } else {
+        match parent {
+            Some("blueprints") => {
+                Blueprint::parse(stem, path, &text)?;
+                "blueprint"
+            }
+            Some("overlays") => {
+                OverlayDef::parse(stem, path, &text)?;
+                "overlay definition"
+            }
+            _ => {
+                ctx.catalog()?.check_instance_text(stem, path, &text)?;
+                "instance spec"
+            }
+        }
+    };
+    emit(&format!("{}: ok ({what})\n", path.display()))?;
+    Ok(EXIT_OK)
+}
+
+/// `render NAME --json`.
+#[derive(Debug, Serialize)]
+struct Rendered {
+    name: String,
+    dropin: RenderedFile,
+    server_cfg: RenderedFile,
+    /// Absolute lower dirs, topmost first.
+    lowerdirs: Vec<String>,
+    alias_cfgs: Vec<RenderedAlias>,
+    argv: Vec<String>,
+    cwd: String,
+    env: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+struct RenderedFile {
+    path: String,
+    text: String,
+}
+
+#[derive(Debug, Serialize)]
+struct RenderedAlias {
+    alias: String,
+    source: String,
+    target: String,
+}
+
+fn render_instance(instance: &Instance, catalog: &Catalog) -> Rendered {
+    let layout = &catalog.layout;
+    let name = &instance.name;
+    let merged = layout.merged_dir(name);
+    let upper = layout.upper_dir(name);
+    Rendered {
+        name: name.clone(),
+        dropin: RenderedFile {
+            path: format!("left4me-server@{name}.service.d/50-left4me.conf"),
+            text: render_dropin(instance, layout, &catalog.host),
+        },
+        server_cfg: RenderedFile {
+            path: upper.join(SERVER_CFG).display().to_string(),
+            text: render_server_cfg(instance),
+        },
+        lowerdirs: lower_layers(instance)
+            .iter()
+            .map(|layer| layout.state_dir.join(layer).display().to_string())
+            .collect(),
+        alias_cfgs: alias_cfgs(instance)
+            .into_iter()
+            .map(|cfg| RenderedAlias {
+                source: layout
+                    .state_dir
+                    .join(&cfg.layer)
+                    .join(cfg.source)
+                    .display()
+                    .to_string(),
+                target: upper.join(&cfg.target).display().to_string(),
+                alias: cfg.alias,
+            })
+            .collect(),
+        argv: srcds_argv(instance, &merged),
+        cwd: merged.join("left4dead2").display().to_string(),
+        env: [("HOME".to_owned(), layout.state_dir.display().to_string())].into(),
+    }
+}
+
+/// `render NAME [--json]`.
+pub fn render(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
+    let catalog = ctx.catalog()?;
+    let instance = valid_instance(&catalog, name)?;
+    let r = render_instance(&instance, &catalog);
+    if json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&r)?))?;
+        return Ok(EXIT_OK);
+    }
+    let section = |title: String, body: String| {
+        let body = if body.is_empty() {
+            "(none)\n".into()
+        } else {
+            body
+        };
+        format!("=== {title} ===\n{body}")
+    };
+    let lines = |items: Vec<String>| items.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let out = [
+        section(
+            format!("drop-in {} (in the generator's output dir)", r.dropin.path),
+            r.dropin.text,
+        ),
+        section(
+            format!("server.cfg {}", r.server_cfg.path),
+            r.server_cfg.text,
+        ),
+        section(
+            "overlay lowerdir stack, topmost first".into(),
+            lines(r.lowerdirs),
+        ),
+        section(
+            "alias cfgs staged into the upper dir (source -> target)".into(),
+            lines(
+                r.alias_cfgs
+                    .iter()
+                    .map(|a| format!("{} -> {}", a.source, a.target))
+                    .collect(),
+            ),
+        ),
+        section(
+            format!("srcds command line (cwd {}, HOME={})", r.cwd, r.env["HOME"]),
+            format!("{}\n", quoted(&r.argv)),
+        ),
+    ]
+    .join("\n");
+    emit(&out)?;
+    Ok(EXIT_OK)
+}
