@@ -10,8 +10,9 @@ PREFIX      ?= /usr
 DESTDIR     ?=
 CARGO       ?= cargo
 PROFILE     ?= release
-TARGET_DIR  ?= $(CURDIR)/target
-BIN_DIR      = $(TARGET_DIR)/$(PROFILE)
+TARGET_DIR  ?= $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+# cargo puts the `dev` profile in target/debug
+BIN_DIR      = $(TARGET_DIR)/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
 
 BINDIR      = $(DESTDIR)$(PREFIX)/bin
 LIBEXECDIR  = $(DESTDIR)$(PREFIX)/lib/left4me
@@ -23,7 +24,8 @@ SYSCTLDIR   = $(DESTDIR)$(PREFIX)/lib/sysctl.d
 
 INSTALL      = install
 
-.PHONY: all build install test test-unit test-privileged demo bench clean fmt lint
+# `install-files` installs what is built already (tests use it with PROFILE=dev).
+.PHONY: all build install install-files test demo bench clean fmt lint
 
 all: build
 
@@ -31,6 +33,9 @@ build:
 	$(CARGO) build --profile $(PROFILE) --workspace --bins
 
 install: build
+	$(MAKE) --no-print-directory install-files
+
+install-files:
 	$(INSTALL) -d $(BINDIR) $(LIBEXECDIR) $(UNITDIR) $(GENDIR) $(SYSUSERSDIR) $(TMPFILESDIR) $(SYSCTLDIR)
 	$(INSTALL) -m 0755 $(BIN_DIR)/left4mectl $(BINDIR)/left4mectl
 	$(INSTALL) -m 0755 $(BIN_DIR)/left4me-generator $(GENDIR)/left4me-generator
@@ -42,6 +47,8 @@ install: build
 	$(INSTALL) -m 0644 units/sysusers.d/left4me.conf $(SYSUSERSDIR)/left4me.conf
 	$(INSTALL) -m 0644 units/tmpfiles.d/left4me.conf $(TMPFILESDIR)/left4me.conf
 	$(INSTALL) -m 0644 units/sysctl.d/99-left4me.conf $(SYSCTLDIR)/99-left4me.conf
+	$(INSTALL) -d $(DESTDIR)$(PREFIX)/share/doc/left4me
+	$(INSTALL) -m 0644 README.md docs/units.md $(DESTDIR)$(PREFIX)/share/doc/left4me/
 	@if [ -z "$(DESTDIR)" ]; then \
 		systemd-sysusers left4me.conf && \
 		systemd-tmpfiles --create left4me.conf && \
