@@ -59,7 +59,8 @@ test:
 	./tests/run-all
 
 demo:
-	./tests/demo
+	$(CARGO) build --release --workspace --bins
+	$(BIN_DIR)/left4me-demo
 
 bench:
 	./bench/run-all

@@ -1,0 +1,184 @@
+//! `make demo`: left4me doing its job, narrated, inside a throwaway systemd.
+//!
+//! Boots a systemd of its own (see tests/boot/README.md: nothing on this machine is touched),
+//! installs left4me into it with `make install`, lays out a game install (the stand-in srcds:
+//! Steam is out of reach here), creates a blueprint with an overlay and two instances from it,
+//! starts them, shows `left4mectl list` and `status`, queries one over A2S, stops everything
+//! and tears the system down.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use left4me_supervisor::a2s::A2sClient;
+use left4me_tests::{BootedSystem, release_binary};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+struct Demo {
+    sys: BootedSystem,
+    step: usize,
+}
+
+const STEPS: usize = 8;
+
+impl Demo {
+    fn say(&mut self, text: &str) {
+        self.step += 1;
+        println!("\n[{}/{STEPS}] {text}", self.step);
+    }
+
+    /// Runs `argv` inside the system, showing it as a shell line and its output indented.
+    fn show(&self, argv: &[&str]) -> Result<String> {
+        println!("  $ {}", argv.join(" "));
+        let started = Instant::now();
+        let out = self.sys.run(argv.iter().copied())?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in text.lines() {
+            println!("    {line}");
+        }
+        if !out.status.success() {
+            return Err(format!("`{}` failed ({})", argv.join(" "), out.status).into());
+        }
+        if started.elapsed() > Duration::from_millis(500) {
+            println!("    ({:.1} s)", started.elapsed().as_secs_f64());
+        }
+        Ok(text)
+    }
+
+    fn write(&self, inside: &str, text: &str) -> Result<()> {
+        let path = self.sys.host_path(inside);
+        std::fs::create_dir_all(path.parent().unwrap())?;
+        std::fs::write(&path, text)?;
+        Ok(())
+    }
+}
+
+fn main() -> ExitCode {
+    let started = Instant::now();
+    println!("left4me demo: everything below happens inside a throwaway systemd in namespaces of");
+    println!("its own (its own PID 1, mounts and network); this machine's system is not touched.");
+    match demo() {
+        Ok(()) => {
+            println!(
+                "\nDemo finished in {:.1} s.",
+                started.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("\ndemo failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn demo() -> Result<()> {
+    println!(
+        "\n[1/{STEPS}] Booting a throwaway systemd and installing left4me into it (make install DESTDIR=…)"
+    );
+    let booted = Instant::now();
+    let sys = BootedSystem::builder()
+        .name("demo")
+        .install_project(true)
+        .boot()?;
+    println!(
+        "    booted in {:.1} s: systemd 252 as PID 1, left4me's units, generator and users installed",
+        booted.elapsed().as_secs_f64()
+    );
+    let mut demo = Demo { sys, step: 1 };
+
+    demo.say("Laying out a game install in /var/lib/left4me/installation (the stand-in srcds)");
+    demo.sys
+        .install_game_tree(&release_binary("srcds-standin"))?;
+    demo.write(
+        "/var/lib/left4me/overlays/tickrate/left4dead2/cfg/server.cfg",
+        "// from the tickrate overlay\nsv_maxupdaterate 100\n",
+    )?;
+    demo.write(
+        "/var/lib/left4me/overlays/maps/left4dead2/addons/custom_campaign.vpk",
+        "not really a vpk",
+    )?;
+    demo.sys.run_ok([
+        "chown",
+        "-R",
+        "left4me:left4me",
+        "/var/lib/left4me/overlays",
+    ])?;
+    println!(
+        "    and two overlays: overlays/maps (an addon) and overlays/tickrate (with its own server.cfg)"
+    );
+
+    demo.say("Writing a blueprint and two instances from it with left4mectl");
+    demo.show(&[
+        "left4mectl",
+        "blueprint",
+        "create",
+        "coop",
+        "--map",
+        "c2m1_highway",
+        "--maxplayers",
+        "4",
+        "--overlay",
+        "overlays/maps",
+        "--overlay",
+        "overlays/tickrate:tickrate",
+    ])?;
+    demo.show(&[
+        "left4mectl",
+        "create",
+        "coop1",
+        "--port",
+        "27015",
+        "--blueprint",
+        "coop",
+    ])?;
+    demo.show(&[
+        "left4mectl",
+        "create",
+        "coop2",
+        "--port",
+        "27016",
+        "--blueprint",
+        "coop",
+        "--map",
+        "c5m1_waterfront",
+    ])?;
+    demo.show(&["left4mectl", "render", "coop1"])?;
+
+    demo.say("Starting both: each is active only once its game answers A2S queries");
+    demo.show(&["left4mectl", "start", "coop1"])?;
+    demo.show(&["left4mectl", "start", "coop2"])?;
+
+    demo.say("What is running");
+    demo.show(&["left4mectl", "list"])?;
+    demo.show(&["left4mectl", "status", "coop1"])?;
+    demo.show(&["findmnt", "-t", "overlay", "-o", "TARGET,SOURCE"])?;
+
+    demo.say("Asking coop2 over A2S from inside the system's network, like a game client would");
+    let info = demo.sys.in_netns(|| {
+        A2sClient::connect(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 27016)),
+            Duration::from_secs(2),
+        )
+        .and_then(|client| client.info())
+    })??;
+    println!(
+        "    {} — map {}, {}/{} players, game {} (app {})",
+        info.name, info.map, info.players, info.max_players, info.game, info.app_id
+    );
+
+    demo.say("Stopping everything: the overlays are unmounted as the units stop");
+    demo.show(&["left4mectl", "stop", "coop1"])?;
+    demo.show(&["left4mectl", "stop", "coop2"])?;
+    demo.show(&["left4mectl", "list"])?;
+
+    demo.say("Powering the throwaway system off and removing every trace of it");
+    let took = demo.sys.shutdown()?;
+    println!("    gone in {:.2} s", took.as_secs_f64());
+    Ok(())
+}
