@@ -146,26 +146,11 @@ fn describe_instance(instance: &Instance, catalog: &Catalog) -> String {
 
 /// `cpu_affinity=2-3 memory_max=2G …`: the resource limits that are set.
 pub(crate) fn limits_line(res: &Resources) -> String {
-    [
-        (
-            "cpu_affinity",
-            res.cpu_affinity.as_ref().map(ToString::to_string),
-        ),
-        (
-            "memory_high",
-            res.memory_high.as_ref().map(ToString::to_string),
-        ),
-        (
-            "memory_max",
-            res.memory_max.as_ref().map(ToString::to_string),
-        ),
-        ("tasks_max", res.tasks_max.map(|t| t.to_string())),
-        ("nice", res.nice.map(|n| n.to_string())),
-    ]
-    .into_iter()
-    .filter_map(|(key, value)| Some(format!("{key}={}", value?)))
-    .collect::<Vec<_>>()
-    .join(" ")
+    res.entries()
+        .into_iter()
+        .map(|(key, _, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 pub(crate) fn or_dash(text: String) -> String {

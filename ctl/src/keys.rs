@@ -142,12 +142,7 @@ pub fn parse_document(file: &Path, text: &str) -> Result<DocumentMut, SpecError>
     text.parse::<DocumentMut>().map_err(|err| {
         let location = err
             .span()
-            .map(|span| {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                format!("line {line}, column {column}: ")
-            })
+            .map(|span| left4me_spec::line_column(text, span.start))
             .unwrap_or_default();
         SpecError {
             kind: ErrorKind::Syntax,

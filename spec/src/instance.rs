@@ -34,6 +34,35 @@ pub struct Resources {
     pub nice: Option<i8>,
 }
 
+impl Resources {
+    /// The limits that are set, as `(spec key, systemd directive, value)`.
+    pub fn entries(&self) -> Vec<(&'static str, &'static str, String)> {
+        let text = |v: &dyn std::fmt::Display| v.to_string();
+        [
+            (
+                "cpu_affinity",
+                "CPUAffinity",
+                self.cpu_affinity.as_ref().map(|v| text(v)),
+            ),
+            (
+                "memory_high",
+                "MemoryHigh",
+                self.memory_high.as_ref().map(|v| text(v)),
+            ),
+            (
+                "memory_max",
+                "MemoryMax",
+                self.memory_max.as_ref().map(|v| text(v)),
+            ),
+            ("tasks_max", "TasksMax", self.tasks_max.map(|v| text(&v))),
+            ("nice", "Nice", self.nice.map(|v| text(&v))),
+        ]
+        .into_iter()
+        .filter_map(|(key, directive, value)| Some((key, directive, value?)))
+        .collect()
+    }
+}
+
 /// `[health]`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Health {

@@ -38,4 +38,5 @@ pub use render::{
     AliasCfg, GENERATED_HEADER, SERVER_CFG, alias_cfgs, lower_layers, render_dropin,
     render_server_cfg, render_slice_dropins, srcds_argv,
 };
+pub use toml_fields::line_column;
 pub use values::{CpuList, Duration, Size};

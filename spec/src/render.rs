@@ -48,27 +48,8 @@ pub fn render_dropin(instance: &Instance, layout: &Layout, host: &HostConfig) ->
         ready = instance.ready_timeout,
         watchdog = instance.watchdog,
     );
-    let res = &instance.resources;
-    let settings: [(&str, Option<String>); 5] = [
-        (
-            "CPUAffinity",
-            res.cpu_affinity.as_ref().map(ToString::to_string),
-        ),
-        (
-            "MemoryHigh",
-            res.memory_high.as_ref().map(ToString::to_string),
-        ),
-        (
-            "MemoryMax",
-            res.memory_max.as_ref().map(ToString::to_string),
-        ),
-        ("TasksMax", res.tasks_max.map(|t| t.to_string())),
-        ("Nice", res.nice.map(|n| n.to_string())),
-    ];
-    for (directive, value) in settings {
-        if let Some(value) = value {
-            let _ = writeln!(out, "{directive}={value}");
-        }
+    for (_, directive, value) in instance.resources.entries() {
+        let _ = writeln!(out, "{directive}={value}");
     }
     out
 }

@@ -14,12 +14,7 @@ pub(crate) fn parse_document(file: &Path, text: &str) -> Result<Table, SpecError
     text.parse::<Table>().map_err(|err| {
         let location = err
             .span()
-            .map(|span| {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                format!("line {line}, column {column}: ")
-            })
+            .map(|span| line_column(text, span.start))
             .unwrap_or_default();
         let message = err.message().trim().replace('\n', "; ");
         SpecError::new(
@@ -29,6 +24,14 @@ pub(crate) fn parse_document(file: &Path, text: &str) -> Result<Table, SpecError
             format!("{location}invalid TOML: {message}"),
         )
     })
+}
+
+/// `line L, column C: ` for a byte offset into `text`, to prefix a syntax error.
+pub fn line_column(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("line {line}, column {column}: ")
 }
 
 /// The keys of one table, taken one at a time; [`Fields::new`] refuses keys it does not know.
