@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
 
-use left4me_spec::{Catalog, render_dropin, render_slice_dropins};
+use left4me_spec::{Catalog, map_chunks, render_dropin, render_slice_dropins};
 
 pub use log::Logger;
 
@@ -124,25 +124,14 @@ impl OutputDir {
                 Err(err) => failed.push((dir.clone(), err)),
             }
         }
-        let chunk_len = made.len().div_ceil(threads.max(1)).max(64);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = made
-                .chunks(chunk_len)
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        let write = |(dir, text): &(&String, &String)| {
-                            self.write_file(dir, text)
-                                .err()
-                                .map(|e| ((*dir).clone(), e))
-                        };
-                        chunk.iter().filter_map(write).collect::<Vec<_>>()
-                    })
+        failed.extend(map_chunks(&made, threads, 64, |chunk| {
+            chunk
+                .iter()
+                .filter_map(|&(dir, text)| {
+                    self.write_file(dir, text).err().map(|e| (dir.clone(), e))
                 })
-                .collect();
-            for worker in workers {
-                failed.extend(worker.join().expect("writing does not panic"));
-            }
-        });
+                .collect()
+        }));
         failed
     }
 

@@ -9,6 +9,7 @@ use crate::host::HostConfig;
 use crate::instance::{Blueprint, Instance, InstanceFile};
 use crate::layout::{Layout, check_absolute_dir};
 use crate::name::check_name;
+use crate::parallel::map_chunks;
 
 /// Every instance spec of a host, loaded and checked.
 #[derive(Debug, Clone)]
@@ -66,18 +67,7 @@ impl Catalog {
                 })
                 .collect()
         };
-        // Small hosts are not worth a thread.
-        let chunk_len = names.len().div_ceil(threads.max(1)).max(64);
-        let mut instances: Vec<_> = std::thread::scope(|scope| {
-            let workers: Vec<_> = names
-                .chunks(chunk_len)
-                .map(|chunk| scope.spawn(|| load_chunk(chunk)))
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|worker| worker.join().expect("spec loading does not panic"))
-                .collect()
-        });
+        let mut instances = map_chunks(&names, threads, 64, load_chunk);
         check_unique_ports(&mut instances);
         Ok(Catalog {
             layout,

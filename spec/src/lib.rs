@@ -20,6 +20,7 @@ mod instance;
 mod layout;
 mod name;
 mod overlay;
+mod parallel;
 mod render;
 mod toml_fields;
 mod values;
@@ -34,6 +35,7 @@ pub use instance::{
 pub use layout::{CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, Layout, STATE_DIR_ENV};
 pub use name::{check_name, is_valid_name};
 pub use overlay::{OverlayDef, OverlayKind, OverlayRef, ScriptLimits};
+pub use parallel::map_chunks;
 pub use render::{
     AliasCfg, GENERATED_HEADER, SERVER_CFG, alias_cfgs, lower_layers, render_dropin,
     render_server_cfg, render_slice_dropins, srcds_argv,
