@@ -17,6 +17,9 @@ use clap::{ArgAction, Args, Parser, Subcommand};
         creates, edits and checks these files. It never installs a spec that does not validate, \
         and after a change it runs `systemctl daemon-reload` so the boot-time generator turns \
         the specs into unit settings again.\n\n\
+        It also runs the instances, each the systemd unit left4me-server@NAME.service: start, \
+        stop, restart, reset and delete wait for the outcome and say it; status and list show \
+        the live state.\n\n\
         LEFT4ME_CONFIG_DIR and LEFT4ME_STATE_DIR point it at another config or state directory.",
     after_long_help = "EXIT STATUS:\n  \
         0  success\n  \
@@ -28,7 +31,9 @@ use clap::{ArgAction, Args, Parser, Subcommand};
         left4mectl edit coop1\n  \
         left4mectl list\n  \
         left4mectl validate\n  \
-        left4mectl render coop1"
+        left4mectl render coop1\n  \
+        left4mectl start coop1\n  \
+        left4mectl status coop1"
 )]
 pub struct Cli {
     /// Say more about what happens (repeat for more)
@@ -166,6 +171,126 @@ pub enum Verb {
         /// Print JSON instead of labelled sections
         #[arg(long)]
         json: bool,
+    },
+
+    /// Start instances; wait until the game answers
+    #[command(
+        long_about = "Start instances: `systemctl enable --now left4me-server@NAME`, so they \
+            also start at boot.\n\n\
+            Waits until each instance is active, which means its game server answers queries \
+            (the supervisor tells systemd only then), and prints its status line. When one does \
+            not start, prints why: the unit's state and result, the supervisor's status, how \
+            the game ended and the unit's last journal lines; the exit status is then 1.\n\n\
+            A spec that does not validate is not started (exit status 2). When systemd has not \
+            read the current spec yet, `systemctl daemon-reload` runs first; an instance that \
+            systemd gave up on (failed, start limit hit) gets a fresh try.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl start coop1\n  \
+            left4mectl start coop1 coop2 vs1"
+    )]
+    Start {
+        /// The instances
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+
+    /// Stop instances; they no longer start at boot
+    #[command(
+        long_about = "Stop instances: `systemctl disable --now left4me-server@NAME`.\n\n\
+            Waits until the game has quit and the overlay is unmounted. The instance's files \
+            (runtime/NAME) and spec are kept; `left4mectl start NAME` starts it again.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl stop coop1\n  \
+            left4mectl stop coop1 coop2"
+    )]
+    Stop {
+        /// The instances
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+
+    /// Restart instances; wait until the game answers
+    #[command(
+        long_about = "Restart instances: stop them if they run, then start them as `start` \
+            does (enabled, waiting until the game answers). A changed spec takes effect.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl restart coop1"
+    )]
+    Restart {
+        /// The instances
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+
+    /// Stop an instance and delete its files; keep the spec
+    #[command(
+        long_about = "Reset an instance: stop it, make sure its overlay is unmounted \
+            (`left4me-supervisor cleanup NAME`) and delete its runtime dir \
+            (<state dir>/runtime/NAME: the writable layer with everything the game wrote, logs \
+            included). The spec, and whether the instance starts at boot, are kept: the next \
+            start begins from scratch.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl reset coop1 && left4mectl start coop1"
+    )]
+    Reset {
+        /// The instance
+        name: String,
+    },
+
+    /// Stop an instance and delete it, spec included
+    #[command(
+        long_about = "Delete an instance: reset it (stop, unmount, delete its runtime dir), \
+            disable it, remove its spec and reload systemd.\n\n\
+            Asks for confirmation on a terminal; without a terminal it refuses unless --yes is \
+            given (exit status 2).",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl delete coop9\n  \
+            left4mectl delete coop9 --yes"
+    )]
+    Delete {
+        /// The instance
+        name: String,
+        /// Do not ask for confirmation
+        #[arg(short, long)]
+        yes: bool,
+    },
+
+    /// Show whether an instance runs, and how
+    #[command(
+        long_about = "Show an instance's live state: whether its spec is valid, the unit's \
+            state (active, activating, failed …) and since when, the supervisor's status line \
+            (map, players, or what it waits for), main PID, memory, restarts, how the game \
+            last ended, systemd's result (e.g. start-limit-hit) and the last journal lines.\n\n\
+            --json prints one JSON object (see ctl/README.md for its shape).",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl status coop1\n  \
+            left4mectl status coop1 --json | jq -r .status_text"
+    )]
+    Status {
+        /// The instance
+        name: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Show an instance's log (journalctl -u)
+    #[command(
+        long_about = "Show an instance's log: `journalctl -u left4me-server@NAME.service`, \
+            which holds what the supervisor and the game printed and what systemd did.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl logs coop1 -n 50\n  \
+            left4mectl logs coop1 -f"
+    )]
+    Logs {
+        /// The instance
+        name: String,
+        /// Keep printing new lines as they come
+        #[arg(short, long)]
+        follow: bool,
+        /// Show the last N lines
+        #[arg(short = 'n', long, value_name = "N")]
+        lines: Option<u32>,
     },
 
     /// Manage blueprints: settings several instances share

@@ -202,10 +202,8 @@ pub(crate) fn peek(file: &Path) -> Peek {
     }
 }
 
-/// One line of `list`; `--json` prints these as they are.
-///
-/// The live unit state (another issue) becomes one more field, filled for all rows from a
-/// single `systemctl show` call, and one more column in [`list_table`].
+/// One line of `list`; `--json` prints these as they are, with the live unit state of all
+/// rows filled from a single `systemctl show` call ([`crate::lifecycle::live_states`]).
 #[derive(Debug, Serialize)]
 struct ListRow {
     name: String,
@@ -219,6 +217,9 @@ struct ListRow {
     /// The error without the file, for the table.
     #[serde(skip)]
     problem: Option<String>,
+    /// All `null` when systemd is not running.
+    #[serde(flatten)]
+    live: crate::lifecycle::Live,
 }
 
 fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
@@ -235,6 +236,7 @@ fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
                 ok: true,
                 error: None,
                 problem: None,
+                live: Default::default(),
             },
             Err(err) => {
                 let face = peek(&err.file);
@@ -247,6 +249,7 @@ fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
                     ok: false,
                     error: Some(err.to_string()),
                     problem: Some(describe(err)),
+                    live: Default::default(),
                 }
             }
         })
@@ -274,10 +277,59 @@ fn list_table(rows: &[ListRow]) -> String {
     table(&["NAME", "PORT", "MAP", "BLUEPRINT", "SPEC"], &cells)
 }
 
+/// The table with the live state: the spec's validity in short, the unit's state, whether it
+/// starts at boot, and the supervisor's status line (or, for a bad spec, what is wrong).
+fn live_table(rows: &[ListRow]) -> String {
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            let boot = match row.live.enabled {
+                Some(true) => "enabled",
+                Some(false) => "disabled",
+                None => "-",
+            };
+            let status = match &row.problem {
+                Some(problem) => format!("spec error: {problem}"),
+                None => dash(&row.live.status_text),
+            };
+            vec![
+                row.name.clone(),
+                row.port.map_or("-".into(), |p| p.to_string()),
+                dash(&row.map),
+                dash(&row.blueprint),
+                if row.ok { "ok" } else { "error" }.into(),
+                row.live.state_cell(),
+                boot.into(),
+                status,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "PORT",
+            "MAP",
+            "BLUEPRINT",
+            "SPEC",
+            "STATE",
+            "BOOT",
+            "STATUS",
+        ],
+        &cells,
+    )
+}
+
 /// `list [--json]`.
 pub fn list(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
     let catalog = ctx.catalog()?;
-    let rows = list_rows(&catalog);
+    let mut rows = list_rows(&catalog);
+    let names: Vec<&str> = rows.iter().map(|row| row.name.as_str()).collect();
+    let live = crate::lifecycle::live_states(&names);
+    let with_live = live.is_some();
+    for (row, state) in rows.iter_mut().zip(live.into_iter().flatten()) {
+        row.live = state;
+    }
     if json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
     } else if rows.is_empty() {
@@ -285,6 +337,8 @@ pub fn list(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
             "no instances in {}; create one with `left4mectl create NAME --port PORT`\n",
             catalog.layout.instances_dir().display()
         ))?;
+    } else if with_live {
+        emit(&live_table(&rows))?;
     } else {
         emit(&list_table(&rows))?;
     }

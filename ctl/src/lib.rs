@@ -5,7 +5,8 @@
 //! Verbs that read specs use the same `left4me-spec` code as the boot-time generator, so
 //! `left4mectl validate` refuses exactly what the generator would skip. Verbs that change specs
 //! validate the would-be file first, write it atomically under a lock ([`store`]) and reload
-//! systemd ([`reload`]).
+//! systemd ([`reload`]). The lifecycle verbs ([`lifecycle`]) drive the instances' units through
+//! `systemctl` and `journalctl` ([`systemd`]) and wait for the outcome.
 
 #![forbid(unsafe_code)]
 
@@ -16,9 +17,11 @@ mod editor;
 pub mod error;
 mod instance;
 pub mod keys;
+pub mod lifecycle;
 pub mod output;
 pub mod reload;
 pub mod store;
+pub mod systemd;
 
 use std::path::PathBuf;
 
@@ -98,6 +101,17 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Verb::List { json } => instance::list(&ctx, *json),
         Verb::Validate { target } => instance::validate(&ctx, target.as_deref()),
         Verb::Render { name, json } => instance::render(&ctx, name, *json),
+        Verb::Start { names } => lifecycle::start(&ctx, names),
+        Verb::Stop { names } => lifecycle::stop(&ctx, names),
+        Verb::Restart { names } => lifecycle::restart(&ctx, names),
+        Verb::Reset { name } => lifecycle::reset(&ctx, name),
+        Verb::Delete { name, yes } => lifecycle::delete(&ctx, name, *yes),
+        Verb::Status { name, json } => lifecycle::status(&ctx, name, *json),
+        Verb::Logs {
+            name,
+            follow,
+            lines,
+        } => lifecycle::logs(name, *follow, *lines),
         Verb::Blueprint(verb) => match verb {
             BlueprintVerb::Create(args) => blueprint::create(&ctx, args),
             BlueprintVerb::Edit { name } => change::edit(&ctx, change::SpecKind::Blueprint, name),

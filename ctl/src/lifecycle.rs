@@ -1,0 +1,889 @@
+//! The lifecycle verbs: start, stop, restart, reset, delete, status, logs, and the live state
+//! in `list`.
+//!
+//! systemd does the work (`left4me-server@NAME.service`); these verbs ask it, wait for the
+//! outcome and say what it was. `start` returns once the unit is active, which for this
+//! `Type=notify` unit means the game answers queries (systemctl blocks until the start job is
+//! done), or says why it is not: the unit's state and result, the supervisor's `STATUS=` line,
+//! how the game last ended and the unit's last journal lines.
+
+use std::io::{self, BufRead as _, IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use left4me_spec::{Catalog, Layout};
+use serde::Serialize;
+
+use crate::change::{SpecKind, check_spec_name, describe, missing};
+use crate::error::{EXIT_OK, UsageError};
+use crate::output::{emit, fields};
+use crate::systemd::{
+    self, LastExit, START_LIMIT_MESSAGE, SystemdError, UnitState, systemctl, systemctl_units,
+    unit_name,
+};
+use crate::{Ctx, reload, store};
+
+/// The supervisor, whose `cleanup` verb unmounts an instance's overlay.
+const SUPERVISOR: &str = "/usr/lib/left4me/left4me-supervisor";
+/// Overrides [`SUPERVISOR`] (tests).
+const SUPERVISOR_ENV: &str = "LEFT4ME_SUPERVISOR";
+/// Where the supervisor mounts: PID 1's mount namespace.
+const PID1_MOUNTINFO: &str = "/proc/1/mountinfo";
+/// Journal lines shown by `status` and after a failed start.
+const JOURNAL_LINES: usize = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{command}` failed ({status}): {output}")]
+    Cleanup {
+        command: String,
+        status: std::process::ExitStatus,
+        output: String,
+    },
+    #[error(
+        "{} is still mounted (at {}); not removing {}: find what holds it with `findmnt -R {}`",
+        runtime.display(),
+        mounts.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(", "),
+        runtime.display(),
+        runtime.display()
+    )]
+    StillMounted {
+        runtime: PathBuf,
+        mounts: Vec<PathBuf>,
+    },
+    #[error("cannot read {PID1_MOUNTINFO}: {0}")]
+    MountInfo(String),
+    #[error("cannot remove {}: {source}", path.display())]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read the answer from the terminal: {0}")]
+    Confirm(#[source] io::Error),
+    #[error("{failed} of {total} instances did not start (see above)")]
+    NotStarted { failed: usize, total: usize },
+}
+
+/// The verbs that start units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Starting {
+    Start,
+    Restart,
+}
+
+/// Every name must follow the naming rule; the first that does not is the error.
+fn check_names(names: &[String]) -> Result<(), UsageError> {
+    names
+        .iter()
+        .try_for_each(|name| check_spec_name(SpecKind::Instance, name))
+}
+
+fn units_of(names: &[String]) -> Vec<String> {
+    names.iter().map(|name| unit_name(name)).collect()
+}
+
+/// Each of `names` must be a valid instance: the one error as it is, or all of them in one.
+fn require_valid(catalog: &Catalog, names: &[String], verb: &str) -> anyhow::Result<()> {
+    let mut errors: Vec<anyhow::Error> = Vec::new();
+    for name in names {
+        match catalog.get(name) {
+            None => errors.push(
+                missing(
+                    SpecKind::Instance,
+                    name,
+                    &catalog.layout.instance_file(name),
+                )
+                .into(),
+            ),
+            Some(Err(err)) => errors.push(anyhow::Error::new(err.clone()).context(format!(
+                "not {verb}ing {name}: its spec is invalid; fix it with `left4mectl edit {name}`"
+            ))),
+            Some(Ok(_)) => {}
+        }
+    }
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        n => Err(UsageError::new(format!(
+            "{n} of the instances cannot be {verb}ed, so none was:\n{}",
+            errors
+                .iter()
+                .map(|e| format!("  {e:#}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ))
+        .into()),
+    }
+}
+
+/// `start NAME…` and `restart NAME…`.
+fn start_units(ctx: &Ctx, names: &[String], how: Starting) -> anyhow::Result<u8> {
+    check_names(names)?;
+    let verb = match how {
+        Starting::Start => "start",
+        Starting::Restart => "restart",
+    };
+    let catalog = ctx.catalog()?;
+    require_valid(&catalog, names, verb)?;
+    let units = units_of(names);
+    let before = systemd::show(&units)?;
+
+    // The generator's drop-in must be current: a spec created with --no-reload, or changed
+    // since, would otherwise start with the wrong port, limits or watchdog.
+    let stale: Vec<&str> = names
+        .iter()
+        .zip(&before)
+        .filter(|(_, s)| s.need_daemon_reload || !s.has_generated_dropin())
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if !stale.is_empty() {
+        systemctl(&["daemon-reload"])?;
+        eprintln!(
+            "reloaded systemd (systemctl daemon-reload): it had not read the current spec of {}",
+            stale.join(", ")
+        );
+    }
+    // An explicit start is a fresh try, also after the start limit gave up.
+    let failed: Vec<String> = before
+        .iter()
+        .filter(|s| s.active_state == "failed")
+        .map(|s| s.id.clone())
+        .collect();
+    if !failed.is_empty() {
+        systemctl_units("reset-failed", &[], &failed)?;
+        ctx.note(1, || {
+            format!("reset the failed state of {}", failed.join(" "))
+        });
+    }
+
+    let since = unix_now().saturating_sub(1);
+    let started = Instant::now();
+    // Both block until every start job is done: for Type=notify, until READY=1 or failure.
+    let outcome = match how {
+        Starting::Start => systemctl_units("enable", &["--now"], &units),
+        Starting::Restart => systemctl_units("enable", &[], &units)
+            .and_then(|_| systemctl_units("restart", &[], &units)),
+    };
+    let took = started.elapsed();
+    let after = systemd::show(&units)?;
+
+    let mut out = String::new();
+    let mut failures = 0;
+    for ((name, was), now) in names.iter().zip(&before).zip(&after) {
+        let status = now.status_text.as_deref().unwrap_or("no status");
+        if now.is_active() {
+            let line = if how == Starting::Start && was.is_active() {
+                format!("{name} was already running: {status}")
+            } else {
+                format!("{verb}ed {name} in {:.1}s: {status}", took.as_secs_f64())
+            };
+            out.push_str(&line);
+            out.push('\n');
+            if !was.enabled() && now.enabled() {
+                out.push_str(&format!("enabled {name}: it starts at boot\n"));
+            }
+        } else {
+            failures += 1;
+            eprint!("{}", failure_report(name, now, since));
+        }
+    }
+    emit(&out)?;
+    if failures > 0 {
+        if let Err(err) = &outcome {
+            ctx.note(1, || format!("{err}"));
+        }
+        return Err(LifecycleError::NotStarted {
+            failed: failures,
+            total: names.len(),
+        }
+        .into());
+    }
+    // Every unit is active although systemctl complained: say what it said.
+    if let Err(err) = outcome {
+        eprintln!("warning: {err}");
+    }
+    Ok(EXIT_OK)
+}
+
+/// Why `name` is not active: its state, the supervisor's status, how the game ended, what
+/// systemd will do next and the journal since `since`.
+fn failure_report(name: &str, state: &UnitState, since: u64) -> String {
+    // What the game printed as it died may still be on its way into the journal.
+    systemd::journal_sync();
+    let journal = systemd::journal_tail(&state.id, JOURNAL_LINES, Some(since))
+        .unwrap_or_else(|err| vec![format!("(cannot read the journal: {err})")]);
+    let limit_hit = start_limit_hit(state, &journal);
+    let mut text = format!(
+        "{name} did not start: {}{}\n",
+        state.describe(),
+        if limit_hit { ", start limit hit" } else { "" }
+    );
+    if let Some(status) = &state.status_text {
+        text.push_str(&format!("  status: {status}\n"));
+    }
+    if let Some(exit) = &state.last_exit {
+        text.push_str(&format!("  main process: {}\n", exit.describe()));
+    }
+    if state.sub_state == "auto-restart" {
+        text.push_str(&format!(
+            "  systemd restarts it by itself (that was start {} of at most {} within {})\n",
+            state.restarts + 1,
+            state.start_limit_burst,
+            state.start_limit_interval
+        ));
+    }
+    if limit_hit {
+        text.push_str(&format!(
+            "  systemd gave up: {} starts within {}; `left4mectl start {name}` tries again\n",
+            state.start_limit_burst, state.start_limit_interval
+        ));
+    }
+    text.push_str(&format!(
+        "  journal (all of it: `left4mectl logs {name}`):\n"
+    ));
+    for line in &journal {
+        text.push_str(&format!("    {line}\n"));
+    }
+    text
+}
+
+/// Whether systemd refused to start the unit again because of `StartLimitBurst=`: on 252 the
+/// result says so only for a start by hand; one that hit the limit while restarting itself
+/// keeps the result of its last run, and the journal says it.
+fn start_limit_hit(state: &UnitState, journal: &[String]) -> bool {
+    state.result == "start-limit-hit"
+        || (state.active_state == "failed"
+            && journal
+                .iter()
+                .rev()
+                .take(JOURNAL_LINES)
+                .any(|line| line.ends_with(START_LIMIT_MESSAGE)))
+}
+
+/// `start NAME…`.
+pub fn start(ctx: &Ctx, names: &[String]) -> anyhow::Result<u8> {
+    start_units(ctx, names, Starting::Start)
+}
+
+/// `restart NAME…`.
+pub fn restart(ctx: &Ctx, names: &[String]) -> anyhow::Result<u8> {
+    start_units(ctx, names, Starting::Restart)
+}
+
+/// `stop NAME…`: stop and disable; waits until each unit has stopped and cleaned up.
+pub fn stop(ctx: &Ctx, names: &[String]) -> anyhow::Result<u8> {
+    check_names(names)?;
+    let units = units_of(names);
+    let before = systemd::show(&units)?;
+    systemctl_units("disable", &["--now"], &units)?;
+    let after = systemd::show(&units)?;
+    let layout = ctx.catalog().map(|c| c.layout).ok();
+    let mut out = String::new();
+    for ((name, was), now) in names.iter().zip(&before).zip(&after) {
+        let mut line = match was.active_state.as_str() {
+            "inactive" => format!("{name} was not running"),
+            "failed" => format!("{name} was not running (it had failed: {})", was.result),
+            _ if now.active_state == "failed" => {
+                format!("stopped {name} (it ended {})", now.describe())
+            }
+            _ => format!("stopped {name}"),
+        };
+        if was.enabled() {
+            line.push_str("; disabled: it no longer starts at boot");
+        }
+        out.push_str(&line);
+        out.push('\n');
+        if let Some(layout) = &layout {
+            let runtime = layout.runtime_dir(name);
+            if let Ok(mounts) = mounts_beneath(&runtime)
+                && !mounts.is_empty()
+            {
+                eprintln!(
+                    "warning: {name}'s overlay is still mounted at {}; `left4mectl reset {name}` unmounts it",
+                    mounts[0].display()
+                );
+            }
+        }
+    }
+    emit(&out)?;
+    Ok(EXIT_OK)
+}
+
+/// What `reset` and `delete` remove: the instance's runtime dir, once nothing is mounted.
+struct Runtime {
+    name: String,
+    dir: PathBuf,
+}
+
+impl Runtime {
+    fn new(layout: &Layout, name: &str) -> Self {
+        Runtime {
+            name: name.to_owned(),
+            dir: layout.runtime_dir(name),
+        }
+    }
+
+    /// Runs the supervisor's `cleanup` (unmount, remove `work/work`), checks that nothing is
+    /// mounted beneath the runtime dir any more, and removes it. Returns what was done.
+    fn remove(&self) -> Result<Vec<String>, LifecycleError> {
+        let mut done = vec![self.cleanup()?];
+        let mounts = mounts_beneath(&self.dir)?;
+        if !mounts.is_empty() {
+            return Err(LifecycleError::StillMounted {
+                runtime: self.dir.clone(),
+                mounts,
+            });
+        }
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => done.push(format!("removed {}", self.dir.display())),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(LifecycleError::Remove {
+                    path: self.dir.clone(),
+                    source,
+                });
+            }
+        }
+        Ok(done)
+    }
+
+    /// `left4me-supervisor cleanup NAME`; returns its report line.
+    fn cleanup(&self) -> Result<String, LifecycleError> {
+        let program = std::env::var_os(SUPERVISOR_ENV)
+            .filter(|p| !p.is_empty())
+            .map_or_else(|| PathBuf::from(SUPERVISOR), PathBuf::from);
+        let command = format!("{} cleanup {}", program.display(), self.name);
+        let out = Command::new(&program)
+            .args(["cleanup", &self.name])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|source| LifecycleError::Spawn {
+                command: command.clone(),
+                source,
+            })?;
+        let said = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .chain(String::from_utf8_lossy(&out.stdout).lines())
+            .map(|line| {
+                line.strip_prefix("left4me-supervisor: ")
+                    .unwrap_or(line)
+                    .to_owned()
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        if !out.status.success() {
+            return Err(LifecycleError::Cleanup {
+                command,
+                status: out.status,
+                output: said,
+            });
+        }
+        let said = said
+            .strip_prefix(&format!("{}: ", self.name))
+            .unwrap_or(&said)
+            .to_owned();
+        Ok(if said.is_empty() {
+            "cleaned up".into()
+        } else {
+            said
+        })
+    }
+}
+
+/// Mount points at or beneath `dir` in PID 1's mount namespace (where the supervisor mounts).
+fn mounts_beneath(dir: &Path) -> Result<Vec<PathBuf>, LifecycleError> {
+    let text =
+        std::fs::read(PID1_MOUNTINFO).map_err(|err| LifecycleError::MountInfo(err.to_string()))?;
+    let entries = left4me_overlay::mountinfo::parse(&text)
+        .map_err(|err| LifecycleError::MountInfo(err.to_string()))?;
+    Ok(entries
+        .into_iter()
+        .map(|entry| entry.mount_point)
+        .filter(|point| point.starts_with(dir))
+        .collect())
+}
+
+/// Stops the unit (and disables it, for `delete`), leaving it neither active nor failed.
+fn stop_for_removal(unit: &str, disable: bool) -> Result<UnitState, SystemdError> {
+    let before = systemd::show_one(unit)?;
+    if disable {
+        systemctl(&["disable", "--now", unit])?;
+    } else {
+        systemctl(&["stop", unit])?;
+    }
+    let after = systemd::show_one(unit)?;
+    if after.active_state == "failed" {
+        systemctl(&["reset-failed", unit])?;
+    }
+    Ok(before)
+}
+
+/// The spec file and runtime dir of `name`; at least one must exist.
+fn existing_instance(catalog: &Catalog, name: &str) -> Result<(PathBuf, Runtime), UsageError> {
+    check_spec_name(SpecKind::Instance, name)?;
+    let spec = catalog.layout.instance_file(name);
+    let runtime = Runtime::new(&catalog.layout, name);
+    if !spec.exists() && !runtime.dir.exists() {
+        return Err(missing(SpecKind::Instance, name, &spec));
+    }
+    Ok((spec, runtime))
+}
+
+/// `reset NAME`: stop, unmount, delete `runtime/NAME`; keep the spec (and whether it is
+/// enabled). The next start begins from an empty upper dir.
+pub fn reset(ctx: &Ctx, name: &str) -> anyhow::Result<u8> {
+    let catalog = ctx.catalog()?;
+    let (_, runtime) = existing_instance(&catalog, name)?;
+    let unit = unit_name(name);
+    let before = stop_for_removal(&unit, false)?;
+    let mut done = Vec::new();
+    if !matches!(before.active_state.as_str(), "inactive" | "failed") {
+        done.push("stopped".to_owned());
+    }
+    done.extend(runtime.remove()?);
+    emit(&format!(
+        "reset {name}: {}\nthe spec is kept; `left4mectl start {name}` starts it from scratch\n",
+        done.join(", ")
+    ))?;
+    Ok(EXIT_OK)
+}
+
+/// `delete NAME [--yes]`: reset, then remove the spec and reload systemd.
+pub fn delete(ctx: &Ctx, name: &str, yes: bool) -> anyhow::Result<u8> {
+    let catalog = ctx.catalog()?;
+    let (spec, runtime) = existing_instance(&catalog, name)?;
+    if !yes {
+        confirm_delete(name, &spec, &runtime.dir)?;
+    }
+    let unit = unit_name(name);
+    let before = stop_for_removal(&unit, true)?;
+    let mut done = Vec::new();
+    if !matches!(before.active_state.as_str(), "inactive" | "failed") {
+        done.push("stopped".to_owned());
+    }
+    if before.enabled() {
+        done.push("disabled".to_owned());
+    }
+    done.extend(runtime.remove()?);
+    {
+        let _lock = ctx.lock()?;
+        match std::fs::remove_file(&spec) {
+            Ok(()) => {
+                done.push(format!("removed {}", spec.display()));
+                if let Some(dir) = spec.parent() {
+                    // The removal is durable before we say so; a failed fsync changes nothing.
+                    let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(store::StoreError::Write { path: spec, source }.into());
+            }
+        }
+    }
+    let reloaded = reload::daemon_reload(ctx.no_reload)?;
+    emit(&format!(
+        "deleted {name}: {}\n{reloaded}\n",
+        done.join(", ")
+    ))?;
+    Ok(EXIT_OK)
+}
+
+/// Asks on the terminal; refuses without one.
+fn confirm_delete(name: &str, spec: &Path, runtime: &Path) -> anyhow::Result<()> {
+    if !io::stdin().is_terminal() {
+        return Err(UsageError::new(format!(
+            "not deleting {name} without confirmation: stdin is not a terminal; pass --yes"
+        ))
+        .into());
+    }
+    eprint!(
+        "Delete instance {name}? This stops it and removes {} (its files and logs) and {}. [y/N] ",
+        runtime.display(),
+        spec.display()
+    );
+    io::stderr().flush().map_err(LifecycleError::Confirm)?;
+    let mut answer = String::new();
+    io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(LifecycleError::Confirm)?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(UsageError::new(format!(
+            "not deleting {name}: not confirmed; nothing was changed"
+        ))
+        .into())
+    }
+}
+
+/// The live state of an instance's unit, as `list --json` and `status --json` print it. Every
+/// field is `null` when systemd is not running.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Live {
+    /// Starts at boot (`systemctl enable`d).
+    pub enabled: Option<bool>,
+    pub active_state: Option<String>,
+    pub sub_state: Option<String>,
+    /// How the last run ended (systemd's `Result`).
+    pub result: Option<String>,
+    /// The supervisor's `STATUS=` line.
+    pub status_text: Option<String>,
+    pub main_pid: Option<u32>,
+    pub memory_bytes: Option<u64>,
+    /// When the unit last changed state, unix seconds.
+    pub since: Option<u64>,
+    pub restarts: Option<u32>,
+}
+
+impl From<&UnitState> for Live {
+    fn from(state: &UnitState) -> Self {
+        Live {
+            enabled: Some(state.enabled()),
+            active_state: Some(state.active_state.clone()),
+            sub_state: Some(state.sub_state.clone()),
+            result: Some(state.result.clone()),
+            status_text: state.status_text.clone(),
+            main_pid: state.main_pid,
+            memory_bytes: state.memory_bytes,
+            since: state.since,
+            restarts: Some(state.restarts),
+        }
+    }
+}
+
+impl Live {
+    /// The STATE column of `list`.
+    pub fn state_cell(&self) -> String {
+        match (&self.active_state, &self.sub_state, &self.result) {
+            (Some(active), Some(sub), Some(result)) => UnitState {
+                active_state: active.clone(),
+                sub_state: sub.clone(),
+                result: result.clone(),
+                ..UnitState::default()
+            }
+            .describe(),
+            _ => "-".into(),
+        }
+    }
+}
+
+/// The live state of each instance in `names` (in order) from one `systemctl show` call, or
+/// `None` when systemd is not running here. Names that cannot be unit names get no state.
+pub fn live_states(names: &[&str]) -> Option<Vec<Live>> {
+    if !systemd::systemd_running() {
+        return None;
+    }
+    let valid: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| left4me_spec::is_valid_name(n))
+        .collect();
+    let units: Vec<String> = valid.iter().map(|n| unit_name(n)).collect();
+    let states = match systemd::show(&units) {
+        Ok(states) => states,
+        Err(err) => {
+            eprintln!("warning: no unit state: {err}");
+            return None;
+        }
+    };
+    let mut states = valid.into_iter().zip(states).peekable();
+    Some(
+        names
+            .iter()
+            .map(|name| match states.peek() {
+                Some((valid, _)) if valid == name => states
+                    .next()
+                    .map_or_else(Live::default, |(_, s)| Live::from(&s)),
+                _ => Live::default(),
+            })
+            .collect(),
+    )
+}
+
+/// `status NAME --json`.
+#[derive(Debug, Serialize)]
+struct Status {
+    name: String,
+    unit: String,
+    file: String,
+    spec_ok: bool,
+    /// Why the spec is refused (the generator skips it), naming the file.
+    spec_error: Option<String>,
+    load_state: String,
+    /// `active (running)`, `failed (exit-code)`, … as in `list`.
+    state: String,
+    /// systemd refused to start it again after too many failed starts.
+    start_limit_hit: bool,
+    #[serde(flatten)]
+    live: Live,
+    last_exit: Option<LastExit>,
+    /// The unit's settings are older than its spec; a restart applies the spec.
+    need_daemon_reload: bool,
+    /// The unit's last journal lines.
+    journal: Vec<String>,
+}
+
+/// `status NAME [--json]`.
+pub fn status(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
+    check_spec_name(SpecKind::Instance, name)?;
+    let catalog = ctx.catalog()?;
+    let file = catalog.layout.instance_file(name);
+    let unit = unit_name(name);
+    let state = systemd::show_one(&unit)?;
+    // (the whole line naming the file, the line for the text output)
+    let spec_error: Option<(String, String)> = match catalog.get(name) {
+        Some(Ok(_)) => None,
+        Some(Err(err)) => Some((
+            err.to_string(),
+            format!(
+                "error: {}; the generator skips it: fix it with `left4mectl edit {name}`",
+                describe(err)
+            ),
+        )),
+        // A unit still running (or enabled) after its spec was removed by hand is shown.
+        None if state.active_state != "inactive" || state.enabled() => {
+            let gone = missing(SpecKind::Instance, name, &file).to_string();
+            Some((gone.clone(), gone))
+        }
+        None => return Err(missing(SpecKind::Instance, name, &file).into()),
+    };
+    let journal = systemd::journal_tail(&unit, JOURNAL_LINES, None)
+        .unwrap_or_else(|err| vec![format!("(cannot read the journal: {err})")]);
+    let status = Status {
+        name: name.to_owned(),
+        file: file.display().to_string(),
+        spec_ok: spec_error.is_none(),
+        spec_error: spec_error.as_ref().map(|(line, _)| line.clone()),
+        load_state: state.load_state.clone(),
+        state: state.describe(),
+        start_limit_hit: start_limit_hit(&state, &journal),
+        live: Live::from(&state),
+        last_exit: state.last_exit.clone(),
+        need_daemon_reload: state.need_daemon_reload,
+        journal,
+        unit,
+    };
+    if json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&status)?))?;
+    } else {
+        let spec = spec_error.map_or_else(|| "ok".to_owned(), |(_, text)| text);
+        emit(&describe_status(&status, &state, spec))?;
+    }
+    Ok(EXIT_OK)
+}
+
+fn describe_status(status: &Status, state: &UnitState, spec: String) -> String {
+    let now = unix_now();
+    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let mut pairs = vec![
+        ("instance", format!("{} ({})", status.name, status.file)),
+        ("spec", spec),
+        (
+            "unit",
+            format!(
+                "{}, {}",
+                status.unit,
+                if state.enabled() {
+                    "enabled (starts at boot)".to_owned()
+                } else {
+                    format!("{} (does not start at boot)", state.unit_file_state)
+                }
+            ),
+        ),
+        (
+            "state",
+            match state.since {
+                Some(since) => format!("{} since {}", status.state, format_since(since, now)),
+                None => status.state.clone(),
+            },
+        ),
+        ("status", dash(state.status_text.clone())),
+        ("main pid", dash(state.main_pid.map(|p| p.to_string()))),
+        ("memory", dash(state.memory_bytes.map(format_bytes))),
+        ("restarts", state.restarts.to_string()),
+        (
+            "last exit",
+            dash(state.last_exit.as_ref().map(|exit| match exit.at {
+                Some(at) => format!("{}, {}", exit.describe(), format_since(at, now)),
+                None => exit.describe(),
+            })),
+        ),
+        (
+            "result",
+            if status.start_limit_hit {
+                format!(
+                    "start-limit-hit: systemd gave up after {} starts within {} (the last \
+                     ended: {}); `left4mectl start {}` tries again",
+                    state.start_limit_burst, state.start_limit_interval, state.result, status.name
+                )
+            } else {
+                state.result.clone()
+            },
+        ),
+    ];
+    if status.need_daemon_reload {
+        pairs.push((
+            "note",
+            format!(
+                "the spec changed since systemd read it; `left4mectl restart {}` applies it",
+                status.name
+            ),
+        ));
+    }
+    let mut text = fields(&pairs);
+    text.push_str(&format!(
+        "\njournal (last {JOURNAL_LINES} lines; all of it: `left4mectl logs {}`):\n",
+        status.name
+    ));
+    for line in &status.journal {
+        text.push_str(&format!("  {line}\n"));
+    }
+    text
+}
+
+/// `logs NAME [-f] [-n N]`: journalctl, in place of this process.
+pub fn logs(name: &str, follow: bool, lines: Option<u32>) -> anyhow::Result<u8> {
+    check_spec_name(SpecKind::Instance, name)?;
+    let unit = unit_name(name);
+    let mut args = vec!["-u".to_owned(), unit];
+    if follow {
+        args.push("--follow".into());
+    }
+    if let Some(lines) = lines {
+        args.push(format!("--lines={lines}"));
+    }
+    let err = systemd::exec_journalctl(&args);
+    Err(LifecycleError::Spawn {
+        command: format!("journalctl {}", args.join(" ")),
+        source: err,
+    }
+    .into())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `2026-11-21 23:42:51 UTC (3min 2s ago)`.
+fn format_since(at: u64, now: u64) -> String {
+    format!(
+        "{} ({} ago)",
+        format_utc(at),
+        format_span(now.saturating_sub(at))
+    )
+}
+
+/// Unix seconds as a UTC date and time.
+fn format_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `42s`, `3min 2s`, `2h 5min`, `3d 4h`.
+fn format_span(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}min {}s", secs / 60, secs % 60),
+        3600..86_400 => format!("{}h {}min", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
+/// `512B`, `952.0K`, `1.4G`, as systemd prints sizes.
+fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1}{}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_times_and_sizes() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(1_795_304_571), "2026-11-21 23:42:51 UTC");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(format_span(42), "42s");
+        assert_eq!(format_span(182), "3min 2s");
+        assert_eq!(format_span(7500), "2h 5min");
+        assert_eq!(format_span(3 * 86_400 + 4 * 3600), "3d 4h");
+        assert_eq!(format_bytes(512), "512B");
+        assert_eq!(format_bytes(974_848), "952.0K");
+        assert_eq!(format_bytes(1_503_238_554), "1.4G");
+    }
+
+    #[test]
+    fn start_limit_is_read_from_the_result_or_the_journal() {
+        let failed = UnitState {
+            active_state: "failed".into(),
+            result: "exit-code".into(),
+            ..UnitState::default()
+        };
+        let journal: Vec<String> = vec![
+            "… systemd[1]: left4me-server@x.service: Start request repeated too quickly.".into(),
+            "… systemd[1]: left4me-server@x.service: Failed with result 'exit-code'.".into(),
+        ];
+        assert!(start_limit_hit(&failed, &journal));
+        assert!(!start_limit_hit(&failed, &journal[1..]));
+        let refused = UnitState {
+            result: "start-limit-hit".into(),
+            ..failed.clone()
+        };
+        assert!(start_limit_hit(&refused, &[]));
+        let active = UnitState {
+            active_state: "active".into(),
+            ..failed
+        };
+        assert!(!start_limit_hit(&active, &journal));
+    }
+
+    #[test]
+    fn live_state_cells() {
+        assert_eq!(Live::default().state_cell(), "-");
+        let live = Live::from(&UnitState {
+            active_state: "activating".into(),
+            sub_state: "auto-restart".into(),
+            result: "signal".into(),
+            ..UnitState::default()
+        });
+        assert_eq!(live.state_cell(), "activating (auto-restart)");
+    }
+}
