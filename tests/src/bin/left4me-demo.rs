@@ -148,6 +148,14 @@ fn demo() -> Result<()> {
         "--map",
         "c5m1_waterfront",
     ])?;
+    demo.show(&["left4mectl", "set", "coop1", "config=hostname \"Coop #1\""])?;
+    demo.show(&[
+        "left4mectl",
+        "set",
+        "coop2",
+        "config=hostname \"Coop #2\"",
+        "maxplayers=8",
+    ])?;
     demo.show(&["left4mectl", "render", "coop1"])?;
 
     demo.say("Starting both: each is active only once its game answers A2S queries");
