@@ -168,8 +168,10 @@ fn start_units(ctx: &Ctx, names: &[String], how: Starting) -> anyhow::Result<u8>
     let started = Instant::now();
     // Both block until every start job is done: for Type=notify, until READY=1 or failure.
     let outcome = match how {
-        Starting::Start => systemctl_units("enable", &["--now"], &units),
-        Starting::Restart => systemctl_units("enable", &[], &units)
+        // `--no-reload`: enabling only adds a wants link, read at the next boot or reload; the
+        // implicit daemon-reload would cost more than the whole start.
+        Starting::Start => systemctl_units("enable", &["--now", "--no-reload"], &units),
+        Starting::Restart => systemctl_units("enable", &["--no-reload"], &units)
             .and_then(|_| systemctl_units("restart", &[], &units)),
     };
     let took = started.elapsed();
@@ -283,7 +285,7 @@ pub fn stop(ctx: &Ctx, names: &[String]) -> anyhow::Result<u8> {
     check_names(names)?;
     let units = units_of(names);
     let before = systemd::show(&units)?;
-    systemctl_units("disable", &["--now"], &units)?;
+    systemctl_units("disable", &["--now", "--no-reload"], &units)?;
     let after = systemd::show(&units)?;
     let layout = ctx.catalog().map(|c| c.layout).ok();
     let mut out = String::new();
@@ -415,7 +417,7 @@ fn mounts_beneath(dir: &Path) -> Result<Vec<PathBuf>, LifecycleError> {
 fn stop_for_removal(unit: &str, disable: bool) -> Result<UnitState, SystemdError> {
     let before = systemd::show_one(unit)?;
     if disable {
-        systemctl(&["disable", "--now", unit])?;
+        systemctl(&["disable", "--now", "--no-reload", unit])?;
     } else {
         systemctl(&["stop", unit])?;
     }
@@ -577,34 +579,36 @@ impl Live {
     }
 }
 
-/// The live state of each instance in `names` (in order) from one `systemctl show` call, or
-/// `None` when systemd is not running here. Names that cannot be unit names get no state.
+/// The live state of each instance in `names` (in order) from one `systemctl show` call over
+/// the loaded instance units, or `None` when systemd is not running here. An instance whose
+/// unit is not loaded is inactive and disabled.
 pub fn live_states(names: &[&str]) -> Option<Vec<Live>> {
     if !systemd::systemd_running() {
         return None;
     }
-    let valid: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|n| left4me_spec::is_valid_name(n))
-        .collect();
-    let units: Vec<String> = valid.iter().map(|n| unit_name(n)).collect();
-    let states = match systemd::show(&units) {
+    let states = match systemd::show_loaded(&unit_name("*")) {
         Ok(states) => states,
         Err(err) => {
             eprintln!("warning: no unit state: {err}");
             return None;
         }
     };
-    let mut states = valid.into_iter().zip(states).peekable();
+    let mut by_unit: std::collections::HashMap<String, UnitState> =
+        states.into_iter().map(|s| (s.id.clone(), s)).collect();
     Some(
         names
             .iter()
-            .map(|name| match states.peek() {
-                Some((valid, _)) if valid == name => states
-                    .next()
-                    .map_or_else(Live::default, |(_, s)| Live::from(&s)),
-                _ => Live::default(),
+            .map(|name| {
+                let state = by_unit
+                    .remove(&unit_name(name))
+                    .unwrap_or_else(|| UnitState {
+                        load_state: "loaded".into(),
+                        active_state: "inactive".into(),
+                        sub_state: "dead".into(),
+                        unit_file_state: "disabled".into(),
+                        ..UnitState::default()
+                    });
+                Live::from(&state)
             })
             .collect(),
     )

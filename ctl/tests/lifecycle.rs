@@ -21,6 +21,13 @@ for arg; do
     case "$arg" in *.service) ;; *) continue ;; esac
     case "$verb" in
     show)
+        case "$arg" in *'*'*)
+            # A pattern shows the loaded units: those with a block in fake/.
+            for f in "$FAKE"/left4me-server@*.service; do
+                [ -f "$f" ] && { echo "Id=${f##*/}"; cat "$f"; echo; }
+            done
+            continue ;;
+        esac
         echo "Id=$arg"
         if [ -f "$FAKE/$arg" ]; then cat "$FAKE/$arg"; else
             printf 'LoadState=loaded\nActiveState=inactive\nSubState=dead\nResult=success\n'
@@ -141,7 +148,7 @@ fn start_enables_waits_and_reports_the_status() {
         f.calls(),
         [
             "systemctl show --timestamp=unix -p … left4me-server@coop1.service",
-            "systemctl enable --now left4me-server@coop1.service",
+            "systemctl enable --now --no-reload left4me-server@coop1.service",
             "systemctl show --timestamp=unix -p … left4me-server@coop1.service",
         ]
     );
@@ -156,7 +163,7 @@ fn start_of_many_is_one_systemctl_call() {
     assert_eq!(calls.len(), 3, "{calls:#?}");
     assert_eq!(
         calls[1],
-        "systemctl enable --now left4me-server@coop1.service left4me-server@vs1.service"
+        "systemctl enable --now --no-reload left4me-server@coop1.service left4me-server@vs1.service"
     );
 }
 
@@ -233,7 +240,7 @@ fn start_reloads_systemd_when_it_has_not_read_the_spec() {
     );
     assert_eq!(
         calls[3],
-        "systemctl enable --now left4me-server@coop1.service"
+        "systemctl enable --now --no-reload left4me-server@coop1.service"
     );
 }
 
@@ -250,7 +257,7 @@ fn stop_disables_all_in_one_call() {
     );
     assert_eq!(
         f.calls()[1],
-        "systemctl disable --now left4me-server@coop1.service left4me-server@vs1.service"
+        "systemctl disable --now --no-reload left4me-server@coop1.service left4me-server@vs1.service"
     );
 }
 
@@ -285,7 +292,7 @@ fn delete_removes_runtime_and_spec() {
     assert!(f.fx.path("etc/instances/vs1.toml").exists());
     let calls = f.calls();
     assert!(
-        calls.contains(&"systemctl disable --now left4me-server@coop1.service".to_owned())
+        calls.contains(&"systemctl disable --now --no-reload left4me-server@coop1.service".to_owned())
             && calls.contains(&"supervisor cleanup coop1".to_owned()),
         "{calls:#?}"
     );

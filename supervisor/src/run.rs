@@ -29,7 +29,7 @@ use crate::notify::{NOTIFY_ENV, Notifier};
 const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
 /// While nothing listens on the port yet, probing it is free for the game: probe often so
 /// readiness is seen quickly.
-const PROBE_CLOSED_PORT_EVERY: Duration = Duration::from_millis(20);
+const PROBE_CLOSED_PORT_EVERY: Duration = Duration::from_millis(10);
 /// Once ready, how often the status line is refreshed (and the watchdog fed).
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// How much more start-up time each status update while waiting asks systemd for.
