@@ -1,0 +1,330 @@
+//! Which layer stops which probe: every probe runs under the mount namespace alone (as root),
+//! then with exactly one more layer (dropped credentials, Landlock, seccomp), then with all of
+//! them, each run a fresh child of `left4me_sandbox::run`. The table is the evidence behind the
+//! "stopped by" column of `privileged_probes`, and it proves the probes can succeed: where the
+//! mount-only column says `ok`, a broken layer would let the attack through. Needs root.
+
+mod common;
+
+use std::ffi::OsString;
+use std::io::Read;
+
+use common::{
+    Listeners, OWNER_USER, PROBE, Report, SANDBOX_USER, TestEnv, Victim, abstract_listener,
+    probe_dir,
+};
+use left4me_sandbox::{Invocation, Layers, Network, Outcome, Policy};
+
+const COLUMNS: [(&str, Layers); 5] = [
+    ("mounts", Layers::NONE),
+    (
+        "+creds",
+        Layers {
+            credentials: true,
+            landlock: false,
+            seccomp: false,
+        },
+    ),
+    (
+        "+landlock",
+        Layers {
+            credentials: false,
+            landlock: true,
+            seccomp: false,
+        },
+    ),
+    (
+        "+seccomp",
+        Layers {
+            credentials: false,
+            landlock: false,
+            seccomp: true,
+        },
+    ),
+    ("all", Layers::ALL),
+];
+
+/// Runs the probe with `layers`, capturing its stdout through a file on fd 1 (and its stderr,
+/// the runner's log line, in another, to keep the table readable).
+fn run_probe(invocation: &Invocation, layers: Layers, capture: &std::path::Path) -> String {
+    let file = std::fs::File::create(capture).unwrap();
+    let log = std::fs::File::create(capture.with_extension("log")).unwrap();
+    let saved_out = rustix::io::dup(rustix::stdio::stdout()).unwrap();
+    let saved_err = rustix::io::dup(rustix::stdio::stderr()).unwrap();
+    rustix::stdio::dup2_stdout(&file).unwrap();
+    rustix::stdio::dup2_stderr(&log).unwrap();
+    let outcome = left4me_sandbox::run(invocation, layers);
+    rustix::stdio::dup2_stdout(&saved_out).unwrap();
+    rustix::stdio::dup2_stderr(&saved_err).unwrap();
+    let mut text = String::new();
+    std::fs::File::open(capture)
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    match outcome.unwrap() {
+        Outcome::Exited(0) => text.lines().next().unwrap_or("").to_owned(),
+        Outcome::Exited(code) => format!("exit {code}"),
+        Outcome::Signaled(signal) => format!("signal {signal}"),
+        Outcome::Failed { message, .. } => format!("failed: {message}"),
+    }
+}
+
+fn main() {
+    if common::filtered_out("privileged_layers") {
+        return;
+    }
+    let env = TestEnv::new("layers");
+    let listeners = Listeners::new();
+    let out = env.output("out");
+    std::fs::copy(PROBE, out.join("copied-probe")).unwrap();
+    std::os::unix::fs::chown(
+        out.join("copied-probe"),
+        Some(common::OWNER_UID),
+        Some(common::OWNER_UID),
+    )
+    .unwrap();
+    let victim = Victim::start();
+    let victim_pid = victim.pid().to_string();
+    let abstract_name = format!("left4me-sbxlayers-{}", std::process::id());
+    let _abstract = abstract_listener(&abstract_name);
+    let blocked = format!("127.0.0.1:{}", listeners.blocked_port());
+    let allowed = format!("127.0.0.1:{}", listeners.allowed_port());
+    let mut policy = Policy::with_network(Network::Tcp {
+        connect_ports: vec![listeners.allowed_port()],
+    });
+    policy.extra_exec = vec![probe_dir()];
+    let capture = env.base.join("stdout");
+
+    // probe, args, expected result per column (mounts, +creds, +landlock, +seccomp, all), and
+    // the conclusion.
+    let rows: Vec<(&str, Vec<&str>, [&str; 5], &str)> = vec![
+        (
+            "read /etc/hostname",
+            vec!["read-file", "/etc/hostname"],
+            ["ok", "ok", "err EACCES", "ok", "err EACCES"],
+            "Landlock",
+        ),
+        (
+            "read /etc/shadow",
+            vec!["read-file", "/etc/shadow"],
+            ["ok", "err EACCES", "err EACCES", "ok", "err EACCES"],
+            "DAC once root is gone; Landlock",
+        ),
+        (
+            "read /proc/1/cmdline",
+            vec!["read-file", "/proc/1/cmdline"],
+            ["ok", "err ENOENT", "err EACCES", "ok", "err ENOENT"],
+            "hidepid once root is gone; Landlock",
+        ),
+        (
+            "write /etc/probe",
+            vec!["write-file", "/etc/probe"],
+            ["err EROFS"; 5],
+            "read-only root",
+        ),
+        (
+            "create a file in /overlay",
+            vec!["create-new", "/overlay"],
+            [
+                "err EOVERFLOW",
+                "ok",
+                "err EOVERFLOW",
+                "err EOVERFLOW",
+                "ok",
+            ],
+            "(harmless) root is not in the idmap; the sandbox uid is",
+        ),
+        (
+            "write /dev/urandom",
+            vec!["append-file", "/dev/urandom"],
+            ["ok", "ok", "err EACCES", "ok", "err EACCES"],
+            "Landlock",
+        ),
+        (
+            "exec /overlay/copied-probe",
+            vec!["exec", "/overlay/copied-probe"],
+            ["err EACCES"; 5],
+            "noexec mount",
+        ),
+        (
+            "connect allowed port",
+            vec!["connect", &allowed],
+            ["ok"; 5],
+            "(harmless)",
+        ),
+        (
+            "connect other port",
+            vec!["connect", &blocked],
+            ["ok", "ok", "err EACCES", "ok", "err EACCES"],
+            "Landlock",
+        ),
+        (
+            "MPTCP connect other port",
+            vec!["connect-proto", "262", &blocked],
+            ["ok", "ok", "ok", "err EPERM (socket)", "err EPERM (socket)"],
+            "seccomp (slips past Landlock)",
+        ),
+        (
+            "TCP bind",
+            vec!["bind-tcp", "0"],
+            ["ok", "ok", "err EACCES", "ok", "err EACCES"],
+            "Landlock",
+        ),
+        (
+            "listen without bind",
+            vec!["listen"],
+            ["ok", "ok", "ok", "err EPERM", "err EPERM"],
+            "seccomp (auto-bind slips past Landlock)",
+        ),
+        (
+            "AF_PACKET socket",
+            vec!["socket", "17", "3", "0"],
+            ["ok", "err EPERM", "ok", "err EPERM", "err EPERM"],
+            "no CAP_NET_RAW; seccomp",
+        ),
+        (
+            "AF_NETLINK socket",
+            vec!["socket", "16", "3", "0"],
+            ["ok", "ok", "ok", "err EPERM", "err EPERM"],
+            "seccomp",
+        ),
+        (
+            "abstract unix connect outside",
+            vec!["abstract-connect", &abstract_name],
+            ["ok", "ok", "err EPERM", "err EPERM", "err EPERM"],
+            "Landlock scope; seccomp",
+        ),
+        (
+            "kill same-uid process outside (sig 0)",
+            vec!["kill", &victim_pid, "0"],
+            ["ok", "ok", "err EPERM", "ok", "err EPERM"],
+            "Landlock scope",
+        ),
+        (
+            "ptrace same-uid process outside",
+            vec!["ptrace", &victim_pid],
+            ["ok", "ok", "err EPERM", "err EPERM", "err EPERM"],
+            "Landlock; seccomp",
+        ),
+        (
+            "unshare(CLONE_NEWUSER)",
+            vec!["unshare", "268435456"],
+            ["ok", "ok", "ok", "err EPERM", "err EPERM"],
+            "seccomp",
+        ),
+        (
+            "clone(CLONE_NEWUSER)",
+            vec!["clone-newuser"],
+            ["ok", "ok", "ok", "err EPERM", "err EPERM"],
+            "seccomp",
+        ),
+        (
+            "clone3",
+            vec!["clone3"],
+            ["ok", "ok", "ok", "err ENOSYS", "err ENOSYS"],
+            "seccomp (ENOSYS)",
+        ),
+        (
+            "mount tmpfs",
+            vec!["mount", "/tmp/m"],
+            ["ok", "err EPERM", "err EPERM", "err EPERM", "err EPERM"],
+            "no CAP_SYS_ADMIN; Landlock; seccomp",
+        ),
+        (
+            "io_uring_setup",
+            vec!["io-uring"],
+            ["ok", "ok", "ok", "err EPERM", "err EPERM"],
+            "seccomp",
+        ),
+        (
+            "chmod 4755",
+            vec!["chmod-suid", "/tmp/s"],
+            ["ok", "ok", "ok", "err EPERM", "err EPERM"],
+            "seccomp",
+        ),
+        (
+            "open(O_CREAT, 04755)",
+            vec!["create-suid", "/tmp/s2"],
+            ["ok", "ok", "ok", "err EPERM", "err EPERM"],
+            "seccomp",
+        ),
+        (
+            "TIOCSTI (on a pipe: ENOTTY if it got through)",
+            vec!["tiocsti"],
+            [
+                "err ENOTTY",
+                "err ENOTTY",
+                "err ENOTTY",
+                "err EPERM",
+                "err EPERM",
+            ],
+            "seccomp",
+        ),
+        (
+            "memfd_create",
+            vec!["memfd"],
+            ["ok", "ok", "ok", "err EPERM", "err EPERM"],
+            "seccomp",
+        ),
+        (
+            "setuid(0)",
+            vec!["setuid0"],
+            ["ok", "err EPERM", "ok", "err EPERM", "err EPERM"],
+            "no CAP_SETUID; seccomp",
+        ),
+        (
+            "int 0x80",
+            vec!["int80"],
+            ["ok pid", "ok pid", "ok pid", "signal 31", "signal 31"],
+            "seccomp arch check",
+        ),
+        (
+            "inherited descriptors",
+            vec!["fds"],
+            ["ok none"; 5],
+            "close_range (always on)",
+        ),
+    ];
+
+    let mut report = Report::default();
+    println!(
+        "{:<44} {}",
+        "probe",
+        COLUMNS
+            .iter()
+            .map(|(name, _)| format!("{name:<19}"))
+            .collect::<String>()
+    );
+    for (what, args, expected, layer) in &rows {
+        let mut command: Vec<OsString> = vec![PROBE.into()];
+        command.extend(args.iter().map(OsString::from));
+        let invocation = Invocation {
+            output: out.clone(),
+            sandbox_user: SANDBOX_USER.into(),
+            owner_user: OWNER_USER.into(),
+            policy: policy.clone(),
+            command,
+        };
+        let mut cells = Vec::new();
+        let mut ok = true;
+        for ((_, layers), want) in COLUMNS.iter().zip(expected) {
+            let got = run_probe(&invocation, *layers, &capture);
+            // `int 0x80` prints the pid it got back; compare the prefix.
+            let matches = if *want == "ok pid" {
+                got.starts_with("ok pid ")
+            } else {
+                got == *want
+            };
+            ok &= matches;
+            cells.push(if matches {
+                got.chars().take(18).collect::<String>()
+            } else {
+                format!("{got} (want {want})")
+            });
+        }
+        let line = cells.iter().map(|c| format!("{c:<19}")).collect::<String>();
+        report.check(what, &line, ok, layer);
+    }
+    drop(victim);
+    report.finish("privileged_layers", env);
+}
