@@ -292,8 +292,9 @@ fn delete_removes_runtime_and_spec() {
     assert!(f.fx.path("etc/instances/vs1.toml").exists());
     let calls = f.calls();
     assert!(
-        calls.contains(&"systemctl disable --now --no-reload left4me-server@coop1.service".to_owned())
-            && calls.contains(&"supervisor cleanup coop1".to_owned()),
+        calls.contains(
+            &"systemctl disable --now --no-reload left4me-server@coop1.service".to_owned()
+        ) && calls.contains(&"supervisor cleanup coop1".to_owned()),
         "{calls:#?}"
     );
     let run = f.run(&["delete", "coop1", "--yes"]);
