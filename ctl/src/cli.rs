@@ -20,6 +20,8 @@ use clap::{ArgAction, Args, Parser, Subcommand};
         It also runs the instances, each the systemd unit left4me-server@NAME.service: start, \
         stop, restart, reset and delete wait for the outcome and say it; status and list show \
         the live state.\n\n\
+        Overlays, the content layers instances stack over the game install, are defined, \
+        built in a sandbox and listed with `left4mectl overlay`.\n\n\
         LEFT4ME_CONFIG_DIR and LEFT4ME_STATE_DIR point it at another config or state directory.",
     after_long_help = "EXIT STATUS:\n  \
         0  success\n  \
@@ -309,6 +311,220 @@ pub enum Verb {
             left4mectl create coop1 --port 27015 --blueprint coop"
     )]
     Blueprint(BlueprintVerb),
+
+    /// Manage overlays: content layers, and the scripts that build them
+    #[command(
+        subcommand,
+        long_about = "Manage overlays: content layers instances stack over the game install \
+            (maps, addons, mods), listed lowest first in an instance's overlays.\n\n\
+            An overlay's definition, /etc/left4me/overlays/NAME.toml, says how its content \
+            (<state dir>/overlays/NAME) is made: by hand (kind = \"manual\") or by a shell \
+            script that `overlay build` runs in a sandbox (kind = \"script\"): as an \
+            unprivileged user, with /overlay its only writable directory besides /tmp, TCP only \
+            to the allowed ports of public addresses, and the definition's memory, task and time \
+            limits. Every build is recorded in the job ledger (`overlay jobs`).",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl overlay create sourcemod\n  \
+            left4mectl overlay create maps --script-file maps.sh --timeout 2h\n  \
+            left4mectl overlay build maps\n  \
+            left4mectl overlay list\n  \
+            left4mectl overlay jobs maps --log\n  \
+            left4mectl set coop1 'overlays=[\"overlays/maps\"]'"
+    )]
+    Overlay(OverlayVerb),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OverlayVerb {
+    /// Create an overlay definition (and its empty content dir)
+    #[command(
+        long_about = "Create an overlay: write /etc/left4me/overlays/NAME.toml and create \
+            <state dir>/overlays/NAME owned by the game user.\n\n\
+            Without a script it is a manual overlay: put its files into the content dir. With \
+            --script or --script-file it is a script overlay: `left4mectl overlay build NAME` \
+            runs the script with bash in the sandbox. The script's working directory is \
+            /overlay ($OVERLAY), which holds the overlay's current content (a copy: the \
+            script's result replaces the content only when the script succeeds); it may write \
+            there and to /tmp, and connect to the --allow-port ports (default 80 and 443) of \
+            public addresses. Change anything later with `left4mectl overlay edit NAME`.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl overlay create sourcemod\n  \
+            left4mectl overlay create maps --script-file examples/map-sync.sh\n  \
+            left4mectl overlay create tickrate --script \\\n      \
+            'curl -fsSL https://example.org/tickrate.tar.gz | tar -xz' --memory-max 512M"
+    )]
+    Create(OverlayCreateArgs),
+
+    /// Edit an overlay definition in $VISUAL / $EDITOR
+    #[command(
+        long_about = "Edit an overlay definition in your editor, like `left4mectl edit`: the \
+            edited copy is checked (as `left4mectl validate` does) before it replaces the \
+            definition. A changed script takes effect at the next `overlay build`.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl overlay edit maps"
+    )]
+    Edit {
+        /// The overlay
+        name: String,
+    },
+
+    /// Show an overlay: definition, content, users, last build
+    #[command(
+        long_about = "Show an overlay: its definition file and kind, its content dir and size, \
+            the instances and blueprints that use it, and for script overlays the network \
+            access, limits, script and last build.\n\n\
+            --json prints one JSON object (see ctl/README.md).",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl overlay show maps\n  \
+            left4mectl overlay show maps --json | jq .last_build.status"
+    )]
+    Show {
+        /// The overlay
+        name: String,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// List overlays with their last build
+    #[command(
+        long_about = "List every overlay definition: name, kind, how many instances and \
+            blueprints use it, whether its content dir exists, its last build and whether the \
+            definition is valid.\n\n\
+            --json prints an array of objects (see ctl/README.md).",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl overlay list\n  \
+            left4mectl overlay list --json | jq -r '.[] | select(.last_build.status == \"failed\") | .name'"
+    )]
+    List {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Remove an overlay: definition and content
+    #[command(
+        long_about = "Remove an overlay: its definition, its content dir and any old content \
+            left by builds.\n\n\
+            Refused while an instance or blueprint lists the overlay (they are named), and \
+            while a running instance still has it mounted. Asks for confirmation on a \
+            terminal; without one it refuses unless --yes (or --keep-content, which keeps the \
+            content dir) is given. The build history stays in the ledger.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl overlay rm maps\n  \
+            left4mectl overlay rm maps --keep-content"
+    )]
+    Rm {
+        /// The overlay
+        name: String,
+        /// Keep the content dir <state dir>/overlays/NAME
+        #[arg(long)]
+        keep_content: bool,
+        /// Do not ask for confirmation
+        #[arg(short, long)]
+        yes: bool,
+    },
+
+    /// Build a script overlay in the sandbox
+    #[command(
+        long_about = "Build a script overlay: run its script in a transient systemd unit \
+            (left4me-build-NAME-ID.service in l4d2-build.slice) under left4me-sandbox, \
+            streaming the output with the elapsed time.\n\n\
+            The script works on a fresh copy of the content; only when it succeeds and its \
+            output passes the checks (no special files, no symlink leading out of the \
+            overlay) does the copy replace <state dir>/overlays/NAME, in one atomic exchange. \
+            A failed build leaves the content untouched. Running instances keep the content \
+            they mounted until their next restart; the old copy is deleted once no instance \
+            mounts it any more.\n\n\
+            The unit gets the definition's memory_max, tasks_max and timeout, no access to \
+            loopback, link-local, multicast or private addresses, a resolv.conf of its own \
+            (see ctl/README.md), and is killed when the state dir's file system runs low. \
+            Ctrl-C stops it. Every build is recorded in the ledger: `left4mectl overlay \
+            jobs`.\n\n\
+            --dry-run prints the systemd-run command instead; --unit-file prints the same \
+            unit as a unit file (for `systemd-analyze security --offline=yes`).",
+        after_long_help = "EXIT STATUS:\n  \
+            0  built and swapped in\n  \
+            1  the build failed, or could not run; the content is unchanged\n  \
+            2  usage error (no such overlay, a manual overlay, a build already running)\n\n\
+            EXAMPLES:\n  \
+            left4mectl overlay build maps\n  \
+            left4mectl overlay build maps --dry-run"
+    )]
+    Build {
+        /// The overlay
+        name: String,
+        /// Print the systemd-run command; build nothing
+        #[arg(long, conflicts_with = "unit_file")]
+        dry_run: bool,
+        /// Print the build unit as a unit file; build nothing
+        #[arg(long)]
+        unit_file: bool,
+    },
+
+    /// List recorded builds, newest first
+    #[command(
+        long_about = "List the builds recorded in the job ledger (<state dir>/left4me.db), \
+            newest first: id, overlay, start, duration, status (success, failed, interrupted, \
+            abandoned, running), the script's exit status and what happened. --log adds the \
+            last 50 lines of each build's output.\n\n\
+            --json prints an array of objects (see ctl/README.md).",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl overlay jobs\n  \
+            left4mectl overlay jobs maps --log -n 1"
+    )]
+    Jobs {
+        /// Only builds of this overlay
+        name: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+        /// Also print the kept output of each build
+        #[arg(short, long)]
+        log: bool,
+        /// How many builds to show
+        #[arg(short = 'n', long, value_name = "N", default_value_t = 20)]
+        lines: usize,
+    },
+}
+
+/// `--kind` of `overlay create`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OverlayKindArg {
+    /// Content is put into the content dir by hand
+    Manual,
+    /// Content is built by a script (`overlay build`)
+    Script,
+}
+
+#[derive(Debug, Args)]
+pub struct OverlayCreateArgs {
+    /// The overlay name: 1-64 of a-z, 0-9, '_', '-'
+    pub name: String,
+    /// How the content is made [default: script with a script, else manual]
+    #[arg(long, value_enum)]
+    pub kind: Option<OverlayKindArg>,
+    /// The build script (bash)
+    #[arg(long, value_name = "TEXT", conflicts_with = "script_file")]
+    pub script: Option<String>,
+    /// Read the build script from FILE ('-': stdin)
+    #[arg(long, value_name = "FILE")]
+    pub script_file: Option<std::path::PathBuf>,
+    /// No network at all during the build
+    #[arg(long, conflicts_with = "allow_ports")]
+    pub no_network: bool,
+    /// A TCP port the script may connect to; repeat [default: 80 and 443]
+    #[arg(long = "allow-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub allow_ports: Vec<u16>,
+    /// The build's memory limit (MemoryMax=) [default: 4G]
+    #[arg(long, value_name = "SIZE")]
+    pub memory_max: Option<String>,
+    /// The build's process/thread limit (TasksMax=) [default: 512]
+    #[arg(long, value_name = "N")]
+    pub tasks_max: Option<u32>,
+    /// The build's time limit (RuntimeMaxSec=) [default: 1h]
+    #[arg(long, value_name = "SPAN")]
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,15 +11,22 @@
 #![forbid(unsafe_code)]
 
 mod blueprint;
+pub mod build;
+pub mod build_unit;
 mod change;
 pub mod cli;
+pub mod content;
 mod editor;
 pub mod error;
 mod instance;
 pub mod keys;
+pub mod ledger;
 pub mod lifecycle;
 pub mod output;
+pub mod overlay;
+pub mod passwd;
 pub mod reload;
+pub mod resolver;
 pub mod store;
 pub mod systemd;
 
@@ -27,7 +34,7 @@ use std::path::PathBuf;
 
 use left4me_spec::{Catalog, Layout, SpecError};
 
-pub use cli::{BlueprintVerb, Cli, Verb};
+pub use cli::{BlueprintVerb, Cli, OverlayVerb, Verb};
 pub use error::{EXIT_INVALID, EXIT_OK, EXIT_RUNTIME, UsageError, exit_status};
 
 /// What every verb needs to know: where the specs are and the global flags.
@@ -118,6 +125,35 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             BlueprintVerb::Set(args) => change::set(&ctx, change::SpecKind::Blueprint, args),
             BlueprintVerb::Show { name, json } => blueprint::show(&ctx, name, *json),
             BlueprintVerb::List { json } => blueprint::list(&ctx, *json),
+        },
+        Verb::Overlay(verb) => match verb {
+            OverlayVerb::Create(args) => overlay::create(&ctx, args),
+            OverlayVerb::Edit { name } => overlay::edit(&ctx, name),
+            OverlayVerb::Show { name, json } => overlay::show(&ctx, name, *json),
+            OverlayVerb::List { json } => overlay::list(&ctx, *json),
+            OverlayVerb::Rm {
+                name,
+                keep_content,
+                yes,
+            } => overlay::remove(&ctx, name, *keep_content, *yes),
+            OverlayVerb::Build {
+                name,
+                dry_run,
+                unit_file,
+            } => {
+                let mode = match (dry_run, unit_file) {
+                    (true, _) => build::Mode::DryRun,
+                    (_, true) => build::Mode::UnitFile,
+                    _ => build::Mode::Run,
+                };
+                build::build(&ctx, name, mode)
+            }
+            OverlayVerb::Jobs {
+                name,
+                json,
+                log,
+                lines,
+            } => overlay::jobs(&ctx, name.as_deref(), *json, *log, *lines),
         },
     }
 }

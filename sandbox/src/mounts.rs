@@ -525,8 +525,9 @@ pub struct RealMounts {
 }
 
 impl RealMounts {
-    /// Reaps the processes [`MountOps::idmap_userns`] started (they exit at once; reaping is
-    /// left until the sandbox has run, nobody waits for them). Also done on drop.
+    /// Reaps the processes [`MountOps::idmap_userns`] started (killed once their namespace is
+    /// open; reaping is left until the sandbox has run, nobody waits for them). Also done on
+    /// drop.
     pub fn reap(&self) {
         for pid in self.holders.borrow_mut().drain(..) {
             let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
@@ -557,20 +558,26 @@ impl MountOps for RealMounts {
     }
 
     fn idmap_userns(&self, map: &IdMap) -> Result<OwnedFd, MountError> {
-        let pid = sys::spawn_userns_zombie().map_err(MountError::Userns)?;
+        let pid = sys::spawn_userns_child().map_err(MountError::Userns)?;
         self.holders.borrow_mut().push(pid);
         let proc = PathBuf::from(format!("/proc/{}", pid.as_raw_nonzero()));
         let write = |name: &str, text: String| {
             std::fs::write(proc.join(name), text).map_err(MountError::Userns)
         };
-        write("uid_map", map.uid_map())?;
-        write("gid_map", map.gid_map())?;
-        rustix::fs::open(
-            proc.join("ns/user"),
-            OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| MountError::Userns(e.into()))
+        let opened = write("uid_map", map.uid_map())
+            .and_then(|()| write("gid_map", map.gid_map()))
+            .and_then(|()| {
+                rustix::fs::open(
+                    proc.join("ns/user"),
+                    OFlags::RDONLY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| MountError::Userns(e.into()))
+            });
+        // The open namespace keeps itself alive; the child is not needed any more ([`reap`]
+        // waits for it).
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        opened
     }
 
     fn clone_dir(&self, dir: BorrowedFd<'_>) -> Result<OwnedFd, Errno> {

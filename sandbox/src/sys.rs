@@ -70,15 +70,18 @@ pub fn unshare_mount_namespace() -> Result<(), Errno> {
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
 }
 
-/// Starts a child in a new user namespace (`clone(CLONE_NEWUSER)`) that exits at once. Until it
-/// is reaped, its zombie keeps its credentials and so the namespace: `/proc/PID/uid_map`,
-/// `gid_map` and `ns/user` work on it, and nobody waits for it to run. The caller reaps it.
-pub fn spawn_userns_zombie() -> io::Result<Pid> {
+/// Starts a child in a new user namespace (`clone(CLONE_NEWUSER)`) that waits in `pause()` (and
+/// dies with the parent). While it lives, `/proc/PID/uid_map`, `gid_map` and `ns/user` work on
+/// it, and nobody waits for it to run. It must not exit before the maps are written: a zombie
+/// has no memory map, so the kernel shows its `/proc/PID` files as owned by root, and a runner
+/// that is not root (a unit with `User=` and ambient capabilities) could not write them. The
+/// caller kills and reaps it.
+pub fn spawn_userns_child() -> io::Result<Pid> {
     let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong;
     // SAFETY: a raw `clone` without `CLONE_VM` and with a null stack behaves like `fork`: the
     // child gets a copy of the address space and continues on its own copy of this stack. It
-    // only calls `_exit` (async-signal-safe, no destructors, no atexit handlers), so it is sound
-    // even if other threads held locks at the time of the clone.
+    // only calls `prctl`, `pause` and `_exit` (async-signal-safe, no destructors, no atexit
+    // handlers), so it is sound even if other threads held locks at the time of the clone.
     let pid = unsafe {
         libc::syscall(
             libc::SYS_clone,
@@ -90,8 +93,13 @@ pub fn spawn_userns_zombie() -> io::Result<Pid> {
         )
     };
     if pid == 0 {
-        // SAFETY: see above; the child ends here.
-        unsafe { libc::_exit(0) };
+        // SAFETY: see above; the child waits until it is killed, and ends here.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            loop {
+                libc::pause();
+            }
+        }
     }
     if pid < 0 {
         return Err(io::Error::last_os_error());

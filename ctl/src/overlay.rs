@@ -1,0 +1,759 @@
+//! The overlay verbs: `overlay create|edit|show|list|rm|jobs` (and `build`, in
+//! [`crate::build`]).
+//!
+//! An overlay is a content layer instances stack over the game install. Its definition,
+//! `/etc/left4me/overlays/NAME.toml`, says how its content (`<state_dir>/overlays/NAME`) is
+//! made: by hand (`kind = "manual"`) or by a script built in the sandbox (`kind = "script"`).
+//! Definitions are written like specs: validated first (`OverlayDef::parse`, the code
+//! `left4mectl validate` runs), atomically, under the config dir's lock.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use left4me_spec::{Catalog, ErrorKind, OverlayDef, OverlayKind, SpecError, list_names};
+use serde::Serialize;
+
+use crate::Ctx;
+use crate::cli::{OverlayCreateArgs, OverlayKindArg};
+use crate::content::{self, OverlayDirs, Retired};
+use crate::editor::{Edited, edit_until_valid};
+use crate::error::{EXIT_OK, UsageError};
+use crate::ledger::{Job, Ledger, format_duration, format_utc_ms};
+use crate::output::{emit, fields, table};
+use crate::passwd::{self, PASSWD};
+use crate::store::{self, Replace};
+
+/// Refuses a name that breaks the naming rule, naming the rule.
+pub fn check_overlay_name(name: &str) -> Result<(), UsageError> {
+    left4me_spec::check_name(name).map_err(|why| UsageError::new(format!("overlay name {why}")))
+}
+
+fn missing(name: &str, file: &Path) -> UsageError {
+    UsageError::new(format!(
+        "no overlay '{name}': {} does not exist; create it with `left4mectl overlay create {name}`",
+        file.display()
+    ))
+}
+
+fn read_error(file: &Path, err: &std::io::Error) -> SpecError {
+    SpecError {
+        kind: if err.kind() == std::io::ErrorKind::NotFound {
+            ErrorKind::NotFound
+        } else {
+            ErrorKind::Io
+        },
+        file: file.to_path_buf(),
+        key: None,
+        reason: format!("cannot read: {err}"),
+    }
+}
+
+/// Reads and checks the definition of overlay `name`.
+pub fn load_def(catalog: &Catalog, name: &str) -> anyhow::Result<OverlayDef> {
+    check_overlay_name(name)?;
+    let file = catalog.layout.overlay_def_file(name);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(missing(name, &file).into());
+        }
+        Err(err) => return Err(read_error(&file, &err).into()),
+    };
+    Ok(OverlayDef::parse(name, &file, &text)?)
+}
+
+/// A TOML string for `text`: a multi-line literal when it can be one (readable in an editor),
+/// else a basic string with escapes.
+fn toml_text(text: &str) -> String {
+    let literal_ok = !text.contains("'''")
+        && text
+            .chars()
+            .all(|c| c == '\n' || c == '\t' || !c.is_control());
+    if literal_ok {
+        let body = if text.ends_with('\n') {
+            text.to_owned()
+        } else {
+            format!("{text}\n")
+        };
+        format!("'''\n{body}'''")
+    } else {
+        toml_edit::Value::from(text).to_string().trim().to_owned()
+    }
+}
+
+/// The text of a new definition.
+pub fn render_def(name: &str, args: &OverlayCreateArgs, script: Option<&str>) -> String {
+    let mut text = format!(
+        "# left4me overlay '{name}', created by left4mectl.\n\
+         # Change it with `left4mectl overlay edit {name}`.\n"
+    );
+    match script {
+        None => {
+            text.push_str(&format!(
+                "# Its content is put into <state dir>/overlays/{name} by hand.\n\
+                 kind = \"manual\"\n"
+            ));
+        }
+        Some(script) => {
+            text.push_str(&format!(
+                "# `left4mectl overlay build {name}` runs the script in the sandbox, with\n\
+                 # /overlay (the content, seeded with the current one) as its working directory.\n\
+                 kind = \"script\"\n"
+            ));
+            text.push_str(&format!("network = {}\n", !args.no_network));
+            if !args.no_network {
+                let ports: Vec<String> = if args.allow_ports.is_empty() {
+                    vec!["80".into(), "443".into()]
+                } else {
+                    args.allow_ports.iter().map(u16::to_string).collect()
+                };
+                text.push_str(&format!("allow_ports = [{}]\n", ports.join(", ")));
+            }
+            text.push_str(&format!("script = {}\n", toml_text(script)));
+            text.push_str(&format!(
+                "\n[limits]\nmemory_max = {}\ntasks_max = {}\ntimeout = {}\n",
+                toml_edit::Value::from(args.memory_max.as_deref().unwrap_or("4G")),
+                args.tasks_max.unwrap_or(512),
+                toml_edit::Value::from(args.timeout.as_deref().unwrap_or("1h")),
+            ));
+        }
+    }
+    text
+}
+
+/// Creates `overlays/NAME` owned by the game user when it is missing (as root); says what it
+/// did, or why not.
+fn ensure_content_dir(catalog: &Catalog, name: &str) -> String {
+    let dir = catalog.layout.overlay_content(name);
+    if dir.is_dir() {
+        return format!("content {} exists", dir.display());
+    }
+    let game = match passwd::lookup(Path::new(PASSWD), &catalog.host.game_user, "game_user") {
+        Ok(game) => game,
+        Err(err) => return format!("content dir {} not created: {err}", dir.display()),
+    };
+    let overlays = catalog.layout.state_dir.join("overlays");
+    if !overlays.is_dir() {
+        return format!(
+            "content dir {} not created: {} does not exist (install left4me first)",
+            dir.display(),
+            overlays.display()
+        );
+    }
+    match content::create_owned_dir(&dir, game) {
+        Ok(()) => format!(
+            "created {}, owned by {}",
+            dir.display(),
+            catalog.host.game_user
+        ),
+        Err(err) => format!("content dir not created: {err}"),
+    }
+}
+
+/// `overlay create NAME …`.
+pub fn create(ctx: &Ctx, args: &OverlayCreateArgs) -> anyhow::Result<u8> {
+    let name = &args.name;
+    check_overlay_name(name)?;
+    let script = match (&args.script, &args.script_file) {
+        (Some(script), None) => Some(script.clone()),
+        (None, Some(file)) => Some(read_script_file(file)?),
+        (None, None) => None,
+        (Some(_), Some(_)) => unreachable!("clap makes them conflict"),
+    };
+    let kind = args.kind.unwrap_or(if script.is_some() {
+        OverlayKindArg::Script
+    } else {
+        OverlayKindArg::Manual
+    });
+    let script = match (kind, script) {
+        (OverlayKindArg::Manual, Some(_)) => {
+            return Err(UsageError::new(
+                "a manual overlay has no script: drop --script/--script-file or use --kind script",
+            )
+            .into());
+        }
+        (OverlayKindArg::Manual, None) => {
+            let script_only = args.no_network
+                || !args.allow_ports.is_empty()
+                || args.memory_max.is_some()
+                || args.tasks_max.is_some()
+                || args.timeout.is_some();
+            if script_only {
+                return Err(UsageError::new(
+                    "--no-network, --allow-port, --memory-max, --tasks-max and --timeout are for \
+                     script overlays (--kind script)",
+                )
+                .into());
+            }
+            None
+        }
+        (OverlayKindArg::Script, Some(script)) => Some(script),
+        (OverlayKindArg::Script, None) => {
+            return Err(UsageError::new(
+                "a script overlay needs its script: --script 'TEXT' or --script-file FILE",
+            )
+            .into());
+        }
+    };
+    let text = render_def(name, args, script.as_deref());
+    let _lock = ctx.lock()?;
+    let catalog = ctx.catalog()?;
+    let file = catalog.layout.overlay_def_file(name);
+    if file.exists() {
+        return Err(store::StoreError::Exists { path: file }.into());
+    }
+    OverlayDef::parse(name, &file, &text)?;
+    store::write_atomic(&file, &text, Replace::No)?;
+    let content = ensure_content_dir(&catalog, name);
+    let next = if script.is_some() {
+        format!("build it with `left4mectl overlay build {name}`")
+    } else {
+        format!(
+            "put its files into {}",
+            catalog.layout.overlay_content(name).display()
+        )
+    };
+    emit(&format!(
+        "created overlay {name} ({}); {content}; {next}\n",
+        file.display()
+    ))?;
+    Ok(EXIT_OK)
+}
+
+fn read_script_file(file: &Path) -> anyhow::Result<String> {
+    if file == Path::new("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| anyhow::anyhow!("cannot read the script from stdin: {e}"))?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(file).map_err(|e| {
+        UsageError::new(format!("cannot read --script-file {}: {e}", file.display())).into()
+    })
+}
+
+/// `overlay edit NAME`: the editor loop of `left4mectl edit`, checked with `OverlayDef::parse`.
+pub fn edit(ctx: &Ctx, name: &str) -> anyhow::Result<u8> {
+    let catalog = ctx.catalog()?;
+    load_def(&catalog, name).or_else(|err| match err.downcast_ref::<SpecError>() {
+        // An invalid definition is what one edits to fix.
+        Some(_) => Ok(OverlayDef {
+            name: name.to_owned(),
+            kind: OverlayKind::Manual,
+        }),
+        None => Err(err),
+    })?;
+    let file = catalog.layout.overlay_def_file(name);
+    let original = store::read(&file)?;
+    let check = |text: &str| -> anyhow::Result<()> {
+        OverlayDef::parse(name, &file, text)?;
+        Ok(())
+    };
+    let (text, draft) = match edit_until_valid(&file, &original, check, ctx.verbose)? {
+        Edited::Unchanged => {
+            emit(&format!("no changes to overlay {name}\n"))?;
+            return Ok(EXIT_OK);
+        }
+        Edited::Changed { text, draft } => (text, draft),
+    };
+    let _lock = ctx.lock()?;
+    if store::read(&file)? != original {
+        let kept = draft.keep();
+        return Err(UsageError::new(format!(
+            "{} was changed by someone else while you edited it; your version is kept in {}",
+            file.display(),
+            kept.display()
+        ))
+        .into());
+    }
+    store::write_atomic(&file, &text, Replace::Yes)?;
+    drop(draft);
+    emit(&format!("updated overlay {name} ({})\n", file.display()))?;
+    Ok(EXIT_OK)
+}
+
+/// The instances and blueprints whose `overlays` list names `overlays/NAME` (or a path beneath
+/// it), read from the files as written (valid or not): `instance coop1`, `blueprint coop`.
+pub fn users(catalog: &Catalog, name: &str) -> Vec<String> {
+    let layer = format!("overlays/{name}");
+    let uses = |file: &Path| -> bool {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            return false;
+        };
+        let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
+            return false;
+        };
+        let Some(list) = doc.get("overlays").and_then(|v| v.as_array()) else {
+            return false;
+        };
+        list.iter().any(|entry| {
+            let path = entry.as_str().or_else(|| {
+                entry
+                    .as_inline_table()
+                    .and_then(|t| t.get("path"))
+                    .and_then(|p| p.as_str())
+            });
+            path.is_some_and(|p| {
+                let p = p.trim_end_matches('/');
+                p == layer || p.starts_with(&format!("{layer}/"))
+            })
+        })
+    };
+    let mut out = Vec::new();
+    for (noun, dir) in [
+        ("instance", catalog.layout.instances_dir()),
+        ("blueprint", catalog.layout.blueprints_dir()),
+    ] {
+        for (entry, _) in list_names(&dir).unwrap_or_default() {
+            if uses(&dir.join(format!("{entry}.toml"))) {
+                out.push(format!("{noun} {entry}"));
+            }
+        }
+    }
+    out
+}
+
+/// The ledger for reading, if there is one (a missing or unreadable one means no history).
+fn read_ledger(catalog: &Catalog) -> Option<Ledger> {
+    Ledger::open(&catalog.layout.database(), false)
+        .ok()
+        .flatten()
+}
+
+/// `success 2026-11-22 00:12:39 (12.3s)`.
+fn job_line(job: &Job) -> String {
+    let took = job
+        .duration()
+        .map_or_else(String::new, |d| format!(" ({})", format_duration(d)));
+    format!("{} {}{took}", job.status, format_utc_ms(job.started_ms))
+}
+
+/// `overlay show NAME --json`.
+#[derive(Debug, Serialize)]
+struct OverlayJson<'a> {
+    #[serde(flatten)]
+    def: &'a OverlayDef,
+    file: PathBuf,
+    content: PathBuf,
+    content_exists: bool,
+    used_by: Vec<String>,
+    last_build: Option<Job>,
+}
+
+/// `overlay show NAME [--json]`.
+pub fn show(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
+    let catalog = ctx.catalog()?;
+    let def = load_def(&catalog, name)?;
+    let content = catalog.layout.overlay_content(name);
+    let last_build = read_ledger(&catalog).and_then(|l| l.last(name).ok().flatten());
+    let shown = OverlayJson {
+        def: &def,
+        file: catalog.layout.overlay_def_file(name),
+        content_exists: content.is_dir(),
+        content,
+        used_by: users(&catalog, name),
+        last_build,
+    };
+    if json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&shown)?))?;
+        return Ok(EXIT_OK);
+    }
+    let or_dash = |s: String| if s.is_empty() { "-".to_owned() } else { s };
+    let mut pairs = vec![
+        ("overlay", name.to_owned()),
+        ("file", shown.file.display().to_string()),
+        (
+            "content",
+            if shown.content_exists {
+                format!(
+                    "{} ({} in files)",
+                    shown.content.display(),
+                    crate::build::format_bytes(content::tree_size(&shown.content))
+                )
+            } else {
+                format!("{} (missing)", shown.content.display())
+            },
+        ),
+        ("used by", or_dash(shown.used_by.join(", "))),
+    ];
+    match &def.kind {
+        OverlayKind::Manual => pairs.push(("kind", "manual: content is put in by hand".into())),
+        OverlayKind::Script {
+            script,
+            network,
+            allow_ports,
+            limits,
+        } => {
+            pairs.push(("kind", "script".into()));
+            let ports: Vec<String> = allow_ports.iter().map(u16::to_string).collect();
+            pairs.push((
+                "network",
+                if *network {
+                    format!("yes, TCP ports {}", ports.join(", "))
+                } else {
+                    "none".into()
+                },
+            ));
+            pairs.push((
+                "limits",
+                format!(
+                    "memory_max {}, tasks_max {}, timeout {}",
+                    limits.memory_max, limits.tasks_max, limits.timeout
+                ),
+            ));
+            pairs.push((
+                "last build",
+                shown.last_build.as_ref().map_or("never".into(), |job| {
+                    format!("{}: {}", job_line(job), job.detail)
+                }),
+            ));
+            pairs.push(("script", script.trim_end().to_owned()));
+        }
+    }
+    emit(&fields(&pairs))?;
+    Ok(EXIT_OK)
+}
+
+/// One line of `overlay list`; `--json` prints these.
+#[derive(Debug, Serialize)]
+struct OverlayRow {
+    name: String,
+    file: String,
+    kind: Option<String>,
+    ok: bool,
+    error: Option<String>,
+    used_by: Vec<String>,
+    content_exists: bool,
+    last_build: Option<Job>,
+}
+
+/// `overlay list [--json]`.
+pub fn list(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
+    let catalog = ctx.catalog()?;
+    let layout = &catalog.layout;
+    let ledger = read_ledger(&catalog);
+    let rows: Vec<OverlayRow> = list_names(&layout.overlay_defs_dir())?
+        .into_iter()
+        .map(|(name, checked)| {
+            let file = layout.overlay_def_file(&name);
+            let def = checked.and_then(|()| {
+                let text = std::fs::read_to_string(&file).map_err(|e| read_error(&file, &e))?;
+                OverlayDef::parse(&name, &file, &text)
+            });
+            OverlayRow {
+                file: file.display().to_string(),
+                kind: def.as_ref().ok().map(|d| match d.kind {
+                    OverlayKind::Manual => "manual".to_owned(),
+                    OverlayKind::Script { .. } => "script".to_owned(),
+                }),
+                ok: def.is_ok(),
+                error: def.as_ref().err().map(ToString::to_string),
+                used_by: users(&catalog, &name),
+                content_exists: layout.overlay_content(&name).is_dir(),
+                last_build: ledger.as_ref().and_then(|l| l.last(&name).ok().flatten()),
+                name,
+            }
+        })
+        .collect();
+    if json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
+        return Ok(EXIT_OK);
+    }
+    if rows.is_empty() {
+        emit(&format!(
+            "no overlays in {}; create one with `left4mectl overlay create NAME`\n",
+            layout.overlay_defs_dir().display()
+        ))?;
+        return Ok(EXIT_OK);
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            vec![
+                row.name.clone(),
+                row.kind.clone().unwrap_or_else(|| "-".into()),
+                row.used_by.len().to_string(),
+                if row.content_exists { "yes" } else { "no" }.into(),
+                row.last_build.as_ref().map_or("-".into(), job_line),
+                match &row.error {
+                    None => "ok".into(),
+                    Some(err) => format!("error: {err}"),
+                },
+            ]
+        })
+        .collect();
+    emit(&table(
+        &[
+            "NAME",
+            "KIND",
+            "USERS",
+            "CONTENT",
+            "LAST BUILD",
+            "DEFINITION",
+        ],
+        &cells,
+    ))?;
+    Ok(EXIT_OK)
+}
+
+/// `overlay rm NAME [--keep-content] [--yes]`.
+pub fn remove(ctx: &Ctx, name: &str, keep_content: bool, yes: bool) -> anyhow::Result<u8> {
+    let _lock = ctx.lock()?;
+    let catalog = ctx.catalog()?;
+    let file = catalog.layout.overlay_def_file(name);
+    load_def(&catalog, name).or_else(|err| {
+        if err.downcast_ref::<SpecError>().is_some() {
+            Ok(OverlayDef {
+                name: name.to_owned(),
+                kind: OverlayKind::Manual,
+            })
+        } else {
+            Err(err)
+        }
+    })?;
+    let users = users(&catalog, name);
+    if !users.is_empty() {
+        return Err(UsageError::new(format!(
+            "overlay {name} is used by {}: remove overlays/{name} from their overlays lists \
+             first; nothing was changed",
+            users.join(", ")
+        ))
+        .into());
+    }
+    let dirs = OverlayDirs::new(&catalog.layout.state_dir.join("overlays"), name);
+    let runtime = catalog.layout.runtime_root();
+    let mounted = content::mounts_using(&dirs.current(), &runtime)?;
+    if !mounted.is_empty() {
+        let mut names: Vec<String> = mounted.into_iter().map(|m| m.instance).collect();
+        names.sort();
+        names.dedup();
+        return Err(UsageError::new(format!(
+            "overlay {name} is still mounted by {}: stop them first (`left4mectl stop {}`); \
+             nothing was changed",
+            names.join(", "),
+            names.join(" ")
+        ))
+        .into());
+    }
+    let content = dirs.current();
+    if !yes && !keep_content && content.exists() {
+        confirm(name, &file, &content)?;
+    }
+    std::fs::remove_file(&file).map_err(|source| store::StoreError::Write {
+        path: file.clone(),
+        source,
+    })?;
+    let mut done = vec![format!("removed {}", file.display())];
+    let (builds, _) = dirs.leftovers()?;
+    for path in builds {
+        std::fs::remove_dir_all(&path)?;
+    }
+    for retired in content::retire(&dirs, &runtime)? {
+        if let Retired::Removed(path) = retired {
+            done.push(format!("removed {}", path.display()));
+        }
+    }
+    if !keep_content && content.exists() {
+        std::fs::remove_dir_all(&content)?;
+        done.push(format!("removed {}", content.display()));
+    }
+    emit(&format!("overlay {name}: {}\n", done.join(", ")))?;
+    Ok(EXIT_OK)
+}
+
+fn confirm(name: &str, file: &Path, content: &Path) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError::new(format!(
+            "not removing overlay {name} without confirmation: stdin is not a terminal; pass \
+             --yes (or --keep-content to keep {})",
+            content.display()
+        ))
+        .into());
+    }
+    eprint!(
+        "Remove overlay {name}? This deletes {} and its content {}. [y/N] ",
+        file.display(),
+        content.display()
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(UsageError::new(format!("not removing overlay {name}: not confirmed")).into())
+    }
+}
+
+/// `overlay jobs [NAME] [--json] [--log] [-n N]`.
+pub fn jobs(
+    ctx: &Ctx,
+    name: Option<&str>,
+    json: bool,
+    log: bool,
+    limit: usize,
+) -> anyhow::Result<u8> {
+    let catalog = ctx.catalog()?;
+    if let Some(name) = name {
+        check_overlay_name(name)?;
+    }
+    let jobs = match read_ledger(&catalog) {
+        Some(ledger) => ledger.jobs(name, limit)?,
+        None => Vec::new(),
+    };
+    if json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&jobs)?))?;
+        return Ok(EXIT_OK);
+    }
+    if jobs.is_empty() {
+        emit(&format!(
+            "no builds recorded{} in {}\n",
+            name.map_or(String::new(), |n| format!(" for overlay {n}")),
+            catalog.layout.database().display()
+        ))?;
+        return Ok(EXIT_OK);
+    }
+    let cells: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|job| {
+            vec![
+                job.id.to_string(),
+                job.overlay.clone(),
+                format_utc_ms(job.started_ms),
+                job.duration().map_or("-".into(), format_duration),
+                job.status.clone(),
+                job.exit_status.map_or("-".into(), |s| s.to_string()),
+                job.detail.clone(),
+            ]
+        })
+        .collect();
+    let mut text = table(
+        &[
+            "ID",
+            "OVERLAY",
+            "STARTED (UTC)",
+            "TOOK",
+            "STATUS",
+            "EXIT",
+            "DETAIL",
+        ],
+        &cells,
+    );
+    if log {
+        for job in &jobs {
+            text.push_str(&format!(
+                "\n--- build {} of {} ({}), last lines of its output:\n{}\n",
+                job.id,
+                job.overlay,
+                job.unit,
+                if job.log_tail.is_empty() {
+                    "(none)"
+                } else {
+                    &job.log_tail
+                }
+            ));
+        }
+    }
+    emit(&text)?;
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(name: &str) -> OverlayCreateArgs {
+        OverlayCreateArgs {
+            name: name.into(),
+            kind: None,
+            script: None,
+            script_file: None,
+            no_network: false,
+            allow_ports: Vec::new(),
+            memory_max: None,
+            tasks_max: None,
+            timeout: None,
+        }
+    }
+
+    #[test]
+    fn rendered_definitions_parse() {
+        let file = Path::new("/etc/left4me/overlays/x.toml");
+        let manual = render_def("sm", &args("sm"), None);
+        assert_eq!(
+            OverlayDef::parse("sm", file, &manual).unwrap().kind,
+            OverlayKind::Manual
+        );
+        let mut a = args("maps");
+        a.allow_ports = vec![8080];
+        a.timeout = Some("10min".into());
+        for script in [
+            "set -e\ncurl -fsS http://x/ | tar -x\n",
+            "no trailing newline",
+            "has ''' quotes\n",
+            "has a \r carriage return\n",
+        ] {
+            let text = render_def("maps", &a, Some(script));
+            let def = OverlayDef::parse("maps", file, &text).unwrap();
+            let OverlayKind::Script {
+                script: parsed,
+                allow_ports,
+                limits,
+                network,
+            } = def.kind
+            else {
+                panic!("not a script overlay: {text}");
+            };
+            let expected =
+                if script.ends_with('\n') || script.contains("'''") || script.contains('\r') {
+                    script.to_owned()
+                } else {
+                    format!("{script}\n")
+                };
+            assert_eq!(parsed, expected, "{text}");
+            assert_eq!(allow_ports, [8080]);
+            assert_eq!(limits.timeout.to_string(), "10min");
+            assert!(network);
+        }
+        let mut off = args("offline");
+        off.no_network = true;
+        let text = render_def("offline", &off, Some("true\n"));
+        assert!(text.contains("network = false\n"));
+        assert!(!text.contains("allow_ports"));
+        OverlayDef::parse("offline", file, &text).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod examples {
+    use super::*;
+
+    /// examples/NAME.toml is a valid script overlay whose script is examples/NAME.sh verbatim.
+    #[test]
+    fn examples_are_valid_and_embed_their_scripts() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let stem = path.file_stem().unwrap().to_str().unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let def = OverlayDef::parse(stem, &path, &text)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let OverlayKind::Script { script, .. } = def.kind else {
+                panic!("{} is not a script overlay", path.display());
+            };
+            let sh = std::fs::read_to_string(path.with_extension("sh")).unwrap();
+            assert_eq!(
+                script,
+                sh,
+                "{} does not embed {stem}.sh verbatim",
+                path.display()
+            );
+            checked += 1;
+        }
+        assert!(checked >= 2, "only {checked} examples");
+    }
+}
