@@ -49,6 +49,8 @@ install-files:
 	$(INSTALL) -m 0644 units/sysctl.d/99-left4me.conf $(SYSCTLDIR)/99-left4me.conf
 	$(INSTALL) -d $(DESTDIR)$(PREFIX)/share/doc/left4me
 	$(INSTALL) -m 0644 README.md docs/units.md $(DESTDIR)$(PREFIX)/share/doc/left4me/
+	$(INSTALL) -d $(DESTDIR)$(PREFIX)/share/doc/left4me/examples
+	$(INSTALL) -m 0644 examples/*.toml examples/*.sh examples/README.md $(DESTDIR)$(PREFIX)/share/doc/left4me/examples/
 	@if [ -z "$(DESTDIR)" ]; then \
 		systemd-sysusers left4me.conf && \
 		systemd-tmpfiles --create left4me.conf && \
