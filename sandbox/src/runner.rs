@@ -330,6 +330,9 @@ fn child_main(
         Ok(())
     };
     die_with_parent()?;
+    // Before anything is created: the root's dirs and /dev nodes get their modes whatever
+    // UMask= the unit has.
+    rustix::process::umask(Mode::from_raw_mode(0o022));
 
     // 1. mounts
     mounts::build_root(
@@ -346,8 +349,7 @@ fn child_main(
     sys::close_fds_above_stderr(Some(error_pipe.as_raw_fd()))
         .map_err(|e| setup(&format!("close_range: {e}")))?;
 
-    // 3. environment (applied by the exec below), umask, no core files in /overlay
-    rustix::process::umask(Mode::from_raw_mode(0o022));
+    // 3. environment (applied by the exec below), no core files in /overlay (umask: above)
     rustix::process::setrlimit(
         Resource::Core,
         Rlimit {

@@ -72,6 +72,42 @@ pub const ENOSYS: &[(&str, i64, &str)] = &[
     ),
 ];
 
+/// Refused with `EOPNOTSUPP` rather than `EPERM`: writing extended attributes could smuggle
+/// `user.overlay.*` or `security.*` into the overlay, and "not supported" is the answer `cp -a`,
+/// `cp -p`, `install` and `mv` quietly accept (with `EPERM` they report an error per file).
+pub const EOPNOTSUPP: &[(&str, i64, &str)] = &[
+    (
+        "setxattr",
+        libc::SYS_setxattr,
+        "write an extended attribute",
+    ),
+    (
+        "lsetxattr",
+        libc::SYS_lsetxattr,
+        "write an extended attribute of a symlink",
+    ),
+    (
+        "fsetxattr",
+        libc::SYS_fsetxattr,
+        "write an extended attribute of an open file",
+    ),
+    (
+        "removexattr",
+        libc::SYS_removexattr,
+        "remove an extended attribute",
+    ),
+    (
+        "lremovexattr",
+        libc::SYS_lremovexattr,
+        "remove an extended attribute of a symlink",
+    ),
+    (
+        "fremovexattr",
+        libc::SYS_fremovexattr,
+        "remove an extended attribute of an open file",
+    ),
+];
+
 const SET_ID_BITS: u64 = (libc::S_ISUID | libc::S_ISGID) as u64;
 /// `O_CREAT` and `__O_TMPFILE`: the open flags under which the mode argument is used.
 const CREATING: u64 = (libc::O_CREAT | 0o20_000_000) as u64;
@@ -658,6 +694,11 @@ fn build(policy: &Policy) -> Result<(BpfProgram, usize), SeccompError> {
     let mut entries: Vec<(u32, Leaf)> = ENOSYS
         .iter()
         .map(|&(_, nr, _)| (nr as u32, Leaf::Ret(errno(libc::ENOSYS))))
+        .chain(
+            EOPNOTSUPP
+                .iter()
+                .map(|&(_, nr, _)| (nr as u32, Leaf::Ret(errno(libc::EOPNOTSUPP)))),
+        )
         .collect();
     for allowed in allowed {
         let leaf = if allowed.rules.is_empty() {
@@ -795,6 +836,8 @@ mod tests {
         }
         assert_eq!(run(libc::SYS_clone3, [0; 6]), errno(libc::ENOSYS));
         assert_eq!(run(libc::SYS_openat2, [0; 6]), errno(libc::ENOSYS));
+        assert_eq!(run(libc::SYS_setxattr, [0; 6]), errno(libc::EOPNOTSUPP));
+        assert_eq!(run(libc::SYS_fremovexattr, [0; 6]), errno(libc::EOPNOTSUPP));
         // Numbers past every table entry, and the x32 bit.
         assert_eq!(run(1000, [0; 6]), eperm);
         assert_eq!(run(0x4000_0000, [0; 6]), eperm);
@@ -977,7 +1020,7 @@ mod tests {
     #[test]
     fn every_allowed_call_has_a_reason_and_is_in_the_readme() {
         let readme = include_str!("../README.md");
-        for (name, _, _) in ENOSYS {
+        for (name, _, _) in ENOSYS.iter().chain(EOPNOTSUPP) {
             assert!(
                 readme.contains(&format!("`{name}`")),
                 "README.md does not mention `{name}`"
