@@ -583,15 +583,24 @@ impl Build<'_> {
         if outcome.status == "success" {
             let problems = content::check_output(&output, game)?;
             if problems.is_empty() {
-                if content::swap_in(&current, &output)? {
-                    // `output` now holds the previous content.
-                    let old = self.dirs.old(&self.id);
-                    fs::rename(&output, &old).with_context(|| {
-                        format!("cannot move the previous content to {}", old.display())
-                    })?;
-                }
+                let swapped = content::swap_in(&current, &output)?;
+                // From here `output` is live content or, after an exchange, the previous
+                // content that running instances may still have mounted: never delete it.
                 output_guard.path = None;
-                retired = content::retire(&self.dirs, &runtime)?;
+                if swapped {
+                    let old = self.dirs.old(&self.id);
+                    if let Err(err) = fs::rename(&output, &old) {
+                        eprintln!(
+                            "warning: the previous content stays in {}: cannot move it to {}: {err}",
+                            output.display(),
+                            old.display()
+                        );
+                    }
+                }
+                match content::retire(&self.dirs, &runtime) {
+                    Ok(dirs) => retired = dirs,
+                    Err(err) => eprintln!("warning: old content not removed: {err}"),
+                }
             } else {
                 outcome = Outcome {
                     status: "failed",

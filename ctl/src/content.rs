@@ -16,10 +16,12 @@
 //! `workdir/work`, which overlayfs recreates at every mount; without birth times (old file
 //! systems) old dirs are kept.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read as _};
-use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Component, Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
 use rustix::fs::{CWD, Mode, OFlags, RenameFlags, ResolveFlags};
@@ -113,11 +115,44 @@ pub fn new_build_id() -> Result<String, ContentError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Creates directory `path` (mode 0755) owned by `owner`; the parent must exist.
+/// Runs `argv` as `owner` (its uid and gid, no supplementary groups). File work inside
+/// `overlays/`, which the game user owns, is done with the game user's rights: a symlink it
+/// planted there can then never redirect a write, chmod or chown made by root.
+fn run_as(
+    owner: Ids,
+    path: &Path,
+    action: &'static str,
+    argv: &[&OsStr],
+) -> Result<(), ContentError> {
+    use std::os::unix::process::CommandExt as _;
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .uid(owner.uid)
+        .gid(owner.gid)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(io_err(action, path))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Err(ContentError::Io {
+        action,
+        path: path.to_path_buf(),
+        source: io::Error::other(format!("{} ({})", stderr.trim(), out.status)),
+    })
+}
+
+/// Creates directory `path` (mode 0755) as `owner`; the parent must exist.
 pub fn create_owned_dir(path: &Path, owner: Ids) -> Result<(), ContentError> {
-    fs::create_dir(path).map_err(io_err("create", path))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", path))?;
-    std::os::unix::fs::chown(path, Some(owner.uid), Some(owner.gid)).map_err(io_err("chown", path))
+    let argv: [&OsStr; 5] = [
+        "mkdir".as_ref(),
+        "-m".as_ref(),
+        "0755".as_ref(),
+        "--".as_ref(),
+        path.as_os_str(),
+    ];
+    run_as(owner, path, "create", &argv)
 }
 
 /// What [`seed`] copied.
@@ -140,55 +175,39 @@ fn kind_of(file_type: fs::FileType) -> Option<&'static str> {
     }
 }
 
-/// Copies the tree `from` into the existing, empty dir `to`, every entry owned by `owner`:
-/// regular files (through `copy_file_range`, so a reflink where the file system can),
-/// directories and symlinks (as links, never followed); permission bits without set-id bits;
-/// modification times. Special files are refused.
+/// Copies the tree `from` into the existing, empty dir `to`, as `owner` (`cp -R`): files,
+/// directories and symlinks (as links, never followed), permission bits without set-id bits,
+/// modification times. What is not overlay content (special files) is refused afterwards by
+/// [`check_output`].
 pub fn seed(from: &Path, to: &Path, owner: Ids) -> Result<CopyStats, ContentError> {
+    let (mut source, mut target) = (from.as_os_str().to_owned(), to.as_os_str().to_owned());
+    source.push("/.");
+    target.push("/");
+    let argv: [&OsStr; 6] = [
+        "cp".as_ref(),
+        "-R".as_ref(),
+        "--preserve=timestamps".as_ref(),
+        "--".as_ref(),
+        &source,
+        &target,
+    ];
+    run_as(owner, from, "copy", &argv)?;
     let mut stats = CopyStats::default();
-    copy_dir(from, to, owner, &mut stats)?;
+    count(to, &mut stats)?;
     Ok(stats)
 }
 
-fn copy_dir(from: &Path, to: &Path, owner: Ids, stats: &mut CopyStats) -> Result<(), ContentError> {
-    for entry in fs::read_dir(from).map_err(io_err("read", from))? {
-        let entry = entry.map_err(io_err("read", from))?;
-        let source = entry.path();
-        let target = to.join(entry.file_name());
-        let meta = fs::symlink_metadata(&source).map_err(io_err("stat", &source))?;
-        let file_type = meta.file_type();
-        if file_type.is_symlink() {
-            let link = fs::read_link(&source).map_err(io_err("read", &source))?;
-            std::os::unix::fs::symlink(&link, &target).map_err(io_err("create", &target))?;
-            std::os::unix::fs::lchown(&target, Some(owner.uid), Some(owner.gid))
-                .map_err(io_err("chown", &target))?;
-        } else if file_type.is_dir() {
-            fs::create_dir(&target).map_err(io_err("create", &target))?;
-            copy_dir(&source, &target, owner, stats)?;
-            finish_entry(&target, &meta, owner)?;
-        } else if file_type.is_file() {
-            stats.bytes += fs::copy(&source, &target).map_err(io_err("copy", &source))?;
+/// Counts the regular files and their bytes under `dir`, following no symlink.
+fn count(dir: &Path, stats: &mut CopyStats) -> Result<(), ContentError> {
+    for entry in fs::read_dir(dir).map_err(io_err("read", dir))? {
+        let entry = entry.map_err(io_err("read", dir))?;
+        let meta = entry.metadata().map_err(io_err("stat", &entry.path()))?;
+        if meta.is_dir() {
+            count(&entry.path(), stats)?;
+        } else if meta.is_file() {
             stats.files += 1;
-            finish_entry(&target, &meta, owner)?;
-        } else {
-            return Err(ContentError::Special {
-                path: source,
-                kind: kind_of(file_type).unwrap_or("special file"),
-            });
+            stats.bytes += meta.len();
         }
-    }
-    Ok(())
-}
-
-fn finish_entry(path: &Path, meta: &fs::Metadata, owner: Ids) -> Result<(), ContentError> {
-    std::os::unix::fs::chown(path, Some(owner.uid), Some(owner.gid))
-        .map_err(io_err("chown", path))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(meta.mode() & 0o777))
-        .map_err(io_err("chmod", path))?;
-    if let Ok(modified) = meta.modified() {
-        let file = fs::File::open(path).map_err(io_err("open", path))?;
-        file.set_modified(modified)
-            .map_err(io_err("set the time of", path))?;
     }
     Ok(())
 }
@@ -413,6 +432,7 @@ pub fn tree_size(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
     use std::os::unix::fs::symlink;
 
     struct Dir(PathBuf);

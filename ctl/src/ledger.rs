@@ -8,11 +8,12 @@
 //! that root did not create is refused rather than opened (a crafted database is an attack on
 //! the SQLite parser running as root).
 
-use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
+use rustix::fs::{Mode, OFlags};
 use serde::Serialize;
 
 /// How many lines of a build's output the ledger keeps.
@@ -126,6 +127,22 @@ impl Ledger {
                 });
             }
         }
+        // The state dir belongs to the game user: a journal it planted would be played back
+        // into root's database at open. Remove any that root did not write (unlinking never
+        // follows a symlink). A planted file racing this check is a known gap: the remedy is
+        // a root-owned directory for the ledger.
+        for suffix in ["-journal", "-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            let me = rustix::process::geteuid().as_raw();
+            if std::fs::symlink_metadata(&side).is_ok_and(|m| m.uid() != me || !m.is_file()) {
+                eprintln!(
+                    "warning: removing {}: not written by this user",
+                    Path::new(&side).display()
+                );
+                let _ = std::fs::remove_file(&side);
+            }
+        }
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_NOFOLLOW;
@@ -135,12 +152,17 @@ impl Ledger {
         let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
         conn.execute_batch(SCHEMA).map_err(sqlite)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
-            |source| LedgerError::Io {
-                path: path.to_path_buf(),
-                source,
-            },
-        )?;
+        // chmod through a descriptor that is the database file itself, never a symlink.
+        rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .and_then(|fd| rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600)))
+        .map_err(|e| LedgerError::Io {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
         Ok(Some(Ledger {
             conn,
             path: path.to_path_buf(),
