@@ -296,6 +296,7 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
 
     struct Dir(PathBuf);
     impl Drop for Dir {

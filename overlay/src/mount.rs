@@ -231,7 +231,9 @@ pub fn mount_method<S: MountSys>(
         Err(e) => return Err(probe_failed("fsopen", e)),
         Ok(fs) => match sys.fs_set_fd(&fs, "lowerdir+", probe_dir) {
             Ok(()) => MountMethod::LayerFds,
-            Err(Errno::INVAL) => {
+            // EINVAL: no fd-valued `lowerdir+`; EBADF: a kernel that takes layer fds but not
+            // O_PATH ones (before "fs: support O_PATH fds with FSCONFIG_SET_FD").
+            Err(Errno::INVAL | Errno::BADF) => {
                 let fs = sys.fs_open().map_err(|e| probe_failed("fsopen", e))?;
                 match sys.fs_set_string(&fs, "lowerdir+", &proc_fd_path(probe_dir)) {
                     Ok(()) => MountMethod::LayerPaths,

@@ -51,7 +51,7 @@ pub enum A2sError {
     #[error("nothing listens on {addr} (port unreachable)")]
     Refused { addr: SocketAddr },
     /// A socket call failed.
-    #[error("A2S {op} for {addr} failed")]
+    #[error("A2S {op} for {addr}: {source}")]
     Io {
         op: &'static str,
         addr: SocketAddr,

@@ -48,7 +48,12 @@ impl PhaseError {
         match self {
             PhaseError::Spec(_) | PhaseError::Plan(_) => EXIT_BAD_SPEC,
             PhaseError::Layer(_) | PhaseError::Stage(_) => EXIT_BAD_LAYER,
-            PhaseError::Mount(MountError::Layer(_) | MountError::FuseTaint(_)) => EXIT_BAD_LAYER,
+            PhaseError::Mount(
+                MountError::Layer(_)
+                | MountError::FuseTaint(_)
+                | MountError::Stage(_)
+                | MountError::Dir(_),
+            ) => EXIT_BAD_LAYER,
             PhaseError::Mount(_) => EXIT_MOUNT_FAILED,
             PhaseError::User(_) | PhaseError::Run(_) | PhaseError::NotPrepared { .. } => {
                 EXIT_RUNTIME

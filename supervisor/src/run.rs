@@ -32,6 +32,8 @@ const QUERY_TIMEOUT: Duration = Duration::from_millis(500);
 const PROBE_CLOSED_PORT_EVERY: Duration = Duration::from_millis(10);
 /// Once ready, how often the status line is refreshed (and the watchdog fed).
 const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// How often, at most, `STATUS=`/`EXTEND_TIMEOUT_USEC=` go to systemd while waiting.
+const TELL_EVERY: Duration = Duration::from_secs(1);
 /// How much more start-up time each status update while waiting asks systemd for.
 const EXTEND_BY: Duration = Duration::from_secs(10);
 
@@ -144,6 +146,7 @@ pub fn run(config: &RunConfig, notifier: &Notifier) -> Result<i32, RunError> {
     let mut phase = Phase::Starting;
     let mut next_query = started + PROBE_CLOSED_PORT_EVERY;
     let mut failing_since: Option<Instant> = None;
+    let mut last_told: Option<Instant> = None;
     loop {
         signals.wait(next_query.saturating_duration_since(Instant::now()));
         if let Some(signal) = signals.take_stop() {
@@ -206,17 +209,22 @@ pub fn run(config: &RunConfig, notifier: &Notifier) -> Result<i32, RunError> {
                     phase = Phase::GaveUp;
                     continue;
                 }
-                notifier.status(&format!(
-                    "Waiting for srcds to answer on port {} ({} so far)",
-                    config.port,
-                    seconds(waited)
-                ));
-                notifier.extend_timeout(EXTEND_BY);
+                // Tell systemd at most once a second, however often the port is probed.
+                if last_told.is_none_or(|at| now - at >= TELL_EVERY) {
+                    last_told = Some(now);
+                    notifier.status(&format!(
+                        "Waiting for srcds to answer on port {} ({} so far)",
+                        config.port,
+                        seconds(waited)
+                    ));
+                    notifier.extend_timeout(EXTEND_BY);
+                }
                 // A closed port costs the game nothing to probe; a bound but silent one has
                 // just cost us QUERY_TIMEOUT, so asking again at once stays within 2 queries/s.
+                // Anything else (a garbled answer) waits like a closed port: no busy loop.
                 next_query = match err {
-                    A2sError::Refused { .. } => now + PROBE_CLOSED_PORT_EVERY,
-                    _ => now,
+                    A2sError::Timeout { .. } => now,
+                    _ => now + PROBE_CLOSED_PORT_EVERY,
                 };
             }
             (Err(err), _) => {
