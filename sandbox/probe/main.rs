@@ -108,6 +108,36 @@ fn listen_unbound() -> String {
     }
 }
 
+/// `socket(AF_INET, SOCK_STREAM)` and `sendto(MSG_FASTOPEN)` to 127.0.0.1:`port`: a TCP connect
+/// made inside a send, which Landlock's connect check does not see.
+fn sendto_fastopen(port: u16) -> String {
+    // SAFETY: plain integer arguments; `sockaddr_in` and the payload are plain data passed with
+    // their sizes; the descriptor is closed afterwards.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        if fd < 0 {
+            return format!("{} (socket)", report(-1));
+        }
+        let mut sin: libc::sockaddr_in = std::mem::zeroed();
+        sin.sin_family = libc::AF_INET as libc::sa_family_t;
+        sin.sin_port = port.to_be();
+        sin.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let payload = b"GET / HTTP/1.0\r\n\r\n";
+        let ret = libc::sendto(
+            fd,
+            payload.as_ptr().cast(),
+            payload.len(),
+            libc::MSG_FASTOPEN,
+            (&raw const sin).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        let saved = last_errno();
+        libc::close(fd);
+        *libc::__errno_location() = saved;
+        report(if ret < 0 { -1 } else { 0 })
+    }
+}
+
 /// `socket(AF_INET, SOCK_STREAM)` and `bind` to 127.0.0.1:`port`, without `listen`.
 fn bind_tcp(port: u16) -> String {
     // SAFETY: plain integer arguments; `sockaddr_in` is plain data passed with its size; the
@@ -502,6 +532,7 @@ fn main() {
         ),
         "connect" => connect(arg(1)),
         "bind-tcp" => bind_tcp(num(1) as u16),
+        "sendto-fastopen" => sendto_fastopen(num(1) as u16),
         "listen" => listen_unbound(),
         "socket" => socket(num(1), num(2), num(3)),
         "abstract-connect" => abstract_connect(arg(1)),

@@ -22,15 +22,16 @@ use crate::policy::Policy;
 /// The newest Landlock ABI whose rights this ruleset asks for.
 pub const TARGET_ABI: ABI = ABI::V7;
 
-/// The oldest ABI the runner accepts (TCP connect/bind rules).
-pub const REQUIRED_ABI: ABI = ABI::V4;
+/// The oldest ABI the runner accepts: TCP connect/bind rules (4) and signal and
+/// abstract-socket scoping (6).
+pub const REQUIRED_ABI: ABI = ABI::V6;
 
 /// Errors building or enforcing the ruleset.
 #[derive(Debug, thiserror::Error)]
 pub enum LandlockError {
     /// The kernel lacks what [`REQUIRED_ABI`] offers.
     #[error(
-        "this kernel's Landlock cannot restrict files and TCP (needs ABI {REQUIRED_ABI}, Linux 6.7, with `landlock` in the lsm= list); refusing to run a build unconfined"
+        "this kernel's Landlock cannot restrict files, TCP, signals and abstract sockets (needs ABI {REQUIRED_ABI}, Linux 6.12, with `landlock` in the lsm= list); refusing to run a build unconfined"
     )]
     TooOld(#[source] RulesetError),
     /// A policy path could not be opened for its rule.
@@ -141,6 +142,10 @@ pub fn enforce(policy: &Policy) -> Result<Enforcement, LandlockError> {
         .set_compatibility(CompatLevel::HardRequirement)
         .handle_access(AccessFs::from_all(ABI::V3))
         .and_then(|r| r.handle_access(AccessNet::from_all(REQUIRED_ABI)))
+        .map_err(LandlockError::TooOld)?
+        // Signal and abstract-socket scoping (ABI 6, Linux 6.12) keep builds of the same
+        // sandbox user from signalling each other and from reaching host daemons: required.
+        .scope(Scope::from_all(REQUIRED_ABI))
         .map_err(LandlockError::TooOld)?
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(AccessFs::from_all(TARGET_ABI))?

@@ -133,6 +133,12 @@ pub enum RunError {
     /// A user lookup failed.
     #[error(transparent)]
     User(#[from] UserError),
+    /// The sandbox user is the owner (or the runner itself): the idmap would change nothing.
+    #[error(
+        "the sandbox user {sandbox:?} must differ from the owner {owner:?} and from the user running \
+         left4me-sandbox, in uid and gid"
+    )]
+    SameUser { sandbox: String, owner: String },
     /// The output directory cannot be used.
     #[error("output directory {path}: {problem}")]
     Output {
@@ -212,6 +218,14 @@ fn prepare(invocation: &Invocation) -> Result<Prepared, RunError> {
         sandbox: users::lookup(passwd, &invocation.sandbox_user)?,
         owner: users::lookup(passwd, &invocation.owner_user)?,
     };
+    let me = rustix::process::getuid().as_raw();
+    if map.sandbox.uid == map.owner.uid || map.sandbox.gid == map.owner.gid || map.sandbox.uid == me
+    {
+        return Err(RunError::SameUser {
+            sandbox: invocation.sandbox_user.clone(),
+            owner: invocation.owner_user.clone(),
+        });
+    }
     let output = open_output(&invocation.output, map.owner)?;
     let policy = invocation
         .policy

@@ -136,6 +136,9 @@ const PRCTL_OPTIONS: &[u64] = &[
     0x5356_4d41, // PR_SET_VMA: glibc names anonymous mappings
 ];
 
+/// `MSG_FASTOPEN` in the flags of the send calls.
+const MSG_FASTOPEN: u64 = 0x2000_0000;
+
 /// One 32-bit argument comparison (every argument compared is an `int` or a mode: the kernel
 /// ignores the upper half, so must the filter).
 fn arg(
@@ -350,16 +353,12 @@ pub fn allowed(policy: &Policy) -> Result<Vec<Allowed>, SeccompError> {
         SYS_futex => "locks and thread joins",
         // sockets (created only as allowed below; Landlock decides TCP connect and bind)
         SYS_connect => "connect; TCP only to the allowed ports (Landlock)",
-        SYS_bind => "bind; refused for TCP by Landlock, UDP only as a client",
         SYS_getsockname => "socket addresses (curl, resolver)",
         SYS_getpeername => "socket addresses (curl)",
         SYS_setsockopt => "socket options (TCP_NODELAY, timeouts)",
         SYS_getsockopt => "socket options (connect result)",
-        SYS_sendto => "send (DNS, HTTP)",
         SYS_recvfrom => "receive (DNS, HTTP)",
-        SYS_sendmsg => "send with ancillary data",
         SYS_recvmsg => "receive with ancillary data",
-        SYS_sendmmsg => "glibc resolver sends A and AAAA queries together",
         SYS_recvmmsg => "batched receive",
         SYS_shutdown => "half-close connections",
         // self-sandboxing tools may only restrict themselves further
@@ -406,6 +405,29 @@ pub fn allowed(policy: &Policy) -> Result<Vec<Allowed>, SeccompError> {
     });
 
     // Conditional rules.
+    // MSG_FASTOPEN connects a TCP socket inside sendto/sendmsg, past Landlock's connect check
+    // (landlock-lsm/linux#41): refused, so TCP reaches only the allowed ports.
+    for (nr, name, reason, flags) in [
+        (libc::SYS_sendto, "sendto", "send (DNS, HTTP)", 3),
+        (libc::SYS_sendmsg, "sendmsg", "send with ancillary data", 2),
+        (
+            libc::SYS_sendmmsg,
+            "sendmmsg",
+            "glibc resolver sends A and AAAA queries together",
+            3,
+        ),
+    ] {
+        list.push(when(
+            nr,
+            name,
+            reason,
+            "no `MSG_FASTOPEN` (a connect Landlock does not see)",
+            vec![rule(
+                name,
+                vec![arg(name, flags, SeccompCmpOp::MaskedEq(MSG_FASTOPEN), 0)?],
+            )?],
+        ));
+    }
     list.push(when(
         libc::SYS_clone,
         "clone",

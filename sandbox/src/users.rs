@@ -48,7 +48,7 @@ pub enum UserError {
         line: usize,
     },
     /// The user is root: the sandbox must drop privileges and the output must not be root's.
-    #[error("user {name:?} has uid 0; the sandbox needs an unprivileged user")]
+    #[error("user {name:?} has uid or gid 0; the sandbox needs an unprivileged user")]
     Root {
         /// The user name.
         name: String,
@@ -72,7 +72,7 @@ pub fn lookup(path: &Path, name: &str) -> Result<Ids, UserError> {
             line,
         },
     })?;
-    if ids.uid == 0 {
+    if ids.uid == 0 || ids.gid == 0 {
         return Err(UserError::Root {
             name: name.to_owned(),
         });

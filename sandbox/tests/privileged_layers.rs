@@ -167,8 +167,8 @@ fn main() {
         (
             "TCP bind",
             vec!["bind-tcp", "0"],
-            ["ok", "ok", "err EACCES", "ok", "err EACCES"],
-            "Landlock",
+            ["ok", "ok", "err EACCES", "err EPERM", "err EPERM"],
+            "seccomp (no bind at all); Landlock",
         ),
         (
             "listen without bind",

@@ -285,6 +285,12 @@ fn main() {
             "Landlock",
         ),
         (
+            "TCP Fast Open (sendto MSG_FASTOPEN) to a non-allowed port",
+            &["sendto-fastopen", &blocked],
+            &["err EPERM"],
+            "seccomp (send flags)",
+        ),
+        (
             "MPTCP connect to a non-allowed port",
             &["connect-proto", "262", &blocked_addr],
             &["err EPERM (socket)"],
@@ -326,7 +332,12 @@ fn main() {
             &["err EPERM"],
             "seccomp (Landlock scope too)",
         ),
-        ("TCP bind", &["bind-tcp", "0"], &["err EACCES"], "Landlock"),
+        (
+            "TCP bind",
+            &["bind-tcp", "0"],
+            &["err EPERM"],
+            "seccomp (and Landlock)",
+        ),
         (
             "TCP listen without bind (auto-bind)",
             &["listen"],
