@@ -308,11 +308,13 @@ pub fn build(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<u8> {
         ))
         .into());
     };
-    if script.len() > MAX_SCRIPT_BYTES {
+    // Measured as it goes on the command line: systemd-run's `$` escaping doubles each `$`.
+    let on_command_line = crate::build_unit::escape_for_exec(script).len();
+    if on_command_line > MAX_SCRIPT_BYTES {
         return Err(UsageError::new(format!(
-            "the script of overlay {name} is {} bytes, more than the {MAX_SCRIPT_BYTES} one \
-             command-line argument can hold; move the bulk into a file the script downloads",
-            script.len()
+            "the script of overlay {name} is {on_command_line} bytes on the command line, more \
+             than the {MAX_SCRIPT_BYTES} one argument can hold; move the bulk into a file the \
+             script downloads"
         ))
         .into());
     }

@@ -322,8 +322,9 @@ pub struct MountUse {
 /// The overlay mounts whose lower layers include `dir` or something beneath it, as this
 /// process's mount table shows them. `runtime` is `<state_dir>/runtime`.
 pub fn mounts_using(dir: &Path, runtime: &Path) -> Result<Vec<MountUse>, ContentError> {
-    let text = fs::read("/proc/self/mountinfo")
-        .map_err(io_err("read", Path::new("/proc/self/mountinfo")))?;
+    // The supervisor mounts in PID 1's namespace; ours may be another (nsenter, a unit).
+    let text =
+        fs::read("/proc/1/mountinfo").map_err(io_err("read", Path::new("/proc/1/mountinfo")))?;
     let entries = left4me_overlay::mountinfo::parse(&text)
         .map_err(|e| ContentError::MountTable(e.to_string()))?;
     let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());

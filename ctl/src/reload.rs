@@ -1,10 +1,6 @@
 //! Telling systemd about a changed spec: `systemctl daemon-reload` reruns the generator.
 
-use std::path::Path;
 use std::process::Command;
-
-/// Exists while systemd is the running init (sd_booted(3)).
-const SYSTEMD_RUNNING: &str = "/run/systemd/system";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -21,7 +17,7 @@ pub fn daemon_reload(skip: bool) -> Result<&'static str, ReloadError> {
             "not reloading systemd (--no-reload); run `systemctl daemon-reload` to apply the change",
         );
     }
-    if !Path::new(SYSTEMD_RUNNING).exists() {
+    if !crate::systemd::systemd_running() {
         return Ok("systemd is not running; the change applies when it next starts");
     }
     let status = Command::new("systemctl")
