@@ -385,7 +385,11 @@ fn expectations(sandbox: (u32, u32)) -> Vec<Expect> {
             "connected",
             "ALLOWED by design: the resolver's exact IPAddressAllow= exception",
         ),
-        expect("bind tcp :8080", "err EACCES", "Landlock TCP bind rule"),
+        expect(
+            "bind tcp :8080",
+            "err EPERM",
+            "seccomp: no bind at all (and Landlock's TCP bind rule)",
+        ),
         expect("mptcp socket", "err EPERM", SECCOMP),
         expect("sctp socket", "err EPERM", SECCOMP),
         expect("raw icmp socket", "err EPERM", SECCOMP),
