@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use left4me_overlay::Owner;
 use rustix::event::{PollFd, PollFlags, poll};
 use rustix::process::{Pid, Signal, kill_process};
-use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGABRT, SIGCHLD, SIGINT, SIGTERM};
 
 use crate::a2s::{A2sClient, A2sError, Info};
 use crate::exit::EXIT_NOT_READY;
@@ -82,12 +82,12 @@ impl Signals {
         let stop = Arc::new(AtomicUsize::new(0));
         // The flag handlers run before the pipe handlers (registration order), so the loop
         // always sees the flag once it wakes.
-        for signal in [SIGINT, SIGTERM] {
+        for signal in [SIGINT, SIGTERM, SIGABRT] {
             signal_hook::flag::register_usize(signal, Arc::clone(&stop), signal as usize)?;
         }
         let (wake, writer) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
-        for signal in [SIGINT, SIGTERM, SIGCHLD] {
+        for signal in [SIGINT, SIGTERM, SIGABRT, SIGCHLD] {
             signal_hook::low_level::pipe::register(signal, writer.try_clone()?)?;
         }
         Ok(Signals { stop, wake })
@@ -150,13 +150,15 @@ pub fn run(config: &RunConfig, notifier: &Notifier) -> Result<i32, RunError> {
     loop {
         signals.wait(next_query.saturating_duration_since(Instant::now()));
         if let Some(signal) = signals.take_stop() {
-            let shown = if signal == Signal::INT {
-                "SIGINT"
-            } else {
-                "SIGTERM"
+            // SIGABRT is systemd's watchdog (WatchdogSignal=): the game stopped answering, so it
+            // is killed outright and the overlay is free to unmount when ExecStopPost runs.
+            let (shown, forward, forwarded) = match signal {
+                Signal::INT => ("SIGINT", Signal::INT, "SIGINT"),
+                Signal::TERM => ("SIGTERM", Signal::TERM, "SIGTERM"),
+                _ => ("SIGABRT (watchdog)", Signal::KILL, "SIGKILL"),
             };
-            eprintln!("left4me-supervisor: {shown} received, forwarding it to srcds");
-            let _ = kill_process(pid, signal);
+            eprintln!("left4me-supervisor: {shown} received, sending srcds {forwarded}");
+            let _ = kill_process(pid, forward);
             if phase != Phase::GaveUp {
                 phase = Phase::Stopping;
             }
