@@ -108,59 +108,66 @@ fn listen_unbound() -> String {
     }
 }
 
-/// `socket(AF_INET, SOCK_STREAM)` and `sendto(MSG_FASTOPEN)` to 127.0.0.1:`port`: a TCP connect
-/// made inside a send, which Landlock's connect check does not see.
-fn sendto_fastopen(port: u16) -> String {
-    // SAFETY: plain integer arguments; `sockaddr_in` and the payload are plain data passed with
-    // their sizes; the descriptor is closed afterwards.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        if fd < 0 {
-            return format!("{} (socket)", report(-1));
-        }
+/// `socket(AF_INET, SOCK_STREAM, protocol)`, then `op` with the socket and `addr`; the socket is
+/// closed keeping `op`'s errno, and the outcome reported (`ok`, `err E…`, `err E… (socket)`).
+fn on_tcp_socket(
+    protocol: i32,
+    addr: std::net::SocketAddrV4,
+    op: impl FnOnce(i32, *const libc::sockaddr, libc::socklen_t) -> i64,
+) -> String {
+    // SAFETY: plain integer arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, protocol) };
+    if fd < 0 {
+        return format!("{} (socket)", report(-1));
+    }
+    // SAFETY: `sockaddr_in` is plain data, zeroed then filled in, and `op` gets it with its
+    // size; the descriptor is ours and closed once; errno is saved across the close.
+    let ret = unsafe {
         let mut sin: libc::sockaddr_in = std::mem::zeroed();
         sin.sin_family = libc::AF_INET as libc::sa_family_t;
-        sin.sin_port = port.to_be();
-        sin.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
-        let payload = b"GET / HTTP/1.0\r\n\r\n";
-        let ret = libc::sendto(
-            fd,
-            payload.as_ptr().cast(),
-            payload.len(),
-            libc::MSG_FASTOPEN,
-            (&raw const sin).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
+        sin.sin_port = addr.port().to_be();
+        sin.sin_addr.s_addr = u32::from(*addr.ip()).to_be();
+        let size = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let ret = op(fd, (&raw const sin).cast(), size);
         let saved = last_errno();
         libc::close(fd);
         *libc::__errno_location() = saved;
-        report(if ret < 0 { -1 } else { 0 })
-    }
+        ret
+    };
+    report(ret)
 }
 
-/// `socket(AF_INET, SOCK_STREAM)` and `bind` to 127.0.0.1:`port`, without `listen`.
+fn loopback(port: u16) -> std::net::SocketAddrV4 {
+    std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port)
+}
+
+/// `sendto(MSG_FASTOPEN)` to 127.0.0.1:`port`: a TCP connect made inside a send, which
+/// Landlock's connect check does not see.
+fn sendto_fastopen(port: u16) -> String {
+    let payload = b"GET / HTTP/1.0\r\n\r\n";
+    on_tcp_socket(0, loopback(port), |fd, addr, len| {
+        // SAFETY: the payload and address are valid for the lengths given.
+        let sent = unsafe {
+            libc::sendto(
+                fd,
+                payload.as_ptr().cast(),
+                payload.len(),
+                libc::MSG_FASTOPEN,
+                addr,
+                len,
+            )
+        };
+        if sent < 0 { -1 } else { 0 }
+    })
+}
+
+/// `bind` to 127.0.0.1:`port`, without `listen`.
 fn bind_tcp(port: u16) -> String {
-    // SAFETY: plain integer arguments; `sockaddr_in` is plain data passed with its size; the
-    // descriptor is closed afterwards.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        if fd < 0 {
-            return format!("{} (socket)", report(-1));
-        }
-        let mut sin: libc::sockaddr_in = std::mem::zeroed();
-        sin.sin_family = libc::AF_INET as libc::sa_family_t;
-        sin.sin_port = port.to_be();
-        sin.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
-        let ret = libc::bind(
-            fd,
-            (&raw const sin).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        let saved = last_errno();
-        libc::close(fd);
-        *libc::__errno_location() = saved;
-        report(i64::from(ret))
-    }
+    on_tcp_socket(0, loopback(port), |fd, addr, len| {
+        // SAFETY: the address is valid for the length given.
+        let ret = unsafe { libc::bind(fd, addr, len) };
+        i64::from(ret)
+    })
 }
 
 /// Creates a new file with a unique name in `dir` (`O_CREAT | O_EXCL`).
@@ -490,29 +497,11 @@ fn connect(addr: &str) -> String {
 /// `socket(AF_INET, SOCK_STREAM, protocol)` then `connect` (MPTCP is protocol 262).
 fn connect_proto(protocol: i32, addr: &str) -> String {
     let addr: std::net::SocketAddrV4 = addr.parse().expect("IPv4:PORT");
-    // SAFETY: plain integer arguments.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, protocol) };
-    if fd < 0 {
-        return format!("{} (socket)", report(-1));
-    }
-    // SAFETY: `sockaddr_in` is plain data filled in below and passed with its size; the
-    // descriptor is closed afterwards.
-    let ret = unsafe {
-        let mut sin: libc::sockaddr_in = std::mem::zeroed();
-        sin.sin_family = libc::AF_INET as libc::sa_family_t;
-        sin.sin_port = addr.port().to_be();
-        sin.sin_addr.s_addr = u32::from(*addr.ip()).to_be();
-        let ret = libc::connect(
-            fd,
-            (&raw const sin).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        let saved = last_errno();
-        libc::close(fd);
-        *libc::__errno_location() = saved;
-        ret
-    };
-    report(i64::from(ret))
+    on_tcp_socket(protocol, addr, |fd, addr, len| {
+        // SAFETY: the address is valid for the length given.
+        let ret = unsafe { libc::connect(fd, addr, len) };
+        i64::from(ret)
+    })
 }
 
 fn main() {

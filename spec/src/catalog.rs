@@ -40,20 +40,7 @@ impl Catalog {
         state_dir: Option<PathBuf>,
         threads: usize,
     ) -> Result<Self, SpecError> {
-        let mut layout = Layout {
-            config_dir: config_dir.to_path_buf(),
-            state_dir: PathBuf::new(),
-        };
-        let host = HostConfig::load(&layout.host_file())?;
-        layout.state_dir = match state_dir {
-            Some(dir) => {
-                check_absolute_dir(&dir).map_err(|why| {
-                    SpecError::new(ErrorKind::Invalid, &dir, None, format!("state dir {why}"))
-                })?;
-                dir
-            }
-            None => host.state_dir.clone(),
-        };
+        let (host, layout) = load_host(config_dir, state_dir)?;
         let names = list_names(&layout.instances_dir())?;
         let load_chunk = |chunk: &[NameEntry]| -> Vec<(String, Result<Instance, SpecError>)> {
             let mut blueprints = HashMap::new();
@@ -114,6 +101,29 @@ impl Catalog {
         }
         Ok(instance)
     }
+}
+
+/// Reads `host.toml` of `config_dir` and settles the state dir: `state_dir` (the
+/// `LEFT4ME_STATE_DIR` override) when given, checked like host.toml's, else host.toml's.
+pub fn load_host(
+    config_dir: &Path,
+    state_dir: Option<PathBuf>,
+) -> Result<(HostConfig, Layout), SpecError> {
+    let mut layout = Layout {
+        config_dir: config_dir.to_path_buf(),
+        state_dir: PathBuf::new(),
+    };
+    let host = HostConfig::load(&layout.host_file())?;
+    layout.state_dir = match state_dir {
+        Some(dir) => {
+            check_absolute_dir(&dir).map_err(|why| {
+                SpecError::new(ErrorKind::Invalid, &dir, None, format!("state dir {why}"))
+            })?;
+            dir
+        }
+        None => host.state_dir.clone(),
+    };
+    Ok((host, layout))
 }
 
 /// Reads and checks blueprint `name` from the config dir.

@@ -25,7 +25,7 @@ mod render;
 mod toml_fields;
 mod values;
 
-pub use catalog::{Catalog, NameEntry, list_names, load_blueprint, load_instance};
+pub use catalog::{Catalog, NameEntry, list_names, load_blueprint, load_host, load_instance};
 pub use error::{ErrorKind, SpecError};
 pub use host::{DEFAULT_STATE_DIR, HostConfig};
 pub use instance::{

@@ -73,16 +73,7 @@ fn checked_name(name: &str) -> Result<(), SpecError> {
 
 /// The host settings and paths, from host.toml and the environment overrides.
 fn host_layout() -> Result<(HostConfig, Layout), SpecError> {
-    let config_dir = Layout::config_dir_from_env();
-    let host = HostConfig::load(&config_dir.join("host.toml"))?;
-    let state_dir = Layout::state_dir_from_env().unwrap_or_else(|| host.state_dir.clone());
-    Ok((
-        host,
-        Layout {
-            config_dir,
-            state_dir,
-        },
-    ))
+    left4me_spec::load_host(&Layout::config_dir_from_env(), Layout::state_dir_from_env())
 }
 
 /// `prepare NAME`: check the spec against every other instance, create the runtime dirs, stage
