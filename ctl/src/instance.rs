@@ -502,8 +502,8 @@ struct RenderedAlias {
 fn render_instance(instance: &Instance, catalog: &Catalog) -> Rendered {
     let layout = &catalog.layout;
     let name = &instance.name;
-    let merged = layout.merged_dir(name);
-    let upper = layout.upper_dir(name);
+    let runtime = layout.runtime(name);
+    let (merged, upper) = (runtime.merged, runtime.upper);
     Rendered {
         name: name.clone(),
         dropin: RenderedFile {

@@ -304,7 +304,7 @@ pub fn stop(ctx: &Ctx, names: &[String]) -> anyhow::Result<u8> {
         out.push_str(&line);
         out.push('\n');
         if let Some(layout) = &layout {
-            let runtime = layout.runtime_dir(name);
+            let runtime = layout.runtime(name).dir;
             if let Ok(mounts) = mounts_beneath(&runtime)
                 && !mounts.is_empty()
             {
@@ -329,7 +329,7 @@ impl Runtime {
     fn new(layout: &Layout, name: &str) -> Self {
         Runtime {
             name: name.to_owned(),
-            dir: layout.runtime_dir(name),
+            dir: layout.runtime(name).dir,
         }
     }
 

@@ -7,11 +7,7 @@
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
-/// The kernel's overlayfs stack limit (`OVL_MAX_STACK`).
-pub const MAX_LAYERS: usize = 500;
-
-/// The directories of the state dir a layer may live in (the first component of a layer path).
-pub const LAYER_ROOTS: [&str; 3] = ["installation", "overlays", "workshop_cache"];
+pub use left4me_contract::{LAYER_ROOTS, MAX_LAYERS};
 
 /// The owner of the files and directories the game may write (the game user).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,16 +95,10 @@ pub enum PlanError {
     DuplicateLayer { path: PathBuf },
 }
 
-/// Checks an instance name against `^[a-z0-9][a-z0-9_-]{0,63}$`.
+/// Checks an instance name against the one rule of [`left4me_contract::name`] (again: the
+/// callers checked it already, the mount code does not trust them).
 pub fn validate_instance_name(name: &str) -> Result<(), PlanError> {
-    let bytes = name.as_bytes();
-    let first_ok = bytes
-        .first()
-        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    let rest_ok = bytes[1.min(bytes.len())..]
-        .iter()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
-    if first_ok && rest_ok && bytes.len() <= 64 {
+    if left4me_contract::is_valid_name(name) {
         Ok(())
     } else {
         Err(PlanError::BadName {

@@ -8,8 +8,8 @@ use crate::error::{ErrorKind, SpecError};
 use crate::host::HostConfig;
 use crate::instance::{Blueprint, Instance, InstanceFile};
 use crate::layout::{Layout, check_absolute_dir};
-use crate::name::check_name;
 use crate::parallel::map_chunks;
+use left4me_contract::check_name;
 
 /// Every instance spec of a host, loaded and checked.
 #[derive(Debug, Clone)]

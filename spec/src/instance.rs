@@ -8,16 +8,15 @@ use serde::Serialize;
 
 use crate::error::SpecError;
 use crate::host::HostConfig;
-use crate::name::check_name;
 use crate::overlay::OverlayRef;
 use crate::toml_fields::{Fields, parse_document};
 use crate::values::{CpuList, Duration, Size};
+pub use left4me_contract::MAX_LAYERS;
+use left4me_contract::check_name;
 
 pub const DEFAULT_MAP: &str = "c1m1_hotel";
 pub const DEFAULT_READY_TIMEOUT: &str = "5min";
 pub const DEFAULT_WATCHDOG: &str = "60s";
-/// The kernel's overlayfs stack limit; the installation is one of these layers.
-pub const MAX_LAYERS: usize = 500;
 
 /// `[resources]`: each key maps to the systemd directive named in its comment.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use left4me_contract::RuntimeDirs;
+
 /// Overrides the config dir in every binary (tests, the demo).
 pub const CONFIG_DIR_ENV: &str = "LEFT4ME_CONFIG_DIR";
 /// Overrides the state dir in every binary, over `state_dir` in host.toml.
@@ -64,20 +66,11 @@ impl Layout {
         self.state_dir.join("workshop_cache")
     }
     pub fn runtime_root(&self) -> PathBuf {
-        self.state_dir.join("runtime")
+        self.state_dir.join(left4me_contract::layout::RUNTIME)
     }
-    /// `runtime/NAME`, holding the instance's `upper`, `work` and `merged` dirs.
-    pub fn runtime_dir(&self, name: &str) -> PathBuf {
-        self.runtime_root().join(name)
-    }
-    pub fn upper_dir(&self, name: &str) -> PathBuf {
-        self.runtime_dir(name).join("upper")
-    }
-    pub fn work_dir(&self, name: &str) -> PathBuf {
-        self.runtime_dir(name).join("work")
-    }
-    pub fn merged_dir(&self, name: &str) -> PathBuf {
-        self.runtime_dir(name).join("merged")
+    /// `runtime/NAME/{upper,work,merged}` of instance `name`.
+    pub fn runtime(&self, name: &str) -> RuntimeDirs {
+        RuntimeDirs::new(&self.state_dir, name)
     }
     /// The SQLite database: spec history and the build ledger.
     pub fn database(&self) -> PathBuf {
@@ -139,11 +132,11 @@ mod tests {
             Path::new("/etc/left4me/blueprints/coop.toml")
         );
         assert_eq!(
-            layout.upper_dir("coop1"),
+            layout.runtime("coop1").upper,
             Path::new("/var/lib/left4me/runtime/coop1/upper")
         );
         assert_eq!(
-            layout.merged_dir("c"),
+            layout.runtime("c").merged,
             Path::new("/var/lib/left4me/runtime/c/merged")
         );
         assert_eq!(layout.database(), Path::new("/var/lib/left4me/left4me.db"));

@@ -18,7 +18,6 @@ mod error;
 mod host;
 mod instance;
 mod layout;
-mod name;
 mod overlay;
 mod parallel;
 mod render;
@@ -33,7 +32,7 @@ pub use instance::{
     InstanceFile, MAX_LAYERS, Resources, Settings,
 };
 pub use layout::{CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, Layout, STATE_DIR_ENV};
-pub use name::{check_name, is_valid_name};
+pub use left4me_contract::{check_name, is_valid_name};
 pub use overlay::{OverlayDef, OverlayKind, OverlayRef, ScriptLimits};
 pub use parallel::map_chunks;
 pub use render::{

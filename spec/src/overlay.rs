@@ -8,12 +8,9 @@ use toml::Value;
 
 use crate::error::SpecError;
 use crate::layout::check_plain_path_chars;
-use crate::name::check_name;
 use crate::toml_fields::{Fields, parse_document};
 use crate::values::{Duration, Size};
-
-/// The directories of the state dir that layers may come from.
-pub const LAYER_ROOTS: [&str; 3] = ["installation", "overlays", "workshop_cache"];
+use left4me_contract::{LAYER_ROOTS, check_name};
 
 /// One entry of an instance's `overlays` list: a bare path or `{ path, alias }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -25,7 +25,7 @@ fn escape_specifiers(value: &str) -> String {
 pub fn render_dropin(instance: &Instance, layout: &Layout, host: &HostConfig) -> String {
     let source = escape_specifiers(&instance.file.to_string_lossy());
     let state = escape_specifiers(&layout.state_dir.to_string_lossy());
-    let runtime = escape_specifiers(&layout.runtime_dir(&instance.name).to_string_lossy());
+    let runtime = escape_specifiers(&layout.runtime(&instance.name).dir.to_string_lossy());
     let mut out = format!(
         "{GENERATED_HEADER} from {source}.\n\
          # Do not edit: change the spec (left4mectl edit {name}) and run `systemctl daemon-reload`.\n\

@@ -166,7 +166,7 @@ pub fn run_instance(name: &str, notifier: &Notifier) -> Result<i32, PhaseError> 
     checked_name(name)?;
     let (host, layout) = host_layout()?;
     let instance = load_instance(&layout, &host, name)?;
-    let merged = layout.merged_dir(name);
+    let merged = layout.runtime(name).merged;
     if !merged.join("srcds_run").exists() {
         return Err(PhaseError::NotPrepared {
             name: name.to_owned(),

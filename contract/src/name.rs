@@ -1,4 +1,6 @@
-//! Names of instances, blueprints, overlays and aliases: `^[a-z0-9][a-z0-9_-]{0,63}$`.
+//! Names of instances, blueprints, overlays and aliases: `^[a-z0-9][a-z0-9_-]{0,63}$`. Every
+//! boundary checks a name with [`is_valid_name`]: the CLI, the generator, the supervisor, the mount
+//! code (again, defensively) and the job code.
 
 /// Whether `name` may name an instance, blueprint, overlay or alias.
 pub fn is_valid_name(name: &str) -> bool {
