@@ -3,6 +3,7 @@
 //! - [`name`]: what may name an instance, blueprint, overlay or alias;
 //! - [`layout`]: the directories of the state dir that layers and instances live in;
 //! - [`passwd`]: looking the game and sandbox users up in `/etc/passwd`;
+//! - [`printable`]: showing untrusted names and paths on one line;
 //! - [`sandbox`]: the command line of `left4me-sandbox`, as a typed value that the job code
 //!   turns into arguments and the runner parses back.
 //!
@@ -13,6 +14,7 @@
 pub mod layout;
 pub mod name;
 pub mod passwd;
+pub mod printable;
 pub mod sandbox;
 
 pub use layout::{LAYER_ROOTS, MAX_LAYERS, RuntimeDirs};

@@ -9,6 +9,7 @@ use crate::host::HostConfig;
 use crate::instance::{Blueprint, Instance, InstanceFile};
 use crate::layout::{Layout, check_absolute_dir};
 use crate::parallel::map_chunks;
+use crate::read::read_spec;
 use left4me_contract::check_name;
 
 /// Every instance spec of a host, loaded and checked.
@@ -167,26 +168,6 @@ fn load_with(
         }
     };
     Instance::resolve(parsed, blueprint, host)
-}
-
-/// Reads a spec file with as few system calls as possible (open, read, close): specs are small
-/// regular files, and a short read from a regular file means end of file.
-pub(crate) fn read_spec(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut buf = vec![0; 16 * 1024];
-    let mut len = 0;
-    loop {
-        let n = file.read(&mut buf[len..])?;
-        len += n;
-        if n == 0 || len < buf.len() {
-            break;
-        }
-        buf.resize(buf.len() * 2, 0);
-    }
-    buf.truncate(len);
-    String::from_utf8(buf)
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not valid UTF-8"))
 }
 
 fn blueprint_error(file: &Path, name: &str, err: SpecError) -> SpecError {

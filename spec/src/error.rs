@@ -50,6 +50,9 @@ impl SpecError {
     pub(crate) fn read(file: &Path, err: &std::io::Error) -> Self {
         if err.kind() == std::io::ErrorKind::NotFound {
             Self::new(ErrorKind::NotFound, file, None, "no such file".into())
+        } else if err.kind() == std::io::ErrorKind::InvalidInput {
+            // A file refused by `read_spec` (a FIFO, a link, too big): the reason says it all.
+            Self::new(ErrorKind::Io, file, None, err.to_string())
         } else {
             Self::new(ErrorKind::Io, file, None, format!("cannot read: {err}"))
         }
@@ -58,7 +61,7 @@ impl SpecError {
 
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.file.display())?;
+        write!(f, "{}: ", left4me_contract::printable::path(&self.file))?;
         if let Some(key) = &self.key {
             write!(f, "key '{key}': ")?;
         }

@@ -42,7 +42,7 @@ impl Default for HostConfig {
 impl HostConfig {
     /// Reads `file`; a missing file means all defaults.
     pub fn load(file: &Path) -> Result<Self, SpecError> {
-        match crate::catalog::read_spec(file) {
+        match crate::read::read_spec(file) {
             Ok(text) => Self::parse(file, &text),
             Err(err) => match SpecError::read(file, &err) {
                 e if e.kind == ErrorKind::NotFound => Ok(HostConfig::default()),

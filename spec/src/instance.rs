@@ -12,6 +12,10 @@ use crate::overlay::OverlayRef;
 use crate::toml_fields::{Fields, parse_document};
 use crate::values::{CpuList, Duration, Size};
 pub use left4me_contract::MAX_LAYERS;
+
+/// The shortest watchdog period (`health.watchdog`) a spec may ask for, in microseconds.
+pub const MIN_WATCHDOG_USEC: u64 = 1_000_000;
+
 use left4me_contract::check_name;
 
 pub const DEFAULT_MAP: &str = "c1m1_hotel";
@@ -164,6 +168,19 @@ impl Settings {
                 .is_some_and(|w| w.as_micros().is_none())
             {
                 return Err(table.error("watchdog", "write \"0\" to turn the watchdog off"));
+            }
+            if health
+                .watchdog
+                .as_ref()
+                .and_then(Duration::as_micros)
+                .is_some_and(|us| us != 0 && us < MIN_WATCHDOG_USEC)
+            {
+                return Err(table.error(
+                    "watchdog",
+                    "is shorter than 1s: the supervisor queries the game once a period, so a \
+                     shorter one restarts a healthy server; use at least \"1s\", or \"0\" to \
+                     turn the watchdog off",
+                ));
             }
         }
         Ok(Settings {
@@ -594,11 +611,27 @@ nice = -5
                 "port = 27015\n[health]\nwatchdog = 'infinity'",
                 "health.watchdog",
             ),
+            (
+                "port = 27015\n[health]\nwatchdog = '1us'",
+                "health.watchdog",
+            ),
+            (
+                "port = 27015\n[health]\nwatchdog = '999ms'",
+                "health.watchdog",
+            ),
             ("port = 27015\nhealth = 5", "health"),
         ] {
             let err = resolve(text, None).unwrap_err();
             assert_eq!(err.key.as_deref(), Some(key), "{text:?}: {err}");
             assert!(!err.to_string().contains('\n'), "one line: {err}");
+        }
+    }
+
+    #[test]
+    fn watchdog_floor_is_one_second() {
+        for ok in ["0", "1s", "1000ms", "60s"] {
+            let text = format!("port = 27015\n[health]\nwatchdog = '{ok}'");
+            assert!(resolve(&text, None).is_ok(), "{ok}");
         }
     }
 

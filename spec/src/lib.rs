@@ -20,6 +20,7 @@ mod instance;
 mod layout;
 mod overlay;
 mod parallel;
+mod read;
 mod render;
 mod toml_fields;
 mod values;
