@@ -33,7 +33,7 @@ fn hostile_files_are_refused_one_line_each_and_good_specs_still_written() {
     std::fs::write(instances.join("coop2.toml"), "port = 27016\n").unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &instances.join("fifo.toml"),
+        instances.join("fifo.toml"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o644),
         0,
