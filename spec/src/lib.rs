@@ -36,6 +36,7 @@ pub use layout::{CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, Layout, STATE_DIR_ENV};
 pub use left4me_contract::{check_name, is_valid_name};
 pub use overlay::{OverlayDef, OverlayKind, OverlayRef, ScriptLimits};
 pub use parallel::map_chunks;
+pub use read::{MAX_SPEC_BYTES, read_spec};
 pub use render::{
     AliasCfg, GENERATED_HEADER, SERVER_CFG, alias_cfgs, lower_layers, render_dropin,
     render_server_cfg, render_slice_dropins, srcds_argv,

@@ -34,7 +34,7 @@ fn describe(file_type: FileType) -> &'static str {
 
 /// The text of the spec file at `path`; a missing file is `NotFound`, anything but a regular
 /// file of at most [`MAX_SPEC_BYTES`] UTF-8 bytes is `InvalidInput` with the reason.
-pub(crate) fn read_spec(path: &Path) -> io::Result<String> {
+pub fn read_spec(path: &Path) -> io::Result<String> {
     let flags =
         OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC;
     let fd = match rustix::fs::open(path, flags, Mode::empty()) {
