@@ -5,6 +5,7 @@
 #   make test       every test; as root also the privileged and booted-systemd suites
 #   make demo       boot a throwaway systemd and show left4me at work (root)
 #   make bench      print the benchmark figures
+#   make fuzz       run every fuzz target for FUZZ_SECONDS (default 300) each (nightly, cargo-fuzz)
 
 PREFIX      ?= /usr
 DESTDIR     ?=
@@ -25,7 +26,7 @@ SYSCTLDIR   = $(DESTDIR)$(PREFIX)/lib/sysctl.d
 INSTALL      = install
 
 # `install-files` installs what is built already (tests use it with PROFILE=dev).
-.PHONY: all build install install-files test demo bench clean fmt lint
+.PHONY: all build install install-files test demo bench fuzz clean fmt lint
 
 all: build
 
@@ -66,6 +67,10 @@ demo:
 
 bench:
 	./bench/run-all
+
+FUZZ_SECONDS ?= 300
+fuzz:
+	./fuzz/run $(FUZZ_SECONDS)
 
 fmt:
 	$(CARGO) fmt --all
