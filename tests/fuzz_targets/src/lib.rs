@@ -1,7 +1,8 @@
 //! One function per fuzzed parser. Each takes arbitrary bytes and must return without panicking,
 //! hanging or allocating without bound, whatever the bytes are; the errors the parsers return
-//! are fine (and expected). `fuzz/fuzz_targets/*.rs` (a cargo-fuzz crate outside the workspace) hand these to libFuzzer; `tests/corpus.rs`
-//! replays the committed corpus through the same functions as an ordinary test.
+//! are fine (and expected). `fuzz/fuzz_targets/*.rs` (a cargo-fuzz crate outside the workspace)
+//! hand these to libFuzzer; `tests/corpus.rs` replays the committed corpus through the same
+//! functions as an ordinary test.
 
 #![forbid(unsafe_code)]
 
@@ -10,9 +11,11 @@ use std::path::Path;
 use left4me_spec::{Blueprint, HostConfig, Instance, InstanceFile, OverlayDef};
 use left4me_supervisor::a2s;
 
+/// A fuzz target's entry point.
+pub type Target = fn(&[u8]);
+
 /// Every fuzz target: its name (the corpus dir `fuzz/corpus/NAME`) and its entry point.
-pub const TARGETS: &[(&str, fn(&[u8]))] =
-    &[("spec_catalog", spec_catalog), ("a2s_reply", a2s_reply)];
+pub const TARGETS: &[(&str, Target)] = &[("spec_catalog", spec_catalog), ("a2s_reply", a2s_reply)];
 
 /// Splits `data` at the first `sep` byte: `(before, after)`, `after` empty when there is none.
 fn split(data: &[u8], sep: u8) -> (&[u8], &[u8]) {
