@@ -25,7 +25,12 @@ fn escape_specifiers(value: &str) -> String {
 pub fn render_dropin(instance: &Instance, layout: &Layout, host: &HostConfig) -> String {
     let source = escape_specifiers(&instance.file.to_string_lossy());
     let state = escape_specifiers(&layout.state_dir.to_string_lossy());
-    let runtime = escape_specifiers(&layout.runtime(&instance.name).dir.to_string_lossy());
+    let escaped = |path: &Path| escape_specifiers(&path.to_string_lossy());
+    let runtime = escaped(&layout.runtime(&instance.name).dir);
+    let runtime_root = escaped(&layout.runtime_root());
+    let overlays = escaped(&layout.state_dir.join(left4me_contract::layout::OVERLAYS));
+    let database = escaped(&layout.database());
+    let specs = escaped(&layout.instances_dir());
     let mut out = format!(
         "{GENERATED_HEADER} from {source}.\n\
          # Do not edit: change the spec (left4mectl edit {name}) and run `systemctl daemon-reload`.\n\
@@ -37,7 +42,15 @@ pub fn render_dropin(instance: &Instance, layout: &Layout, host: &HostConfig) ->
          [Service]\n\
          User={user}\n\
          Group={user}\n\
-         ReadWritePaths=-{runtime}\n\
+         # Walled off from the other instances: of runtime/ and instances/ the game sees only\n\
+         # its own entry (writable: its runtime dir, with the overlay mounted in it); overlay\n\
+         # content and builds (already in its merged tree) and the ledger not at all.\n\
+         TemporaryFileSystem={runtime_root}:ro\n\
+         BindPaths=-{runtime}\n\
+         TemporaryFileSystem={specs}:ro\n\
+         BindReadOnlyPaths=-{source}\n\
+         TemporaryFileSystem={overlays}:ro\n\
+         InaccessiblePaths=-{database}\n\
          SocketBindAllow={port}\n\
          TimeoutStartSec={ready}\n\
          WatchdogSec={watchdog}\n",
@@ -217,7 +230,15 @@ mod tests {
              [Service]\n\
              User=left4me\n\
              Group=left4me\n\
-             ReadWritePaths=-/var/lib/left4me/runtime/coop1\n\
+             # Walled off from the other instances: of runtime/ and instances/ the game sees only\n\
+             # its own entry (writable: its runtime dir, with the overlay mounted in it); overlay\n\
+             # content and builds (already in its merged tree) and the ledger not at all.\n\
+             TemporaryFileSystem=/var/lib/left4me/runtime:ro\n\
+             BindPaths=-/var/lib/left4me/runtime/coop1\n\
+             TemporaryFileSystem=/etc/left4me/instances:ro\n\
+             BindReadOnlyPaths=-/etc/left4me/instances/coop1.toml\n\
+             TemporaryFileSystem=/var/lib/left4me/overlays:ro\n\
+             InaccessiblePaths=-/var/lib/left4me/left4me.db\n\
              SocketBindAllow=27015\n\
              TimeoutStartSec=5min\n\
              WatchdogSec=60s\n"
