@@ -540,12 +540,8 @@ pub struct CreateArgs {
     /// The start map [default: the blueprint's, else c1m1_hotel]
     #[arg(long)]
     pub map: Option<String>,
-    /// The player limit (1-32)
-    #[arg(long)]
-    pub maxplayers: Option<u8>,
-    /// A content layer, relative to the state dir; repeat, lowest first
-    #[arg(long = "overlay", value_name = "PATH[:ALIAS]", value_parser = OverlayArg::parse)]
-    pub overlays: Vec<OverlayArg>,
+    #[command(flatten)]
+    pub layers: LayerArgs,
 }
 
 #[derive(Debug, Args)]
@@ -638,6 +634,13 @@ pub struct BlueprintCreateArgs {
     /// The start map of instances using it
     #[arg(long)]
     pub map: Option<String>,
+    #[command(flatten)]
+    pub layers: LayerArgs,
+}
+
+/// The options `create` and `blueprint create` share, after `--map`.
+#[derive(Debug, Args)]
+pub struct LayerArgs {
     /// The player limit (1-32)
     #[arg(long)]
     pub maxplayers: Option<u8>,
