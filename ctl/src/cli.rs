@@ -1,7 +1,11 @@
 //! The command line: a derive `Parser` with one variant per verb.
 //!
 //! Every verb has a long help with an EXAMPLES section; `left4mectl VERB --help` is meant to be
-//! enough to use it. The help texts are snapshot-tested (`tests/snapshots/help-*.txt`).
+//! enough to use it. The help of every command is snapshot-tested
+//! (`tests/snapshots/help/*.txt`, one file per command, the list taken from this tree).
+//!
+//! Longer than 600 lines on purpose: most of it is help text, and the whole command tree reads
+//! top to bottom in one file, in the order `left4mectl --help` shows it.
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
