@@ -24,7 +24,7 @@ impl UsageError {
 }
 
 /// The exit status for `err`: 2 when anything in its chain is a usage or validation error
-/// (a [`SpecError`] other than an unreadable file, a [`UsageError`], an existing file), else 1.
+/// (a [`SpecError`] other than an unreadable file, a `UsageError`, an existing file), else 1.
 pub fn exit_status(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(spec) = cause.downcast_ref::<SpecError>() {

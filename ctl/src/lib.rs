@@ -3,11 +3,12 @@
 //! statuses ([`exit_status`]). Nothing else is public: the modules serve the binary alone.
 //!
 //! One module per command group, one function per verb, so `left4mectl X Y` is found in one
-//! place: `instance` (create, edit, set, show, list, validate, render), `lifecycle` (start,
-//! stop, restart, reset, delete, status, logs), `blueprint` (`blueprint …`) and `overlay`
-//! (`overlay …`, with `build`). They share `change` (the create/set/edit machinery), `editor`,
-//! `keys`, `store` (spec files under the config-dir lock), `reload`, `systemd`, `runtime`
-//! (an instance's runtime dir), `output` (every display helper) and `error` (exit statuses).
+//! place: `verbs::instance` (create, edit, set, show, list, validate, render),
+//! `verbs::lifecycle` (start, stop, restart, reset, delete, status, logs), `verbs::blueprint`
+//! (`blueprint …`) and `overlay` (`overlay …`, with `build`). They share `change` (the
+//! create/set/edit machinery), `editor`, `keys`, `store` (spec files under the config-dir lock),
+//! `reload`, `systemd`, `runtime` (an instance's runtime dir), `output` (every display helper)
+//! and `error` (exit statuses).
 //!
 //! Verbs that read specs use the same `left4me-spec` code as the boot-time generator, so
 //! `left4mectl validate` refuses exactly what the generator would skip. Verbs that change specs
@@ -17,7 +18,6 @@
 
 #![forbid(unsafe_code)]
 
-mod blueprint;
 mod build;
 mod build_unit;
 mod change;
@@ -27,10 +27,8 @@ mod cli;
 pub mod content;
 mod editor;
 mod error;
-mod instance;
 mod keys;
 mod ledger;
-mod lifecycle;
 mod output;
 mod overlay;
 mod passwd;
@@ -39,6 +37,7 @@ mod resolver;
 mod runtime;
 mod store;
 mod systemd;
+mod verbs;
 
 use std::path::PathBuf;
 
@@ -48,6 +47,7 @@ pub use cli::Cli;
 pub use error::exit_status;
 
 use cli::{BlueprintVerb, OverlayVerb, Verb};
+use verbs::{blueprint, instance, lifecycle};
 
 /// What every verb needs to know: where the specs are and the global flags.
 #[derive(Debug, Clone)]

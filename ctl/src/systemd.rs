@@ -1,5 +1,5 @@
 //! Talking to systemd through its own tools: `systemctl` for jobs and unit state, `journalctl`
-//! for the log. Nothing here knows about specs; [`crate::lifecycle`] puts the two together.
+//! for the log. Nothing here knows about specs; [`crate::verbs::lifecycle`] puts the two together.
 //!
 //! Unit state is read with `systemctl show -p … UNIT…`: one call for any number of units, its
 //! output is `Key=Value` lines, one block per unit in the order asked, blocks separated by an
