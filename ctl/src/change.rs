@@ -1,13 +1,15 @@
-//! The verbs that change a spec file — create, set, edit — for instances and blueprints alike.
+//! What the instance and blueprint verbs share: the two kinds of spec, the naming and
+//! missing-spec errors, a face read of a spec that does not validate ([`peek`]), and the
+//! machinery of the verbs that change a spec file — create, set, edit — for both kinds.
 //!
-//! Each one builds the would-be text first, validates it against the host and the other specs,
+//! Each changing verb builds the would-be text first, validates it against the host and the other specs,
 //! and only then installs it atomically under the config-dir lock and reloads systemd. A refused
 //! change leaves every file byte-identical.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use left4me_spec::{Catalog, ErrorKind, Layout, SpecError, check_name};
+use left4me_spec::{Catalog, Layout, check_name};
 use toml_edit::{Array, DocumentMut, InlineTable, Value};
 
 use crate::cli::{OverlayArg, SetArgs};
@@ -16,7 +18,7 @@ use crate::error::{EXIT_OK, UsageError};
 use crate::keys::{self, Assignment};
 use crate::output::emit;
 use crate::store::{self, Replace};
-use crate::{Ctx, blueprint, reload};
+use crate::{Ctx, reload};
 
 /// Which kind of spec a verb changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +42,8 @@ impl SpecKind {
         }
     }
 
-    /// Validates `text` as the would-be spec `name` (at `file`) against everything else.
+    /// Validates `text` as the would-be spec `name` (at `file`) against everything else; for a
+    /// blueprint, also against every valid instance that uses it.
     pub fn check(
         self,
         catalog: &Catalog,
@@ -49,12 +52,10 @@ impl SpecKind {
         text: &str,
     ) -> anyhow::Result<()> {
         match self {
-            SpecKind::Instance => {
-                catalog.check_instance_text(name, file, text)?;
-                Ok(())
-            }
-            SpecKind::Blueprint => blueprint::check_change(catalog, name, file, text),
+            SpecKind::Instance => drop(catalog.check_instance_text(name, file, text)?),
+            SpecKind::Blueprint => drop(catalog.check_blueprint_text(name, file, text)?),
         }
+        Ok(())
     }
 
     /// How to create a missing spec of this kind.
@@ -63,14 +64,6 @@ impl SpecKind {
             SpecKind::Instance => format!("left4mectl create {name} --port PORT"),
             SpecKind::Blueprint => format!("left4mectl blueprint create {name}"),
         }
-    }
-}
-
-/// A spec error without its file: `key 'port': REASON`, for lines that name the file already.
-pub fn describe(err: &SpecError) -> String {
-    match &err.key {
-        Some(key) => format!("key '{key}': {}", err.reason),
-        None => err.reason.clone(),
     }
 }
 
@@ -87,6 +80,33 @@ pub fn missing(kind: SpecKind, name: &str, file: &Path) -> UsageError {
         file = file.display(),
         hint = kind.create_hint(name),
     ))
+}
+
+/// What a spec file says on its face, read without validation, for listing a bad spec.
+#[derive(Debug, Default)]
+pub struct Peek {
+    pub port: Option<u16>,
+    pub map: Option<String>,
+    pub blueprint: Option<String>,
+}
+
+/// Reads `file` for [`Peek`]; what cannot be read is `None`.
+pub fn peek(file: &Path) -> Peek {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Peek::default();
+    };
+    let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
+        return Peek::default();
+    };
+    let string = |key: &str| doc.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    Peek {
+        port: doc
+            .get("port")
+            .and_then(|v| v.as_integer())
+            .and_then(|p| u16::try_from(p).ok()),
+        map: string("map"),
+        blueprint: string("blueprint"),
+    }
 }
 
 /// Reads the current text of spec `name`, which must exist.
@@ -277,14 +297,4 @@ fn finish(ctx: &Ctx) -> anyhow::Result<u8> {
     let line = reload::daemon_reload(ctx.no_reload)?;
     emit(&format!("{line}\n")).context("cannot write to stdout")?;
     Ok(EXIT_OK)
-}
-
-/// A spec error for a whole file (no key).
-pub fn file_error(file: &Path, reason: String) -> SpecError {
-    SpecError {
-        kind: ErrorKind::Invalid,
-        file: file.to_path_buf(),
-        key: None,
-        reason,
-    }
 }

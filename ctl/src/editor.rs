@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
-use crate::error::{EXIT_INVALID, exit_status};
+use crate::error::{EXIT_INVALID, UsageError, exit_status};
 use crate::store::{StoreError, TempFile};
 
 #[derive(Debug, thiserror::Error)]
@@ -20,8 +20,6 @@ pub enum EditorError {
         status: ExitStatus,
         file: PathBuf,
     },
-    #[error("edit abandoned; {} is unchanged", file.display())]
-    Abandoned { file: PathBuf },
     #[error("cannot read your answer: {0}")]
     Prompt(io::Error),
     #[error(transparent)]
@@ -148,10 +146,9 @@ pub fn edit_until_valid(
         }
         eprintln!("error: {err:#}");
         if !ask("Edit again? [Y/n] ", true)? {
-            return Err(EditorError::Abandoned {
-                file: file.to_path_buf(),
-            }
-            .into());
+            // A usage error: exit status 2, nothing was changed.
+            let abandoned = format!("edit abandoned; {} is unchanged", file.display());
+            return Err(UsageError::new(abandoned).into());
         }
     }
 }

@@ -3,7 +3,6 @@
 
 use left4me_spec::{ErrorKind, SpecError};
 
-use crate::editor::EditorError;
 use crate::store::StoreError;
 
 /// Success.
@@ -25,8 +24,7 @@ impl UsageError {
 }
 
 /// The exit status for `err`: 2 when anything in its chain is a usage or validation error
-/// (a [`SpecError`] other than an unreadable file, a [`UsageError`], an existing file, an
-/// abandoned edit), else 1.
+/// (a [`SpecError`] other than an unreadable file, a `UsageError`, an existing file), else 1.
 pub fn exit_status(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(spec) = cause.downcast_ref::<SpecError>() {
@@ -39,9 +37,6 @@ pub fn exit_status(err: &anyhow::Error) -> u8 {
             return EXIT_INVALID;
         }
         if let Some(StoreError::Exists { .. }) = cause.downcast_ref::<StoreError>() {
-            return EXIT_INVALID;
-        }
-        if let Some(EditorError::Abandoned { .. }) = cause.downcast_ref::<EditorError>() {
             return EXIT_INVALID;
         }
     }

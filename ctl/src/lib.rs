@@ -1,55 +1,67 @@
 //! `left4mectl`, the left4me operator CLI, as a library: [`Cli`] is the command line and
 //! [`run`] carries out one verb. The binary only parses, calls [`run`] and maps errors to exit
-//! statuses ([`exit_status`]).
+//! statuses ([`exit_status`]). Nothing else is public: the modules serve the binary alone.
+//!
+//! One module per command group, one function per verb, so `left4mectl X Y` is found in one
+//! place: `verbs::instance` (create, edit, set, show, list, validate, render),
+//! `verbs::lifecycle` (start, stop, restart, reset, delete, status, logs), `verbs::blueprint`
+//! (`blueprint …`) and `overlay` (`overlay …`, with `build`). They share `change` (the
+//! create/set/edit machinery), `editor`, `keys`, `store` (spec files under the config-dir lock),
+//! `reload`, `systemd`, `runtime` (an instance's runtime dir), `output` (every display helper)
+//! and `error` (exit statuses).
 //!
 //! Verbs that read specs use the same `left4me-spec` code as the boot-time generator, so
 //! `left4mectl validate` refuses exactly what the generator would skip. Verbs that change specs
-//! validate the would-be file first, write it atomically under a lock ([`store`]) and reload
-//! systemd ([`reload`]). The lifecycle verbs ([`lifecycle`]) drive the instances' units through
-//! `systemctl` and `journalctl` ([`systemd`]) and wait for the outcome.
+//! validate the would-be file first, write it atomically under a lock and reload systemd. The
+//! lifecycle verbs drive the instances' units through `systemctl` and `journalctl` and wait for
+//! the outcome.
 
 #![forbid(unsafe_code)]
 
-mod blueprint;
-pub mod build;
-pub mod build_unit;
+mod build;
+mod build_unit;
 mod change;
-pub mod cli;
+mod cli;
+// Public only because `ContentError::Special` is never built, which a private module reports as
+// dead code; content.rs is not this change's to edit (it moves to the jobs crate).
 pub mod content;
 mod editor;
-pub mod error;
-mod instance;
-pub mod keys;
-pub mod ledger;
-pub mod lifecycle;
-pub mod output;
-pub mod overlay;
-pub mod passwd;
-pub mod reload;
-pub mod resolver;
-pub mod store;
-pub mod systemd;
+mod error;
+mod keys;
+mod ledger;
+mod output;
+mod overlay;
+mod passwd;
+mod reload;
+mod resolver;
+mod runtime;
+mod store;
+mod systemd;
+mod verbs;
 
 use std::path::PathBuf;
 
 use left4me_spec::{Catalog, Layout, SpecError};
 
-pub use cli::{BlueprintVerb, Cli, OverlayVerb, Verb};
-pub use error::{EXIT_INVALID, EXIT_OK, EXIT_RUNTIME, UsageError, exit_status};
+pub use cli::Cli;
+pub use error::exit_status;
+
+use cli::{BlueprintVerb, OverlayVerb, Verb};
+use verbs::{blueprint, instance, lifecycle};
 
 /// What every verb needs to know: where the specs are and the global flags.
 #[derive(Debug, Clone)]
-pub struct Ctx {
-    pub verbose: u8,
-    pub no_reload: bool,
-    pub config_dir: PathBuf,
+pub(crate) struct Ctx {
+    pub(crate) verbose: u8,
+    pub(crate) no_reload: bool,
+    pub(crate) config_dir: PathBuf,
     /// `LEFT4ME_STATE_DIR`, overriding `state_dir` of host.toml.
-    pub state_dir: Option<PathBuf>,
+    pub(crate) state_dir: Option<PathBuf>,
 }
 
 impl Ctx {
     /// The context for `cli`, with the config and state dirs from the environment.
-    pub fn from_env(cli: &Cli) -> Self {
+    fn from_env(cli: &Cli) -> Self {
         Ctx {
             verbose: cli.verbose,
             no_reload: cli.no_reload,
@@ -59,7 +71,7 @@ impl Ctx {
     }
 
     /// Loads every spec, as the generator does.
-    pub fn catalog(&self) -> Result<Catalog, SpecError> {
+    pub(crate) fn catalog(&self) -> Result<Catalog, SpecError> {
         Catalog::load(&self.config_dir, self.state_dir.clone())
     }
 
@@ -102,8 +114,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
     });
     match &cli.verb {
         Verb::Create(args) => instance::create(&ctx, args),
-        Verb::Edit { name } => change::edit(&ctx, change::SpecKind::Instance, name),
-        Verb::Set(args) => change::set(&ctx, change::SpecKind::Instance, args),
+        Verb::Edit { name } => instance::edit(&ctx, name),
+        Verb::Set(args) => instance::set(&ctx, args),
         Verb::Show { name, json } => instance::show(&ctx, name, *json),
         Verb::List { json } => instance::list(&ctx, *json),
         Verb::Validate { target } => instance::validate(&ctx, target.as_deref()),
@@ -121,8 +133,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         } => lifecycle::logs(name, *follow, *lines),
         Verb::Blueprint(verb) => match verb {
             BlueprintVerb::Create(args) => blueprint::create(&ctx, args),
-            BlueprintVerb::Edit { name } => change::edit(&ctx, change::SpecKind::Blueprint, name),
-            BlueprintVerb::Set(args) => change::set(&ctx, change::SpecKind::Blueprint, args),
+            BlueprintVerb::Edit { name } => blueprint::edit(&ctx, name),
+            BlueprintVerb::Set(args) => blueprint::set(&ctx, args),
             BlueprintVerb::Show { name, json } => blueprint::show(&ctx, name, *json),
             BlueprintVerb::List { json } => blueprint::list(&ctx, *json),
         },

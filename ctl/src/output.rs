@@ -1,6 +1,11 @@
-//! Plain, aligned text output and shell quoting.
+//! How left4mectl shows things: stdout that tolerates a closed pipe, aligned tables and
+//! `label  value` fields, shell quoting, the one-line forms of spec values (limits, overlays,
+//! arguments) and of spec errors, and times, spans and sizes.
 
 use std::io::{self, Write as _};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use left4me_spec::{OverlayRef, Resources, SpecError};
 
 /// Writes `text` to stdout; a closed pipe (`left4mectl list | head -1`) is not an error.
 pub fn emit(text: &str) -> io::Result<()> {
@@ -69,6 +74,89 @@ pub fn shell_quote(arg: &str) -> String {
     }
 }
 
+/// `-` for an empty value.
+pub fn or_dash(text: String) -> String {
+    if text.is_empty() { "-".into() } else { text }
+}
+
+/// Arguments as one shell-quoted line.
+pub fn quoted(args: &[String]) -> String {
+    args.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `cpu_affinity=2-3 memory_max=2G …`: the resource limits that are set.
+pub fn limits_line(res: &Resources) -> String {
+    res.entries()
+        .into_iter()
+        .map(|(key, _, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One line per overlay, lowest first.
+pub fn overlay_lines(overlays: &[OverlayRef]) -> String {
+    overlays
+        .iter()
+        .map(|o| match &o.alias {
+            Some(alias) => format!("{}  (alias {alias})", o.path),
+            None => o.path.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A spec error without its file: `key 'port': REASON`, for lines that name the file already.
+pub fn spec_problem(err: &SpecError) -> String {
+    match &err.key {
+        Some(key) => format!("key '{key}': {}", err.reason),
+        None => err.reason.clone(),
+    }
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `2026-11-21 23:42:51 UTC (3min 2s ago)`.
+pub fn format_since(at: u64, now: u64) -> String {
+    format!(
+        "{} UTC ({} ago)",
+        format_utc(at as i64),
+        format_span(now.saturating_sub(at))
+    )
+}
+
+/// `42s`, `3min 2s`, `2h 5min`, `3d 4h`.
+pub fn format_span(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}min {}s", secs / 60, secs % 60),
+        3600..86_400 => format!("{}h {}min", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
+/// `512B`, `952.0K`, `1.4G`, as systemd prints sizes.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1}{}", UNITS[unit])
+}
+
 /// `YYYY-MM-DD HH:MM:SS` of Unix seconds, in UTC (no time zone database needed).
 pub fn format_utc(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
@@ -111,6 +199,24 @@ mod tests {
     fn fields_align_and_continue() {
         let text = fields(&[("port", "27015".into()), ("config", "a\nb".into())]);
         assert_eq!(text, "port    27015\nconfig  a\n        b\n");
+    }
+
+    #[test]
+    fn formats_times_and_sizes() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(1_795_304_571), "2026-11-21 23:42:51");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(
+            format_since(1_795_304_571, 1_795_304_571 + 182),
+            "2026-11-21 23:42:51 UTC (3min 2s ago)"
+        );
+        assert_eq!(format_span(42), "42s");
+        assert_eq!(format_span(182), "3min 2s");
+        assert_eq!(format_span(7500), "2h 5min");
+        assert_eq!(format_span(3 * 86_400 + 4 * 3600), "3d 4h");
+        assert_eq!(format_size(512), "512B");
+        assert_eq!(format_size(974_848), "952.0K");
+        assert_eq!(format_size(1_503_238_554), "1.4G");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! Talking to systemd through its own tools: `systemctl` for jobs and unit state, `journalctl`
-//! for the log. Nothing here knows about specs; [`crate::lifecycle`] puts the two together.
+//! for the log. Nothing here knows about specs; [`crate::verbs::lifecycle`] puts the two together.
 //!
 //! Unit state is read with `systemctl show -p … UNIT…`: one call for any number of units, its
 //! output is `Key=Value` lines, one block per unit in the order asked, blocks separated by an
-//! empty line. Timestamps are asked for with `--timestamp=unix` (`@1732233600`).
+//! empty line. Timestamps are asked for with `--timestamp=unix` (`@1732233600`). [`Live`] is
+//! that state as `list` and `status` show it.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -12,8 +13,6 @@ use std::process::{Command, ExitStatus, Output, Stdio};
 
 use serde::Serialize;
 
-/// The template every instance is an instance of.
-pub const TEMPLATE: &str = "left4me-server@.service";
 /// The drop-in the generator writes for a valid spec.
 pub const GENERATED_DROPIN: &str = "50-left4me.conf";
 
@@ -370,6 +369,92 @@ pub fn exec_journalctl<S: AsRef<OsStr>>(args: &[S]) -> io::Error {
     Command::new("journalctl").args(args).exec()
 }
 
+/// The live state of an instance's unit, as `list --json` and `status --json` print it. Every
+/// field is `null` when systemd is not running.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Live {
+    /// Starts at boot (`systemctl enable`d).
+    pub enabled: Option<bool>,
+    pub active_state: Option<String>,
+    pub sub_state: Option<String>,
+    /// How the last run ended (systemd's `Result`).
+    pub result: Option<String>,
+    /// The supervisor's `STATUS=` line.
+    pub status_text: Option<String>,
+    pub main_pid: Option<u32>,
+    pub memory_bytes: Option<u64>,
+    /// When the unit last changed state, unix seconds.
+    pub since: Option<u64>,
+    pub restarts: Option<u32>,
+}
+
+impl From<&UnitState> for Live {
+    fn from(state: &UnitState) -> Self {
+        Live {
+            enabled: Some(state.enabled()),
+            active_state: Some(state.active_state.clone()),
+            sub_state: Some(state.sub_state.clone()),
+            result: Some(state.result.clone()),
+            status_text: state.status_text.clone(),
+            main_pid: state.main_pid,
+            memory_bytes: state.memory_bytes,
+            since: state.since,
+            restarts: Some(state.restarts),
+        }
+    }
+}
+
+impl Live {
+    /// The STATE column of `list`.
+    pub fn state_cell(&self) -> String {
+        match (&self.active_state, &self.sub_state, &self.result) {
+            (Some(active), Some(sub), Some(result)) => UnitState {
+                active_state: active.clone(),
+                sub_state: sub.clone(),
+                result: result.clone(),
+                ..UnitState::default()
+            }
+            .describe(),
+            _ => "-".into(),
+        }
+    }
+}
+
+/// The live state of each instance in `names` (in order) from one `systemctl show` call over
+/// the loaded instance units, or `None` when systemd is not running here. An instance whose
+/// unit is not loaded is inactive and disabled.
+pub fn live_states(names: &[&str]) -> Option<Vec<Live>> {
+    if !systemd_running() {
+        return None;
+    }
+    let states = match show_loaded(&unit_name("*")) {
+        Ok(states) => states,
+        Err(err) => {
+            eprintln!("warning: no unit state: {err}");
+            return None;
+        }
+    };
+    let mut by_unit: std::collections::HashMap<String, UnitState> =
+        states.into_iter().map(|s| (s.id.clone(), s)).collect();
+    Some(
+        names
+            .iter()
+            .map(|name| {
+                let state = by_unit
+                    .remove(&unit_name(name))
+                    .unwrap_or_else(|| UnitState {
+                        load_state: "loaded".into(),
+                        active_state: "inactive".into(),
+                        sub_state: "dead".into(),
+                        unit_file_state: "disabled".into(),
+                        ..UnitState::default()
+                    });
+                Live::from(&state)
+            })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,5 +530,17 @@ mod tests {
         assert_eq!(indented(""), "");
         assert_eq!(indented("one\n"), ": one");
         assert_eq!(indented("one\ntwo"), ":\n  one\n  two");
+    }
+
+    #[test]
+    fn live_state_cells() {
+        assert_eq!(Live::default().state_cell(), "-");
+        let live = Live::from(&UnitState {
+            active_state: "activating".into(),
+            sub_state: "auto-restart".into(),
+            result: "signal".into(),
+            ..UnitState::default()
+        });
+        assert_eq!(live.state_cell(), "activating (auto-restart)");
     }
 }

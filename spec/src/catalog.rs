@@ -102,6 +102,51 @@ impl Catalog {
         }
         Ok(instance)
     }
+
+    /// Checks `text` as the would-be file of blueprint `name` (read from `file`): the blueprint
+    /// itself, then every instance that is valid now and uses it, with the new blueprint merged
+    /// in — what `left4mectl blueprint create`, `edit` and `set` run before they install a file.
+    /// Instances that are already invalid do not block the change (it may be their fix).
+    pub fn check_blueprint_text(
+        &self,
+        name: &str,
+        file: &Path,
+        text: &str,
+    ) -> Result<Blueprint, SpecError> {
+        let blueprint = Blueprint::parse(name, file, text)?;
+        let mut broken = Vec::new();
+        for instance in self.valid() {
+            if instance.blueprint.as_deref() != Some(name) {
+                continue;
+            }
+            let spec =
+                read_spec(&instance.file).map_err(|err| SpecError::read(&instance.file, &err))?;
+            let result = InstanceFile::parse(&instance.name, &instance.file, &spec)
+                .and_then(|parsed| Instance::resolve(parsed, Some(&blueprint), &self.host));
+            if let Err(err) = result {
+                let why = match &err.key {
+                    Some(key) => format!("key '{key}': {}", err.reason),
+                    None => err.reason,
+                };
+                broken.push(format!("instance '{}' ({why})", instance.name));
+            }
+        }
+        if broken.is_empty() {
+            return Ok(blueprint);
+        }
+        let count = match broken.len() {
+            1 => "1 instance".to_owned(),
+            n => format!("{n} instances"),
+        };
+        Err(SpecError::file(
+            file,
+            format!(
+                "this change would make {count} invalid: {}; change the blueprint or those \
+                 instances first",
+                broken.join("; ")
+            ),
+        ))
+    }
 }
 
 /// Reads `host.toml` of `config_dir` and settles the state dir: `state_dir` (the
@@ -345,6 +390,41 @@ mod tests {
         let err = fx.load().get("a").unwrap().clone().unwrap_err();
         assert_eq!(err.key.as_deref(), Some("blueprint"));
         assert!(err.reason.contains("blueprint 'coop' is invalid"), "{err}");
+    }
+
+    #[test]
+    fn blueprint_change_is_refused_when_it_breaks_a_valid_user() {
+        let fx = Fixture::new("bpchange");
+        fx.write("blueprints/coop.toml", "map = 'c2m1_highway'")
+            .write("instances/a.toml", "blueprint = 'coop'\nport = 27015")
+            .write(
+                "instances/b.toml",
+                "blueprint = 'coop'\nport = 27016\nbogus = 1",
+            )
+            .write("instances/c.toml", "port = 27017");
+        let catalog = fx.load();
+        let file = fx.0.join("blueprints/coop.toml");
+        let ok = catalog
+            .check_blueprint_text("coop", &file, "maxplayers = 8")
+            .unwrap();
+        assert_eq!(ok.settings.maxplayers, Some(8));
+        let err = catalog
+            .check_blueprint_text("coop", &file, "maxplayers = 99")
+            .unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("maxplayers"), "{err}");
+        let err = catalog
+            .check_blueprint_text(
+                "coop",
+                &file,
+                "[resources]\nmemory_high = '3G'\nmemory_max = '2G'",
+            )
+            .unwrap_err();
+        assert_eq!(err.key, None);
+        assert!(
+            err.reason
+                .starts_with("this change would make 1 instance invalid: instance 'a' (key "),
+            "{err}"
+        );
     }
 
     #[test]

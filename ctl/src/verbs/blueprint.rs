@@ -1,29 +1,38 @@
-//! The blueprint verbs, and the rule that a blueprint change must not break an instance.
+//! The blueprint verbs: `left4mectl blueprint create`, `edit`, `set`, `show` and `list`. The
+//! rule that a blueprint change must not break an instance is spec's
+//! [`Catalog::check_blueprint_text`], run by the changing verbs.
 
-use std::path::Path;
-
-use left4me_spec::{
-    Blueprint, Catalog, Instance, InstanceFile, Settings, list_names, load_blueprint,
-};
+use left4me_spec::{Blueprint, Catalog, Settings, list_names, load_blueprint};
 use serde::Serialize;
 
-use crate::change::{self, NewSpec, SpecKind, check_spec_name, describe, file_error, missing};
-use crate::cli::BlueprintCreateArgs;
+use crate::Ctx;
+use crate::change::{self, NewSpec, SpecKind, check_spec_name, missing, peek};
+use crate::cli::{BlueprintCreateArgs, SetArgs};
 use crate::error::EXIT_OK;
-use crate::instance::{limits_line, or_dash, overlay_lines, peek, quoted};
-use crate::output::{emit, fields, table};
-use crate::{Ctx, store};
+use crate::output::{
+    emit, fields, limits_line, or_dash, overlay_lines, quoted, spec_problem, table,
+};
 
 /// `blueprint create NAME …`.
 pub fn create(ctx: &Ctx, args: &BlueprintCreateArgs) -> anyhow::Result<u8> {
     let text = NewSpec {
         map: args.map.as_deref(),
-        maxplayers: args.maxplayers,
-        overlays: &args.overlays,
+        maxplayers: args.layers.maxplayers,
+        overlays: &args.layers.overlays,
         ..NewSpec::default()
     }
     .render(SpecKind::Blueprint, &args.name);
     change::create(ctx, SpecKind::Blueprint, &args.name, &text)
+}
+
+/// `blueprint edit NAME`.
+pub fn edit(ctx: &Ctx, name: &str) -> anyhow::Result<u8> {
+    change::edit(ctx, SpecKind::Blueprint, name)
+}
+
+/// `blueprint set NAME KEY=VALUE… --unset KEY…`.
+pub fn set(ctx: &Ctx, args: &SetArgs) -> anyhow::Result<u8> {
+    change::set(ctx, SpecKind::Blueprint, args)
 }
 
 /// The instances whose spec names blueprint `name`, valid or not, sorted.
@@ -40,41 +49,6 @@ fn users(catalog: &Catalog, name: &str) -> Vec<String> {
         })
         .map(|(instance, _)| instance.clone())
         .collect()
-}
-
-/// Checks `text` as blueprint `name` (at `file`): the blueprint itself, then every instance that
-/// is valid now and uses it, with the new blueprint merged in. Instances that are already invalid
-/// do not block the change (it may be their fix).
-pub fn check_change(catalog: &Catalog, name: &str, file: &Path, text: &str) -> anyhow::Result<()> {
-    let blueprint = Blueprint::parse(name, file, text)?;
-    let mut broken = Vec::new();
-    for instance in catalog.valid() {
-        if instance.blueprint.as_deref() != Some(name) {
-            continue;
-        }
-        let spec = store::read(&instance.file)?;
-        let result = InstanceFile::parse(&instance.name, &instance.file, &spec)
-            .and_then(|parsed| Instance::resolve(parsed, Some(&blueprint), &catalog.host));
-        if let Err(err) = result {
-            broken.push(format!("instance '{}' ({})", instance.name, describe(&err)));
-        }
-    }
-    if broken.is_empty() {
-        return Ok(());
-    }
-    Err(file_error(
-        file,
-        format!(
-            "this change would make {} invalid: {}; change the blueprint or those instances first",
-            if broken.len() == 1 {
-                "1 instance".to_owned()
-            } else {
-                format!("{} instances", broken.len())
-            },
-            broken.join("; ")
-        ),
-    )
-    .into())
 }
 
 /// `blueprint show NAME --json`: the parsed blueprint and who uses it.
@@ -171,7 +145,7 @@ pub fn list(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
                 file: file.display().to_string(),
                 ok: result.is_ok(),
                 error: result.as_ref().err().map(ToString::to_string),
-                problem: result.as_ref().err().map(describe),
+                problem: result.as_ref().err().map(spec_problem),
                 name,
             }
         })

@@ -1,18 +1,22 @@
-//! The instance verbs that read specs: show, list, validate, render; and create.
+//! The instance verbs: `left4mectl create`, `edit`, `set`, `show`, `list`, `validate` and
+//! `render`.
 
 use std::path::Path;
 
 use left4me_spec::{
-    Blueprint, Catalog, HostConfig, Instance, InstanceFile, OverlayDef, Resources, SERVER_CFG,
-    Settings, SpecError, alias_cfgs, list_names, load_blueprint, lower_layers, render_dropin,
+    Blueprint, Catalog, HostConfig, Instance, InstanceFile, OverlayDef, SERVER_CFG, Settings,
+    SpecError, alias_cfgs, list_names, load_blueprint, lower_layers, render_dropin,
     render_server_cfg, srcds_argv,
 };
 use serde::Serialize;
 
-use crate::change::{self, NewSpec, SpecKind, check_spec_name, describe, missing};
-use crate::cli::CreateArgs;
+use crate::change::{self, NewSpec, SpecKind, check_spec_name, missing, peek};
+use crate::cli::{CreateArgs, SetArgs};
 use crate::error::{EXIT_INVALID, EXIT_OK, UsageError};
-use crate::output::{emit, fields, shell_quote, table};
+use crate::output::{
+    emit, fields, limits_line, or_dash, overlay_lines, quoted, spec_problem, table,
+};
+use crate::systemd::{Live, live_states};
 use crate::{Ctx, store};
 
 /// `create NAME --port P …`.
@@ -21,11 +25,21 @@ pub fn create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<u8> {
         blueprint: args.blueprint.as_deref(),
         port: Some(args.port),
         map: args.map.as_deref(),
-        maxplayers: args.maxplayers,
-        overlays: &args.overlays,
+        maxplayers: args.layers.maxplayers,
+        overlays: &args.layers.overlays,
     }
     .render(SpecKind::Instance, &args.name);
     change::create(ctx, SpecKind::Instance, &args.name, &text)
+}
+
+/// `edit NAME`.
+pub fn edit(ctx: &Ctx, name: &str) -> anyhow::Result<u8> {
+    change::edit(ctx, SpecKind::Instance, name)
+}
+
+/// `set NAME KEY=VALUE… --unset KEY…`.
+pub fn set(ctx: &Ctx, args: &SetArgs) -> anyhow::Result<u8> {
+    change::set(ctx, SpecKind::Instance, args)
 }
 
 /// The valid instance `name`, or why there is none.
@@ -144,66 +158,8 @@ fn describe_instance(instance: &Instance, catalog: &Catalog) -> String {
     ])
 }
 
-/// `cpu_affinity=2-3 memory_max=2G …`: the resource limits that are set.
-pub(crate) fn limits_line(res: &Resources) -> String {
-    res.entries()
-        .into_iter()
-        .map(|(key, _, value)| format!("{key}={value}"))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-pub(crate) fn or_dash(text: String) -> String {
-    if text.is_empty() { "-".into() } else { text }
-}
-
-pub(crate) fn quoted(args: &[String]) -> String {
-    args.iter()
-        .map(|a| shell_quote(a))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// One line per overlay, lowest first.
-pub(crate) fn overlay_lines(overlays: &[left4me_spec::OverlayRef]) -> String {
-    overlays
-        .iter()
-        .map(|o| match &o.alias {
-            Some(alias) => format!("{}  (alias {alias})", o.path),
-            None => o.path.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// What a spec file says on its face, read without validation, for listing a bad spec.
-#[derive(Debug, Default)]
-pub(crate) struct Peek {
-    pub port: Option<u16>,
-    pub map: Option<String>,
-    pub blueprint: Option<String>,
-}
-
-pub(crate) fn peek(file: &Path) -> Peek {
-    let Ok(text) = std::fs::read_to_string(file) else {
-        return Peek::default();
-    };
-    let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
-        return Peek::default();
-    };
-    let string = |key: &str| doc.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-    Peek {
-        port: doc
-            .get("port")
-            .and_then(|v| v.as_integer())
-            .and_then(|p| u16::try_from(p).ok()),
-        map: string("map"),
-        blueprint: string("blueprint"),
-    }
-}
-
 /// One line of `list`; `--json` prints these as they are, with the live unit state of all
-/// rows filled from a single `systemctl show` call ([`crate::lifecycle::live_states`]).
+/// rows filled from a single `systemctl show` call ([`live_states`]).
 #[derive(Debug, Serialize)]
 struct ListRow {
     name: String,
@@ -219,7 +175,7 @@ struct ListRow {
     problem: Option<String>,
     /// All `null` when systemd is not running.
     #[serde(flatten)]
-    live: crate::lifecycle::Live,
+    live: Live,
 }
 
 fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
@@ -248,7 +204,7 @@ fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
                     blueprint: face.blueprint,
                     ok: false,
                     error: Some(err.to_string()),
-                    problem: Some(describe(err)),
+                    problem: Some(spec_problem(err)),
                     live: Default::default(),
                 }
             }
@@ -325,7 +281,7 @@ pub fn list(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
     let catalog = ctx.catalog()?;
     let mut rows = list_rows(&catalog);
     let names: Vec<&str> = rows.iter().map(|row| row.name.as_str()).collect();
-    let live = crate::lifecycle::live_states(&names);
+    let live = live_states(&names);
     let with_live = live.is_some();
     for (row, state) in rows.iter_mut().zip(live.into_iter().flatten()) {
         row.live = state;

@@ -1,5 +1,5 @@
-//! The lifecycle verbs: start, stop, restart, reset, delete, status, logs, and the live state
-//! in `list`.
+//! The lifecycle verbs: `left4mectl start`, `stop`, `restart`, `reset`, `delete`, `status`
+//! and `logs`.
 //!
 //! systemd does the work (`left4me-server@NAME.service`); these verbs ask it, wait for the
 //! outcome and say what it was. `start` returns once the unit is active, which for this
@@ -9,27 +9,21 @@
 
 use std::io::{self, BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use left4me_spec::{Catalog, Layout};
+use left4me_spec::Catalog;
 use serde::Serialize;
 
-use crate::change::{SpecKind, check_spec_name, describe, missing};
+use crate::change::{SpecKind, check_spec_name, missing};
 use crate::error::{EXIT_OK, UsageError};
-use crate::output::{emit, fields};
+use crate::output::{emit, fields, format_since, format_size, spec_problem, unix_now};
+use crate::runtime::{Runtime, mounts_beneath};
 use crate::systemd::{
-    self, LastExit, START_LIMIT_MESSAGE, SystemdError, UnitState, systemctl, systemctl_units,
+    self, LastExit, Live, START_LIMIT_MESSAGE, SystemdError, UnitState, systemctl, systemctl_units,
     unit_name,
 };
 use crate::{Ctx, reload, store};
 
-/// The supervisor, whose `cleanup` verb unmounts an instance's overlay.
-const SUPERVISOR: &str = "/usr/lib/left4me/left4me-supervisor";
-/// Overrides [`SUPERVISOR`] (tests).
-const SUPERVISOR_ENV: &str = "LEFT4ME_SUPERVISOR";
-/// Where the supervisor mounts: PID 1's mount namespace.
-const PID1_MOUNTINFO: &str = "/proc/1/mountinfo";
 /// Journal lines shown by `status` and after a failed start.
 const JOURNAL_LINES: usize = 10;
 
@@ -38,31 +32,6 @@ pub enum LifecycleError {
     #[error("cannot run `{command}`: {source}")]
     Spawn {
         command: String,
-        #[source]
-        source: io::Error,
-    },
-    #[error("`{command}` failed ({status}): {output}")]
-    Cleanup {
-        command: String,
-        status: std::process::ExitStatus,
-        output: String,
-    },
-    #[error(
-        "{} is still mounted (at {}); not removing {}: find what holds it with `findmnt -R {}`",
-        runtime.display(),
-        mounts.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(", "),
-        runtime.display(),
-        runtime.display()
-    )]
-    StillMounted {
-        runtime: PathBuf,
-        mounts: Vec<PathBuf>,
-    },
-    #[error("cannot read {PID1_MOUNTINFO}: {0}")]
-    MountInfo(String),
-    #[error("cannot remove {}: {source}", path.display())]
-    Remove {
-        path: PathBuf,
         #[source]
         source: io::Error,
     },
@@ -319,100 +288,6 @@ pub fn stop(ctx: &Ctx, names: &[String]) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-/// What `reset` and `delete` remove: the instance's runtime dir, once nothing is mounted.
-struct Runtime {
-    name: String,
-    dir: PathBuf,
-}
-
-impl Runtime {
-    fn new(layout: &Layout, name: &str) -> Self {
-        Runtime {
-            name: name.to_owned(),
-            dir: layout.runtime(name).dir,
-        }
-    }
-
-    /// Runs the supervisor's `cleanup` (unmount, remove `work/work`), checks that nothing is
-    /// mounted beneath the runtime dir any more, and removes it. Returns what was done.
-    fn remove(&self) -> Result<Vec<String>, LifecycleError> {
-        let mut done = vec![self.cleanup()?];
-        let mounts = mounts_beneath(&self.dir)?;
-        if !mounts.is_empty() {
-            return Err(LifecycleError::StillMounted {
-                runtime: self.dir.clone(),
-                mounts,
-            });
-        }
-        match std::fs::remove_dir_all(&self.dir) {
-            Ok(()) => done.push(format!("removed {}", self.dir.display())),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(LifecycleError::Remove {
-                    path: self.dir.clone(),
-                    source,
-                });
-            }
-        }
-        Ok(done)
-    }
-
-    /// `left4me-supervisor cleanup NAME`; returns its report line.
-    fn cleanup(&self) -> Result<String, LifecycleError> {
-        let program = std::env::var_os(SUPERVISOR_ENV)
-            .filter(|p| !p.is_empty())
-            .map_or_else(|| PathBuf::from(SUPERVISOR), PathBuf::from);
-        let command = format!("{} cleanup {}", program.display(), self.name);
-        let out = Command::new(&program)
-            .args(["cleanup", &self.name])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|source| LifecycleError::Spawn {
-                command: command.clone(),
-                source,
-            })?;
-        let said = String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .chain(String::from_utf8_lossy(&out.stdout).lines())
-            .map(|line| {
-                line.strip_prefix("left4me-supervisor: ")
-                    .unwrap_or(line)
-                    .to_owned()
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        if !out.status.success() {
-            return Err(LifecycleError::Cleanup {
-                command,
-                status: out.status,
-                output: said,
-            });
-        }
-        let said = said
-            .strip_prefix(&format!("{}: ", self.name))
-            .unwrap_or(&said)
-            .to_owned();
-        Ok(if said.is_empty() {
-            "cleaned up".into()
-        } else {
-            said
-        })
-    }
-}
-
-/// Mount points at or beneath `dir` in PID 1's mount namespace (where the supervisor mounts).
-fn mounts_beneath(dir: &Path) -> Result<Vec<PathBuf>, LifecycleError> {
-    let text =
-        std::fs::read(PID1_MOUNTINFO).map_err(|err| LifecycleError::MountInfo(err.to_string()))?;
-    let entries = left4me_overlay::mountinfo::parse(&text)
-        .map_err(|err| LifecycleError::MountInfo(err.to_string()))?;
-    Ok(entries
-        .into_iter()
-        .map(|entry| entry.mount_point)
-        .filter(|point| point.starts_with(dir))
-        .collect())
-}
-
 /// Stops the unit (and disables it, for `delete`), leaving it neither active nor failed.
 fn stop_for_removal(unit: &str, disable: bool) -> Result<UnitState, SystemdError> {
     let before = systemd::show_one(unit)?;
@@ -528,92 +403,6 @@ fn confirm_delete(name: &str, spec: &Path, runtime: &Path) -> anyhow::Result<()>
     }
 }
 
-/// The live state of an instance's unit, as `list --json` and `status --json` print it. Every
-/// field is `null` when systemd is not running.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Live {
-    /// Starts at boot (`systemctl enable`d).
-    pub enabled: Option<bool>,
-    pub active_state: Option<String>,
-    pub sub_state: Option<String>,
-    /// How the last run ended (systemd's `Result`).
-    pub result: Option<String>,
-    /// The supervisor's `STATUS=` line.
-    pub status_text: Option<String>,
-    pub main_pid: Option<u32>,
-    pub memory_bytes: Option<u64>,
-    /// When the unit last changed state, unix seconds.
-    pub since: Option<u64>,
-    pub restarts: Option<u32>,
-}
-
-impl From<&UnitState> for Live {
-    fn from(state: &UnitState) -> Self {
-        Live {
-            enabled: Some(state.enabled()),
-            active_state: Some(state.active_state.clone()),
-            sub_state: Some(state.sub_state.clone()),
-            result: Some(state.result.clone()),
-            status_text: state.status_text.clone(),
-            main_pid: state.main_pid,
-            memory_bytes: state.memory_bytes,
-            since: state.since,
-            restarts: Some(state.restarts),
-        }
-    }
-}
-
-impl Live {
-    /// The STATE column of `list`.
-    pub fn state_cell(&self) -> String {
-        match (&self.active_state, &self.sub_state, &self.result) {
-            (Some(active), Some(sub), Some(result)) => UnitState {
-                active_state: active.clone(),
-                sub_state: sub.clone(),
-                result: result.clone(),
-                ..UnitState::default()
-            }
-            .describe(),
-            _ => "-".into(),
-        }
-    }
-}
-
-/// The live state of each instance in `names` (in order) from one `systemctl show` call over
-/// the loaded instance units, or `None` when systemd is not running here. An instance whose
-/// unit is not loaded is inactive and disabled.
-pub fn live_states(names: &[&str]) -> Option<Vec<Live>> {
-    if !systemd::systemd_running() {
-        return None;
-    }
-    let states = match systemd::show_loaded(&unit_name("*")) {
-        Ok(states) => states,
-        Err(err) => {
-            eprintln!("warning: no unit state: {err}");
-            return None;
-        }
-    };
-    let mut by_unit: std::collections::HashMap<String, UnitState> =
-        states.into_iter().map(|s| (s.id.clone(), s)).collect();
-    Some(
-        names
-            .iter()
-            .map(|name| {
-                let state = by_unit
-                    .remove(&unit_name(name))
-                    .unwrap_or_else(|| UnitState {
-                        load_state: "loaded".into(),
-                        active_state: "inactive".into(),
-                        sub_state: "dead".into(),
-                        unit_file_state: "disabled".into(),
-                        ..UnitState::default()
-                    });
-                Live::from(&state)
-            })
-            .collect(),
-    )
-}
-
 /// `status NAME --json`.
 #[derive(Debug, Serialize)]
 struct Status {
@@ -651,7 +440,7 @@ pub fn status(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
             err.to_string(),
             format!(
                 "error: {}; the generator skips it: fix it with `left4mectl edit {name}`",
-                describe(err)
+                spec_problem(err)
             ),
         )),
         // A unit still running (or enabled) after its spec was removed by hand is shown.
@@ -713,7 +502,7 @@ fn describe_status(status: &Status, state: &UnitState, spec: String) -> String {
         ),
         ("status", dash(state.status_text.clone())),
         ("main pid", dash(state.main_pid.map(|p| p.to_string()))),
-        ("memory", dash(state.memory_bytes.map(format_bytes))),
+        ("memory", dash(state.memory_bytes.map(format_size))),
         ("restarts", state.restarts.to_string()),
         (
             "last exit",
@@ -774,68 +563,9 @@ pub fn logs(name: &str, follow: bool, lines: Option<u32>) -> anyhow::Result<u8> 
     .into())
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// `2026-11-21 23:42:51 UTC (3min 2s ago)`.
-fn format_since(at: u64, now: u64) -> String {
-    format!(
-        "{} ({} ago)",
-        format_utc(at),
-        format_span(now.saturating_sub(at))
-    )
-}
-
-/// Unix seconds as a UTC date and time.
-fn format_utc(secs: u64) -> String {
-    format!("{} UTC", crate::output::format_utc(secs as i64))
-}
-
-/// `42s`, `3min 2s`, `2h 5min`, `3d 4h`.
-fn format_span(secs: u64) -> String {
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}min {}s", secs / 60, secs % 60),
-        3600..86_400 => format!("{}h {}min", secs / 3600, secs % 3600 / 60),
-        _ => format!("{}d {}h", secs / 86_400, secs % 86_400 / 3600),
-    }
-}
-
-/// `512B`, `952.0K`, `1.4G`, as systemd prints sizes.
-fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
-    if bytes < 1024 {
-        return format!("{bytes}B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1}{}", UNITS[unit])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_times_and_sizes() {
-        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(format_utc(1_795_304_571), "2026-11-21 23:42:51 UTC");
-        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(format_span(42), "42s");
-        assert_eq!(format_span(182), "3min 2s");
-        assert_eq!(format_span(7500), "2h 5min");
-        assert_eq!(format_span(3 * 86_400 + 4 * 3600), "3d 4h");
-        assert_eq!(format_bytes(512), "512B");
-        assert_eq!(format_bytes(974_848), "952.0K");
-        assert_eq!(format_bytes(1_503_238_554), "1.4G");
-    }
 
     #[test]
     fn start_limit_is_read_from_the_result_or_the_journal() {
@@ -860,17 +590,5 @@ mod tests {
             ..failed
         };
         assert!(!start_limit_hit(&active, &journal));
-    }
-
-    #[test]
-    fn live_state_cells() {
-        assert_eq!(Live::default().state_cell(), "-");
-        let live = Live::from(&UnitState {
-            active_state: "activating".into(),
-            sub_state: "auto-restart".into(),
-            result: "signal".into(),
-            ..UnitState::default()
-        });
-        assert_eq!(live.state_cell(), "activating (auto-restart)");
     }
 }

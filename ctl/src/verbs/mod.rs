@@ -1,0 +1,16 @@
+//! The verbs, one module per command group and one function per verb, so `left4mectl X Y` is
+//! found in one place:
+//!
+//! - [`instance`]: `create`, `edit`, `set`, `show`, `list`, `validate`, `render`;
+//! - [`lifecycle`]: `start`, `stop`, `restart`, `reset`, `delete`, `status`, `logs`;
+//! - [`blueprint`]: `blueprint create`, `edit`, `set`, `show`, `list`;
+//! - `overlay` (still `crate::overlay`, with `overlay build` in `crate::build`): `overlay
+//!   create`, `edit`, `show`, `list`, `rm`, `build`, `jobs`.
+//!
+//! What they share lives beside this directory: the create/set/edit machinery (`change`), the
+//! editor loop, spec files under the lock (`store`), systemd, and every display helper
+//! (`output`).
+
+pub(crate) mod blueprint;
+pub(crate) mod instance;
+pub(crate) mod lifecycle;
