@@ -121,20 +121,29 @@ pub fn set(doc: &mut DocumentMut, assignment: &Assignment) -> Result<(), KeyErro
 }
 
 /// Removes one key; a key that is not there is an error (a typo would otherwise pass silently).
+/// A table the removal leaves empty goes too: `--unset resources.nice` on a spec whose only
+/// resource was `nice` leaves no `[resources]` header behind.
 pub fn unset(doc: &mut DocumentMut, key: &str) -> Result<(), KeyError> {
     let path = parse_key(key)?;
-    let (leaf, parents) = path.split_last().expect("keys have a part");
-    let not_set = || KeyError::NotSet {
+    remove_path(doc.as_table_mut(), &path).ok_or_else(|| KeyError::NotSet {
         key: key.to_owned(),
-    };
-    let mut table: &mut dyn TableLike = doc.as_table_mut();
-    for part in parents {
-        table = table
-            .get_mut(part)
-            .and_then(Item::as_table_like_mut)
-            .ok_or_else(not_set)?;
+    })?;
+    Ok(())
+}
+
+/// Removes `path` below `table`; `None` when it is not there, else whether `table` is now
+/// empty.
+fn remove_path(table: &mut dyn TableLike, path: &[String]) -> Option<bool> {
+    let (first, rest) = path.split_first()?;
+    if rest.is_empty() {
+        table.remove(first)?;
+    } else {
+        let child = table.get_mut(first).and_then(Item::as_table_like_mut)?;
+        if remove_path(child, rest)? {
+            table.remove(first);
+        }
     }
-    table.remove(leaf).map(drop).ok_or_else(not_set)
+    Some(table.is_empty())
 }
 
 /// Parses a spec for editing; a syntax error becomes one line naming the line and column.
@@ -258,7 +267,7 @@ mod tests {
             .unwrap();
         unset(&mut doc, "map").unwrap();
         unset(&mut doc, "resources.nice").unwrap();
-        assert_eq!(doc.to_string(), "port = 1\n[resources]\n");
+        assert_eq!(doc.to_string(), "port = 1\n");
         assert!(matches!(
             unset(&mut doc, "map"),
             Err(KeyError::NotSet { .. })
@@ -267,6 +276,17 @@ mod tests {
             unset(&mut doc, "health.watchdog"),
             Err(KeyError::NotSet { .. })
         ));
+    }
+
+    #[test]
+    fn unset_keeps_a_table_with_other_keys() {
+        let mut doc: DocumentMut = "port = 1\n[resources]\nnice = 1\ntasks_max = 9\n"
+            .parse()
+            .unwrap();
+        unset(&mut doc, "resources.nice").unwrap();
+        assert_eq!(doc.to_string(), "port = 1\n[resources]\ntasks_max = 9\n");
+        unset(&mut doc, "resources.tasks_max").unwrap();
+        assert_eq!(doc.to_string(), "port = 1\n");
     }
 
     #[test]
