@@ -90,7 +90,7 @@ fn main() {
     let blocked = format!("127.0.0.1:{}", listeners.blocked_port());
     let allowed = format!("127.0.0.1:{}", listeners.allowed_port());
     let mut policy = Policy::with_network(Network::Tcp {
-        connect_ports: vec![listeners.allowed_port()],
+        ports: vec![listeners.allowed_port()],
     });
     policy.extra_exec = vec![probe_dir()];
     let capture = env.base.join("stdout");
