@@ -13,6 +13,7 @@
 //! library in between decides anything.
 
 mod ffi;
+mod resources;
 
 use std::ffi::{CString, c_int, c_long};
 use std::io::Write as _;
@@ -414,82 +415,6 @@ fn int80(_nr: u32, _args: [u32; 3]) -> String {
     "err not-x86_64".into()
 }
 
-fn fork_until_refused(limit: usize) -> String {
-    let mut children = Vec::new();
-    let mut failure = None;
-    while children.len() < limit {
-        // SAFETY: the child sleeps and exits; the probe is single-threaded.
-        let pid = unsafe { ffi::fork() };
-        if pid < 0 {
-            failure = Some(errno());
-            break;
-        }
-        if pid == 0 {
-            // SAFETY: a plain sleep, then exit.
-            unsafe {
-                ffi::sleep(30);
-                ffi::_exit(0);
-            }
-        }
-        children.push(pid);
-    }
-    for &pid in &children {
-        // SAFETY: our own children.
-        unsafe {
-            ffi::kill(pid, 9);
-            ffi::waitpid(pid, std::ptr::null_mut(), 0);
-        }
-    }
-    match failure {
-        Some(e) => format!(
-            "refused after {} processes: {}",
-            children.len(),
-            errno_name(e)
-        ),
-        None => format!("ok {} processes", children.len()),
-    }
-}
-
-fn daemonize(marker: &str) -> String {
-    let marker = marker.to_owned();
-    // SAFETY: the child detaches and loops; the parent returns at once.
-    let pid = unsafe { ffi::fork() };
-    if pid < 0 {
-        return ret(-1);
-    }
-    if pid == 0 {
-        // SAFETY: detach from the session, fork again so the parent can exit.
-        unsafe {
-            ffi::setsid();
-            if ffi::fork() != 0 {
-                ffi::_exit(0);
-            }
-        }
-        loop {
-            let _ = std::fs::write(&marker, format!("{}\n", std::process::id()));
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-    // SAFETY: reaps the first child, which exits right away.
-    unsafe { ffi::waitpid(pid, std::ptr::null_mut(), 0) };
-    "ok daemon started".into()
-}
-
-fn fill(path: &str) -> String {
-    let mut file = match std::fs::File::create(path) {
-        Ok(f) => f,
-        Err(e) => return io_err(&e),
-    };
-    let chunk = vec![0x5au8; 1 << 20];
-    let mut written: u64 = 0;
-    loop {
-        match file.write_all(&chunk) {
-            Ok(()) => written += chunk.len() as u64,
-            Err(e) => return format!("{} after {} MiB", io_err(&e), written >> 20),
-        }
-    }
-}
-
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let label = if args.first().map(String::as_str) == Some("--label") {
@@ -597,9 +522,9 @@ fn main() {
         "env" => environment(),
         "creds" => credentials(),
         // resources
-        "forks" => fork_until_refused(arg(1).parse().unwrap_or(10_000)),
-        "daemon" => daemonize(arg(1)),
-        "fill" => fill(arg(1)),
+        "forks" => resources::fork_until_refused(arg(1).parse().unwrap_or(10_000)),
+        "daemon" => resources::daemonize(arg(1)),
+        "fill" => resources::fill(arg(1)),
         "memory" => match in_child(
             || {
                 let mut blocks: Vec<Vec<u8>> = Vec::new();
