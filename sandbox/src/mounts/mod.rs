@@ -1,5 +1,5 @@
 //! The sandbox's file system view: a private mount namespace whose root is a small read-only
-//! tmpfs holding only what the [`Policy`] names.
+//! tmpfs holding only what the [`Policy`](crate::Policy) names.
 //!
 //! ```text
 //! /               tmpfs, read-only, nosuid,nodev,noexec
@@ -14,9 +14,9 @@
 //! └── overlay     the output directory, idmapped (sandbox uid ↔ owner uid), nosuid,nodev,noexec
 //! ```
 //!
-//! [`plan`]: [`RootPlan`] is that tree as data (pure, built from the policy and a host root so it
-//! is tested on a fixture). [`build`]: [`build_root`] carries a plan out through [`MountOps`].
-//! [`real`]: [`RealMounts`] makes the system calls. `recording` (tests only): a double that
+//! `plan`: [`RootPlan`] is that tree as data (pure, built from the policy and a host root so it
+//! is tested on a fixture). `build`: [`build_root`] carries a plan out through [`MountOps`].
+//! `real`: [`RealMounts`] makes the system calls. `recording` (tests only): a double that
 //! writes each call down, so the sequence is tested without root.
 //!
 //! The new root is assembled on a tmpfs mounted over `/tmp` in the private namespace (any
