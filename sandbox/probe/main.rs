@@ -1,392 +1,313 @@
-//! `left4me-sandbox-probe`: one harmless or malicious action per invocation, run by the
-//! privileged tests under the sandbox. It prints one line, `ok [detail]` or `err ERRNO`, and
-//! exits 0, unless the kernel kills it (which is the expected outcome of `int80`).
+//! `left4me-sandbox-probe`: one harmless or malicious action per invocation, for every test that
+//! puts the sandbox to work: the privileged sandbox tests (`sandbox/tests`, as this crate's
+//! binary) and the booted escape suite (`tests/tests/booted_escape.rs`, which compiles this file
+//! with plain `rustc` and installs it into the booted system as `left4me-escape-probe`). So it
+//! uses no crate: raw system calls through the C library, inline assembly for the i386 gate.
+//!
+//! Usage: `left4me-sandbox-probe [--label LABEL] ACTION [ARGS…]`. It prints one line, `OUTCOME`
+//! or, with a label (a build script runs dozens in a row), `probe LABEL: OUTCOME`, and exits 0
+//! whatever happened. OUTCOME is `ok [DETAIL]`, `err ERRNO`, `timeout`, `connected`, `reply`,
+//! `no-reply`, or `signal N` / `exit N` for actions run in a child the kernel may kill.
 //!
 //! Every action is a plain system call with the arguments an escape attempt would use; no
 //! library in between decides anything.
 
-use std::ffi::CString;
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+mod ffi;
+mod resources;
 
-fn errno_name(errno: i32) -> String {
-    let name = match errno {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::ESRCH => "ESRCH",
-        libc::EBADF => "EBADF",
-        libc::EACCES => "EACCES",
-        libc::EEXIST => "EEXIST",
-        libc::EINVAL => "EINVAL",
-        libc::ENOTTY => "ENOTTY",
-        libc::EROFS => "EROFS",
-        libc::ENOSYS => "ENOSYS",
-        libc::EOVERFLOW => "EOVERFLOW",
-        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
-        libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
-        libc::ECONNREFUSED => "ECONNREFUSED",
-        libc::EADDRINUSE => "EADDRINUSE",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::EXDEV => "EXDEV",
-        _ => return format!("errno{errno}"),
-    };
-    name.to_owned()
-}
+use std::ffi::{CString, c_int, c_long};
+use std::io::Write as _;
+use std::net::{SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
+use std::time::Duration;
 
-fn last_errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
+use ffi::{errno, errno_name};
 
 /// `ok` for a non-negative return, else `err ERRNO`.
-fn report(ret: i64) -> String {
-    if ret >= 0 {
+fn ret(r: i64) -> String {
+    if r >= 0 {
         "ok".into()
     } else {
-        format!("err {}", errno_name(last_errno()))
+        format!("err {}", errno_name(errno()))
     }
 }
 
-fn io_report<T>(result: std::io::Result<T>) -> String {
+fn io_err(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => format!("err {}", errno_name(code)),
+        None if e.kind() == std::io::ErrorKind::TimedOut => "timeout".into(),
+        None => format!("err {e}"),
+    }
+}
+
+fn io<T>(result: std::io::Result<T>) -> String {
     match result {
         Ok(_) => "ok".into(),
-        Err(e) => format!("err {}", errno_name(e.raw_os_error().unwrap_or(0))),
+        Err(e) => io_err(&e),
     }
 }
 
-fn cstr(text: &str) -> CString {
-    CString::new(text).expect("no NUL in probe arguments")
+fn cstr(s: &str) -> CString {
+    CString::new(s).expect("no NUL in arguments")
 }
 
-fn socket(domain: i32, kind: i32, protocol: i32) -> String {
-    // SAFETY: plain integer arguments; the descriptor, if any, is closed right away.
-    let fd = unsafe { libc::socket(domain, kind, protocol) };
-    if fd >= 0 {
-        // SAFETY: `fd` is a descriptor this function just created.
-        unsafe { libc::close(fd) };
+/// Runs `f` in a forked child, which prints its own line; returns how the child ended when it
+/// did not print one (killed by a signal, or a non-zero exit).
+fn in_child(f: impl FnOnce() -> String, emit: &dyn Fn(&str)) -> Option<String> {
+    // SAFETY: the probe is single-threaded; the child runs `f`, prints and exits.
+    let pid = unsafe { ffi::fork() };
+    if pid < 0 {
+        return Some(ret(-1));
     }
-    report(i64::from(fd))
-}
-
-fn abstract_connect(name: &str) -> String {
-    // SAFETY: plain integer arguments.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) };
-    if fd < 0 {
-        return report(-1);
+    if pid == 0 {
+        emit(&f());
+        let _ = std::io::stdout().flush();
+        // SAFETY: ends the child without running the parent's destructors.
+        unsafe { ffi::_exit(0) };
     }
-    // SAFETY: `sockaddr_un` is plain data; the name is copied after the leading NUL that makes
-    // the address abstract, within the bounds of `sun_path` (checked).
-    let ret = unsafe {
-        let mut addr: libc::sockaddr_un = std::mem::zeroed();
-        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        let bytes = name.as_bytes();
-        assert!(bytes.len() < addr.sun_path.len());
-        for (i, b) in bytes.iter().enumerate() {
-            addr.sun_path[i + 1] = *b as libc::c_char;
-        }
-        let len = std::mem::size_of::<libc::sa_family_t>() + 1 + bytes.len();
-        let ret = libc::connect(fd, (&raw const addr).cast(), len as libc::socklen_t);
-        let saved = last_errno();
-        libc::close(fd);
-        *libc::__errno_location() = saved;
-        ret
-    };
-    report(i64::from(ret))
-}
-
-fn listen_unbound() -> String {
-    // SAFETY: plain integer arguments on a descriptor created here and closed here.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        if fd < 0 {
-            return report(-1);
-        }
-        let ret = libc::listen(fd, 1);
-        let saved = last_errno();
-        libc::close(fd);
-        *libc::__errno_location() = saved;
-        report(i64::from(ret))
+    let mut status = 0;
+    // SAFETY: waits for the child just forked.
+    unsafe { ffi::waitpid(pid, &mut status, 0) };
+    match (status & 0x7f, (status >> 8) & 0xff) {
+        (0, 0) => None,
+        (0, code) => Some(format!("exit {code}")),
+        (signal, _) => Some(format!("signal {signal}")),
     }
 }
 
-/// `socket(AF_INET, SOCK_STREAM, protocol)`, then `op` with the socket and `addr`; the socket is
-/// closed keeping `op`'s errno, and the outcome reported (`ok`, `err E…`, `err E… (socket)`).
+/// Closes `fd`, keeping errno as it was.
+fn close_keeping_errno(fd: c_int) {
+    let saved = errno();
+    // SAFETY: a descriptor the caller created and no longer uses.
+    unsafe { ffi::close(fd) };
+    ffi::set_errno(saved);
+}
+
+/// A `sockaddr_in` for `addr`, as bytes.
+fn sockaddr_in(addr: SocketAddrV4) -> [u8; 16] {
+    let mut raw = [0u8; 16];
+    raw[0..2].copy_from_slice(&(ffi::AF_INET as u16).to_ne_bytes());
+    raw[2..4].copy_from_slice(&addr.port().to_be_bytes());
+    raw[4..8].copy_from_slice(&addr.ip().octets());
+    raw
+}
+
+/// `socket(AF_INET, SOCK_STREAM, protocol)`, then `op` with the socket and `addr`'s
+/// `sockaddr_in`; reports `ok`, `err E…`, or `err E… (socket)` when the socket was refused.
 fn on_tcp_socket(
-    protocol: i32,
-    addr: std::net::SocketAddrV4,
-    op: impl FnOnce(i32, *const libc::sockaddr, libc::socklen_t) -> i64,
+    protocol: c_int,
+    addr: SocketAddrV4,
+    op: impl FnOnce(c_int, &[u8]) -> i64,
 ) -> String {
     // SAFETY: plain integer arguments.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, protocol) };
+    let fd = unsafe { ffi::socket(ffi::AF_INET, ffi::SOCK_STREAM, protocol) };
     if fd < 0 {
-        return format!("{} (socket)", report(-1));
+        return format!("{} (socket)", ret(-1));
     }
-    // SAFETY: `sockaddr_in` is plain data, zeroed then filled in, and `op` gets it with its
-    // size; the descriptor is ours and closed once; errno is saved across the close.
-    let ret = unsafe {
-        let mut sin: libc::sockaddr_in = std::mem::zeroed();
-        sin.sin_family = libc::AF_INET as libc::sa_family_t;
-        sin.sin_port = addr.port().to_be();
-        sin.sin_addr.s_addr = u32::from(*addr.ip()).to_be();
-        let size = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-        let ret = op(fd, (&raw const sin).cast(), size);
-        let saved = last_errno();
-        libc::close(fd);
-        *libc::__errno_location() = saved;
-        ret
-    };
-    report(ret)
+    let r = op(fd, &sockaddr_in(addr));
+    close_keeping_errno(fd);
+    ret(r)
 }
 
-fn loopback(port: u16) -> std::net::SocketAddrV4 {
-    std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port)
+fn loopback(port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port)
+}
+
+fn tcp(addr: &str) -> String {
+    let addr: SocketAddr = addr.parse().expect("ADDR:PORT");
+    match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        Ok(_) => "connected".into(),
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => "timeout".into(),
+        Err(e) => io_err(&e),
+    }
+}
+
+/// `socket(AF_INET, SOCK_STREAM, protocol)` then `connect` (MPTCP is protocol 262).
+fn connect_proto(protocol: c_int, addr: &str) -> String {
+    let addr: SocketAddrV4 = addr.parse().expect("IPv4:PORT");
+    on_tcp_socket(protocol, addr, |fd, sa| {
+        // SAFETY: `sa` is a `sockaddr_in` of the length given.
+        i64::from(unsafe { ffi::connect(fd, sa.as_ptr().cast(), sa.len() as u32) })
+    })
 }
 
 /// `sendto(MSG_FASTOPEN)` to 127.0.0.1:`port`: a TCP connect made inside a send, which
 /// Landlock's connect check does not see.
 fn sendto_fastopen(port: u16) -> String {
     let payload = b"GET / HTTP/1.0\r\n\r\n";
-    on_tcp_socket(0, loopback(port), |fd, addr, len| {
+    on_tcp_socket(0, loopback(port), |fd, sa| {
         // SAFETY: the payload and address are valid for the lengths given.
         let sent = unsafe {
-            libc::sendto(
+            ffi::sendto(
                 fd,
                 payload.as_ptr().cast(),
                 payload.len(),
-                libc::MSG_FASTOPEN,
-                addr,
-                len,
+                ffi::MSG_FASTOPEN,
+                sa.as_ptr().cast(),
+                sa.len() as u32,
             )
         };
         if sent < 0 { -1 } else { 0 }
     })
 }
 
-/// `bind` to 127.0.0.1:`port`, without `listen`.
-fn bind_tcp(port: u16) -> String {
-    on_tcp_socket(0, loopback(port), |fd, addr, len| {
-        // SAFETY: the address is valid for the length given.
-        let ret = unsafe { libc::bind(fd, addr, len) };
-        i64::from(ret)
+/// `listen` on a TCP socket never bound (the kernel binds it to a free port).
+fn listen_unbound() -> String {
+    on_tcp_socket(0, loopback(0), |fd, _| {
+        // SAFETY: a descriptor of ours.
+        i64::from(unsafe { ffi::listen(fd, 1) })
     })
 }
 
-/// Creates a new file with a unique name in `dir` (`O_CREAT | O_EXCL`).
-fn create_new(dir: &str) -> String {
-    let path = format!("{dir}/new-{}", std::process::id());
-    io_report(
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path),
-    )
+fn udp(addr: &str) -> String {
+    let addr: SocketAddr = addr.parse().expect("ADDR:PORT");
+    let bind: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap()
+    } else {
+        "[::]:0".parse().unwrap()
+    };
+    let socket = match UdpSocket::bind(bind) {
+        Ok(s) => s,
+        Err(e) => return io_err(&e),
+    };
+    if let Err(e) = socket.send_to(b"left4me-probe", addr) {
+        return io_err(&e);
+    }
+    let _ = socket.set_read_timeout(Some(Duration::from_millis(1500)));
+    let mut buf = [0u8; 64];
+    match socket.recv_from(&mut buf) {
+        Ok(_) => "reply".into(),
+        Err(e) if matches!(e.raw_os_error(), Some(11) | Some(110)) => "no-reply".into(),
+        Err(e) => io_err(&e),
+    }
+}
+
+fn socket(domain: c_int, kind: c_int, protocol: c_int) -> String {
+    // SAFETY: plain integers; the descriptor is closed right away.
+    let fd = unsafe { ffi::socket(domain, kind, protocol) };
+    if fd >= 0 {
+        close_keeping_errno(fd);
+    }
+    ret(i64::from(fd))
+}
+
+/// `connect` to the unix socket address `path` (a leading NUL makes it abstract).
+fn unix_connect(path: &[u8]) -> String {
+    // SAFETY: plain integers.
+    let fd = unsafe { ffi::socket(ffi::AF_UNIX, ffi::SOCK_STREAM, 0) };
+    if fd < 0 {
+        return ret(-1);
+    }
+    let mut addr = [0u8; 110];
+    addr[0..2].copy_from_slice(&(ffi::AF_UNIX as u16).to_ne_bytes());
+    addr[2..2 + path.len()].copy_from_slice(path);
+    // SAFETY: `addr` is a sockaddr_un of the stated length.
+    let r = unsafe { ffi::connect(fd, addr.as_ptr().cast(), (2 + path.len()) as u32) };
+    close_keeping_errno(fd);
+    ret(i64::from(r))
+}
+
+/// A fork-like `clone(flags | SIGCHLD)` whose child exits at once.
+fn clone(flags: c_long) -> String {
+    // SAFETY: a raw clone without CLONE_VM and with a null stack is a fork; the child only
+    // calls `_exit`.
+    let pid = unsafe { ffi::syscall(ffi::SYS_CLONE, flags | ffi::SIGCHLD, 0, 0, 0, 0) };
+    if pid == 0 {
+        // SAFETY: the child ends here, without destructors.
+        unsafe { ffi::_exit(0) };
+    }
+    if pid > 0 {
+        // SAFETY: reaping the child just created.
+        unsafe { ffi::waitpid(pid as c_int, std::ptr::null_mut(), 0) };
+    }
+    ret(pid)
+}
+
+fn clone3() -> String {
+    // `struct clone_args` (the first 64 bytes, CLONE_ARGS_SIZE_VER0): flags, pidfd, child_tid,
+    // parent_tid, exit_signal, stack, stack_size, tls.
+    let mut args = [0u64; 8];
+    args[4] = ffi::SIGCHLD as u64;
+    // SAFETY: `args` is a valid `clone_args` of the size passed; without CLONE_VM the child is
+    // a fork-like copy that only calls `_exit`.
+    let pid = unsafe { ffi::syscall(ffi::SYS_CLONE3, args.as_ptr(), size_of_val(&args)) };
+    if pid == 0 {
+        // SAFETY: immediate exit of the child.
+        unsafe { ffi::_exit(0) };
+    }
+    if pid > 0 {
+        // SAFETY: reaping the child just created.
+        unsafe { ffi::waitpid(pid as c_int, std::ptr::null_mut(), 0) };
+    }
+    ret(pid)
+}
+
+fn ptrace_attach(pid: c_int) -> String {
+    let null = std::ptr::null_mut();
+    // SAFETY: PTRACE_ATTACH with integer arguments; on success the tracee is detached again.
+    let r = unsafe { ffi::ptrace(ffi::PTRACE_ATTACH, pid, null, null) };
+    if r == 0 {
+        // SAFETY: wait for the attach stop, then detach.
+        unsafe {
+            ffi::waitpid(pid, std::ptr::null_mut(), ffi::WALL);
+            ffi::ptrace(ffi::PTRACE_DETACH, pid, null, null);
+        }
+    }
+    ret(r)
 }
 
 fn mount_tmpfs(target: &str) -> String {
     let _ = std::fs::create_dir_all(target);
     let (src, dst, fs) = (cstr("none"), cstr(target), cstr("tmpfs"));
     // SAFETY: NUL-terminated strings that outlive the call; null data is allowed.
-    let ret = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
-    report(i64::from(ret))
+    let r = unsafe { ffi::mount(src.as_ptr(), dst.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
+    ret(i64::from(r))
 }
 
-fn unshare(flags: i32) -> String {
-    // SAFETY: unshare only changes this (single-threaded) probe's own namespaces.
-    report(i64::from(unsafe { libc::unshare(flags) }))
-}
-
-fn clone_newuser() -> String {
-    // SAFETY: a fork-like clone (no CLONE_VM, null stack); the child only calls `_exit`.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if pid == 0 {
-        // SAFETY: immediate exit of the child, no destructors.
-        unsafe { libc::_exit(0) };
-    }
-    if pid > 0 {
-        // SAFETY: reaping the child just created.
-        unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), 0) };
-    }
-    report(pid)
-}
-
-fn clone3() -> String {
-    /// `struct clone_args` (the first 64 bytes, CLONE_ARGS_SIZE_VER0).
-    #[repr(C)]
-    #[derive(Default)]
-    struct CloneArgs {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-    }
-    let args = CloneArgs {
-        exit_signal: libc::SIGCHLD as u64,
-        ..CloneArgs::default()
-    };
-    // SAFETY: `args` is a valid `clone_args` of the size passed; without CLONE_VM the child is a
-    // fork-like copy that only calls `_exit`.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &raw const args,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if pid == 0 {
-        // SAFETY: immediate exit of the child.
-        unsafe { libc::_exit(0) };
-    }
-    if pid > 0 {
-        // SAFETY: reaping the child just created.
-        unsafe { libc::waitpid(pid as i32, std::ptr::null_mut(), 0) };
-    }
-    report(pid)
-}
-
-fn io_uring_setup() -> String {
-    let mut params = [0u8; 120]; // struct io_uring_params
-    // SAFETY: `params` is a zeroed buffer of the size of `struct io_uring_params`.
-    let fd = unsafe { libc::syscall(libc::SYS_io_uring_setup, 1u32, params.as_mut_ptr()) };
-    if fd >= 0 {
-        // SAFETY: closing the ring just created.
-        unsafe { libc::close(fd as i32) };
-    }
-    report(fd)
-}
-
-fn ptrace_attach(pid: i32) -> String {
-    // SAFETY: PTRACE_ATTACH with integer arguments; on success the tracee is detached again.
-    let ret = unsafe {
-        libc::ptrace(
-            libc::PTRACE_ATTACH,
-            pid,
-            std::ptr::null_mut::<libc::c_void>(),
-            std::ptr::null_mut::<libc::c_void>(),
-        )
-    };
-    if ret == 0 {
-        // SAFETY: wait for the attach stop, then detach.
-        unsafe {
-            libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL);
-            libc::ptrace(
-                libc::PTRACE_DETACH,
-                pid,
-                std::ptr::null_mut::<libc::c_void>(),
-                std::ptr::null_mut::<libc::c_void>(),
-            );
-        }
-    }
-    report(ret)
-}
-
+/// Creates `path`, then tries to make it set-uid.
 fn chmod_suid(path: &str) -> String {
     if let Err(e) = std::fs::write(path, "#!/bin/sh\n") {
-        return format!(
-            "err {} (creating)",
-            errno_name(e.raw_os_error().unwrap_or(0))
-        );
+        return format!("{} (creating)", io_err(&e));
     }
     let p = cstr(path);
     // SAFETY: NUL-terminated path that outlives the call.
-    report(i64::from(unsafe { libc::chmod(p.as_ptr(), 0o4755) }))
+    ret(i64::from(unsafe { ffi::chmod(p.as_ptr(), 0o4755) }))
 }
 
+/// `open(O_CREAT, 04755)`: a set-uid file in one call.
 fn create_suid(path: &str) -> String {
     let p = cstr(path);
+    let flags = ffi::O_CREAT | ffi::O_WRONLY | ffi::O_CLOEXEC;
     // SAFETY: NUL-terminated path; the descriptor, if any, is closed.
-    let fd = unsafe {
-        libc::open(
-            p.as_ptr(),
-            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-            0o4755 as libc::c_uint,
-        )
-    };
+    let fd = unsafe { ffi::open(p.as_ptr(), flags, 0o4755 as std::ffi::c_uint) };
     if fd >= 0 {
-        // SAFETY: closing the descriptor just opened.
-        unsafe { libc::close(fd) };
+        close_keeping_errno(fd);
     }
-    report(i64::from(fd))
+    ret(i64::from(fd))
 }
 
-fn tiocsti() -> String {
-    let mut fds = [0i32; 2];
+/// `ioctl(request)` on the read end of a fresh pipe (TIOCSTI: ENOTTY if the filter lets it
+/// through; FIONREAD: an ordinary ioctl).
+fn pipe_ioctl(request: u64) -> String {
+    let mut fds = [0 as c_int; 2];
     // SAFETY: `fds` has room for the two descriptors pipe writes.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return report(-1);
+    if unsafe { ffi::pipe(fds.as_mut_ptr()) } != 0 {
+        return ret(-1);
     }
-    let byte = b'x';
-    // SAFETY: TIOCSTI reads one byte from the pointer given; on a pipe the kernel answers
-    // ENOTTY, unless seccomp answers first.
-    let ret = unsafe { libc::ioctl(fds[0], libc::TIOCSTI, &raw const byte) };
-    let saved = last_errno();
-    // SAFETY: closing the pipe created above.
-    unsafe {
-        libc::close(fds[0]);
-        libc::close(fds[1]);
-        *libc::__errno_location() = saved;
-    }
-    report(i64::from(ret))
+    let mut word: c_int = i32::from(b'x');
+    // SAFETY: both requests read or write one int-sized value at the pointer.
+    let r = unsafe { ffi::ioctl(fds[0], request, &raw mut word) };
+    close_keeping_errno(fds[0]);
+    close_keeping_errno(fds[1]);
+    ret(i64::from(r))
 }
 
-fn fionread() -> String {
-    let mut fds = [0i32; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe writes.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return report(-1);
-    }
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int.
-    let ret = unsafe { libc::ioctl(fds[0], libc::FIONREAD, &raw mut n) };
-    // SAFETY: closing the pipe created above.
-    unsafe {
-        libc::close(fds[0]);
-        libc::close(fds[1]);
-    }
-    report(i64::from(ret))
-}
-
-fn kill(pid: i32, signal: i32) -> String {
-    // SAFETY: integer arguments.
-    report(i64::from(unsafe { libc::kill(pid, signal) }))
-}
-
-fn memfd() -> String {
-    let name = cstr("probe");
-    // SAFETY: NUL-terminated name; the descriptor, if any, is closed.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
-    if fd >= 0 {
-        // SAFETY: closing the descriptor just created.
-        unsafe { libc::close(fd) };
-    }
-    report(i64::from(fd))
-}
-
-fn setuid0() -> String {
-    // SAFETY: integer argument.
-    report(i64::from(unsafe { libc::setuid(0) }))
-}
-
-/// Descriptors above 2 that are open.
+/// Descriptors above 2 that are open (asking every number: /proc may be out of reach).
 fn open_fds() -> String {
-    let mut open = Vec::new();
-    for fd in 3..4096 {
-        // SAFETY: F_GETFD only queries the descriptor table.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
-            open.push(fd.to_string());
-        }
-    }
+    let open: Vec<String> = (3..4096)
+        // SAFETY: F_GETFD on any number only reports whether it is open.
+        .filter(|&fd| unsafe { ffi::fcntl(fd, ffi::F_GETFD) } >= 0)
+        .map(|fd| fd.to_string())
+        .collect();
     if open.is_empty() {
         "ok none".into()
     } else {
@@ -402,154 +323,221 @@ fn environment() -> String {
     format!("ok {}", vars.join(" "))
 }
 
+/// The bits of the capability set `read` reports (1 per capability), up to the last one.
+fn cap_bits(read: impl Fn(c_int) -> c_int) -> u64 {
+    let mut bits = 0u64;
+    for cap in 0..64 {
+        match read(cap) {
+            r if r < 0 => break,
+            1 => bits |= 1 << cap,
+            _ => {}
+        }
+    }
+    bits
+}
+
 fn credentials() -> String {
-    // SAFETY: the id getters take no arguments; getgroups with size 0 only counts.
-    let (uid, gid, groups) = unsafe {
-        (
-            libc::getuid(),
-            libc::getgid(),
-            libc::getgroups(0, std::ptr::null_mut()),
-        )
+    let (mut ru, mut eu, mut su, mut rg, mut eg, mut sg) = (0, 0, 0, 0, 0, 0);
+    // SAFETY: out-pointers to locals; getgroups with size 0 only counts.
+    let groups = unsafe {
+        ffi::getresuid(&mut ru, &mut eu, &mut su);
+        ffi::getresgid(&mut rg, &mut eg, &mut sg);
+        ffi::getgroups(0, std::ptr::null_mut())
     };
-    let caps = match rustix::thread::capabilities(None) {
-        Ok(sets) => format!(
-            "{:x}/{:x}/{:x}",
-            sets.effective.bits(),
-            sets.permitted.bits(),
-            sets.inheritable.bits()
-        ),
-        Err(e) => format!("capget:{e}"),
+    let header = [0x2008_0522u32, 0]; // _LINUX_CAPABILITY_VERSION_3, this process
+    let mut data = [0u32; 6]; // two {effective, permitted, inheritable}
+    // SAFETY: capget with a v3 header and room for two data structs.
+    let caps = match unsafe { ffi::syscall(ffi::SYS_CAPGET, header.as_ptr(), data.as_mut_ptr()) } {
+        0 => {
+            let set = |i: usize| u64::from(data[i]) | u64::from(data[i + 3]) << 32;
+            format!("{:x}/{:x}/{:x}", set(0), set(1), set(2))
+        }
+        _ => format!("capget:{}", errno_name(errno())),
     };
-    let mut bounding = 0u64;
-    for cap in 0..64 {
-        // SAFETY: PR_CAPBSET_READ takes an integer and returns 1, 0 or -1 (past the last cap).
-        let r = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap, 0, 0, 0) };
-        if r < 0 {
-            break;
+    // SAFETY: PR_CAPBSET_READ takes an integer, returns 1, 0 or -1 (past the last cap).
+    let bounding =
+        cap_bits(|cap| unsafe { ffi::prctl(ffi::PR_CAPBSET_READ, cap as u64, 0u64, 0u64, 0u64) });
+    let ambient = cap_bits(|cap| {
+        // SAFETY: as above, for the ambient set.
+        unsafe {
+            ffi::prctl(
+                ffi::PR_CAP_AMBIENT,
+                ffi::PR_CAP_AMBIENT_IS_SET,
+                cap as u64,
+                0u64,
+                0u64,
+            )
         }
-        if r == 1 {
-            bounding |= 1 << cap;
-        }
-    }
-    let mut ambient = 0u64;
-    for cap in 0..64 {
-        // SAFETY: as above.
-        let r =
-            unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_IS_SET, cap, 0, 0) };
-        if r < 0 {
-            break;
-        }
-        if r == 1 {
-            ambient |= 1 << cap;
-        }
-    }
-    // SAFETY: integer arguments, plain queries.
+    });
+    // SAFETY: plain queries with the unused arguments zero, as the kernel demands.
     let (nnp, seccomp) = unsafe {
         (
-            libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0),
-            libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0),
+            ffi::prctl(ffi::PR_GET_NO_NEW_PRIVS, 0u64, 0u64, 0u64, 0u64),
+            ffi::prctl(ffi::PR_GET_SECCOMP, 0u64, 0u64, 0u64, 0u64),
         )
     };
     format!(
-        "ok uid={uid} gid={gid} groups={groups} caps={caps} bounding={bounding:x} ambient={ambient:x} nnp={nnp} seccomp={seccomp}"
+        "ok uid={ru},{eu},{su} gid={rg},{eg},{sg} groups={groups} caps={caps} \
+         bounding={bounding:x} ambient={ambient:x} nnp={nnp} seccomp={seccomp}"
     )
 }
 
+/// System call `nr` of the i386 ABI through its `int 0x80` gate, from this 64-bit process
+/// (seccomp sees `AUDIT_ARCH_I386`), with up to three integer arguments.
 #[cfg(target_arch = "x86_64")]
-fn int80() -> String {
-    let ret: i64;
-    // SAFETY: the i386 system call gate with eax = 20 (getpid on i386), which takes no
-    // arguments and touches no memory. The kernel clobbers r8-r11 on this path.
+fn int80(nr: u32, args: [u32; 3]) -> String {
+    let mut eax = nr;
+    // SAFETY: the i386 system call gate with integer arguments only (callers pass no pointers:
+    // a 64-bit process's addresses do not fit the 32-bit ABI). LLVM reserves rbx, so the first
+    // argument is swapped into ebx around the gate. The kernel clobbers r8-r11 on this path.
     unsafe {
         std::arch::asm!(
+            "xchg {a1:r}, rbx",
             "int 0x80",
-            inlateout("rax") 20i64 => ret,
+            "xchg {a1:r}, rbx",
+            a1 = inout(reg) u64::from(args[0]) => _,
+            inout("eax") eax,
+            in("ecx") args[1],
+            in("edx") args[2],
             lateout("r8") _, lateout("r9") _, lateout("r10") _, lateout("r11") _,
-            options(nostack)
         );
     }
-    if ret >= 0 {
-        format!("ok pid {ret}")
+    let r = eax as i32;
+    if r >= 0 {
+        format!("ok {r}")
     } else {
-        format!("err {}", errno_name((-ret) as i32))
+        format!("err {}", errno_name(-r))
     }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn int80() -> String {
+fn int80(_nr: u32, _args: [u32; 3]) -> String {
     "err not-x86_64".into()
 }
 
-fn exec(path: &str) -> String {
-    use std::os::unix::process::CommandExt;
-    let error = std::process::Command::new(path).exec();
-    format!("err {}", errno_name(error.raw_os_error().unwrap_or(0)))
-}
-
-fn connect(addr: &str) -> String {
-    let addr: SocketAddr = addr.parse().expect("HOST:PORT");
-    io_report(TcpStream::connect_timeout(
-        &addr,
-        std::time::Duration::from_secs(3),
-    ))
-}
-
-/// `socket(AF_INET, SOCK_STREAM, protocol)` then `connect` (MPTCP is protocol 262).
-fn connect_proto(protocol: i32, addr: &str) -> String {
-    let addr: std::net::SocketAddrV4 = addr.parse().expect("IPv4:PORT");
-    on_tcp_socket(protocol, addr, |fd, addr, len| {
-        // SAFETY: the address is valid for the length given.
-        let ret = unsafe { libc::connect(fd, addr, len) };
-        i64::from(ret)
-    })
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let label = if args.first().map(String::as_str) == Some("--label") {
+        args.remove(0);
+        Some(args.remove(0))
+    } else {
+        None
+    };
+    let emit = |outcome: &str| match &label {
+        Some(label) => println!("probe {label}: {outcome}"),
+        None => println!("{outcome}"),
+    };
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
-    let num = |i: usize| arg(i).parse::<i32>().expect("a number");
-    let line = match arg(0) {
-        "read-file" => io_report(std::fs::read(arg(1))),
-        "read-dir" => io_report(std::fs::read_dir(arg(1))),
-        "create-new" => create_new(arg(1)),
-        "write-file" => io_report(std::fs::write(arg(1), "written by the probe\n")),
-        "append-file" => io_report(
-            std::fs::OpenOptions::new()
-                .append(true)
-                .open(arg(1))
-                .and_then(|mut f| f.write_all(b"x")),
-        ),
-        "connect" => connect(arg(1)),
-        "bind-tcp" => bind_tcp(num(1) as u16),
-        "sendto-fastopen" => sendto_fastopen(num(1) as u16),
-        "listen" => listen_unbound(),
-        "socket" => socket(num(1), num(2), num(3)),
-        "abstract-connect" => abstract_connect(arg(1)),
-        "unshare" => unshare(num(1)),
-        "mount" => mount_tmpfs(arg(1)),
-        "clone-newuser" => clone_newuser(),
-        "clone3" => clone3(),
-        "io-uring" => io_uring_setup(),
-        "ptrace" => ptrace_attach(num(1)),
-        // SAFETY: getppid takes no arguments.
-        "ptrace-parent" => ptrace_attach(unsafe { libc::getppid() }),
-        "connect-proto" => connect_proto(num(1), arg(2)),
+    let num = |i: usize| arg(i).parse::<i64>().expect("a number");
+    let outcome = match arg(0) {
+        // files
+        "read" => io(std::fs::read(arg(1))),
+        "read-dir" => io(std::fs::read_dir(arg(1))),
+        "exists" => io(std::fs::symlink_metadata(arg(1))),
+        "write" => io(std::fs::write(arg(1), "written by the probe\n")),
+        "append" => io(std::fs::OpenOptions::new()
+            .append(true)
+            .open(arg(1))
+            .and_then(|mut f| f.write_all(b"x"))),
+        "create-new" => io(std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(format!("{}/new-{}", arg(1), std::process::id()))),
+        "hardlink" => {
+            let (from, to) = (cstr(arg(1)), cstr(arg(2)));
+            // SAFETY: NUL-terminated paths.
+            ret(i64::from(unsafe { ffi::link(from.as_ptr(), to.as_ptr()) }))
+        }
         "chmod-suid" => chmod_suid(arg(1)),
         "create-suid" => create_suid(arg(1)),
-        "tiocsti" => tiocsti(),
-        "fionread" => fionread(),
-        "kill" => kill(num(1), num(2)),
-        "memfd" => memfd(),
-        "setuid0" => setuid0(),
+        "exec" => match std::process::Command::new(arg(1)).status() {
+            Ok(s) => format!("ok {s}"),
+            Err(e) => io_err(&e),
+        },
+        // network
+        "tcp" => tcp(arg(1)),
+        "connect-proto" => connect_proto(num(1) as c_int, arg(2)),
+        "sendto-fastopen" => sendto_fastopen(num(1) as u16),
+        "udp" => udp(arg(1)),
+        "bind-tcp" => io(std::net::TcpListener::bind(arg(1))),
+        "listen" => listen_unbound(),
+        "socket" => socket(num(1) as c_int, num(2) as c_int, num(3) as c_int),
+        "unix" => unix_connect(arg(1).as_bytes()),
+        "unix-abstract" => unix_connect(&[b"\0", arg(1).as_bytes()].concat()),
+        // processes and kernel interfaces
+        // SAFETY: a signal to a pid; the kernel decides.
+        "kill" => ret(i64::from(unsafe {
+            ffi::kill(num(1) as c_int, num(2) as c_int)
+        })),
+        "ptrace" => ptrace_attach(num(1) as c_int),
+        // SAFETY: getppid takes no arguments.
+        "ptrace-parent" => ptrace_attach(unsafe { ffi::getppid() }),
+        "clone" => clone(num(1) as c_long),
+        "clone3" => clone3(),
+        // SAFETY: unshare only changes this probe's own namespaces.
+        "unshare" => ret(i64::from(unsafe { ffi::unshare(num(1) as c_int) })),
+        "mount-tmpfs" => mount_tmpfs(arg(1)),
+        "open-tree" => {
+            let path = cstr("/");
+            // SAFETY: a valid path; OPEN_TREE_CLONE (the descriptor is left to the exit).
+            ret(unsafe { ffi::syscall(ffi::SYS_OPEN_TREE, -100, path.as_ptr(), 1) })
+        }
+        "io-uring" => {
+            let mut params = [0u8; 120]; // struct io_uring_params
+            // SAFETY: a zeroed params struct of the right size.
+            ret(unsafe { ffi::syscall(ffi::SYS_IO_URING_SETUP, 8, params.as_mut_ptr()) })
+        }
+        // SAFETY: invalid arguments on purpose: only whether the call is reachable matters.
+        "bpf" => ret(unsafe { ffi::syscall(ffi::SYS_BPF, 0, 0, 0) }),
+        // SAFETY: as above.
+        "perf" => ret(unsafe { ffi::syscall(ffi::SYS_PERF_EVENT_OPEN, 0, 0, -1, -1, 0) }),
+        // SAFETY: KEYCTL_GET_KEYRING_ID of the session keyring, no create.
+        "keyctl" => ret(unsafe { ffi::syscall(ffi::SYS_KEYCTL, 0, -3, 0) }),
+        "memfd" => {
+            let name = cstr("probe");
+            // SAFETY: a valid name (the descriptor is left to the exit).
+            ret(unsafe { ffi::syscall(ffi::SYS_MEMFD_CREATE, name.as_ptr(), 0) })
+        }
+        "tiocsti" => pipe_ioctl(ffi::TIOCSTI),
+        "fionread" => pipe_ioctl(ffi::FIONREAD),
+        // SAFETY: an integer argument.
+        "setuid0" => ret(i64::from(unsafe { ffi::setuid(0) })),
+        "int80" => {
+            // Without a number: getpid (20), a call every profile that admits i386 allows.
+            let n = |i: usize, default| {
+                if arg(i).is_empty() {
+                    default
+                } else {
+                    num(i) as u32
+                }
+            };
+            let (nr, args) = (n(1, 20), [n(2, 0), n(3, 0), n(4, 0)]);
+            match in_child(|| int80(nr, args), &emit) {
+                Some(ended) => ended,
+                None => return,
+            }
+        }
+        // identity
         "fds" => open_fds(),
         "env" => environment(),
         "creds" => credentials(),
-        "int80" => int80(),
-        "exec" => exec(arg(1)),
-        other => {
-            eprintln!("unknown probe {other:?}");
-            std::process::exit(2);
-        }
+        // resources
+        "forks" => resources::fork_until_refused(arg(1).parse().unwrap_or(10_000)),
+        "daemon" => resources::daemonize(arg(1)),
+        "fill" => resources::fill(arg(1)),
+        "memory" => match in_child(
+            || {
+                let mut blocks: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    blocks.push(vec![1u8; 8 << 20]);
+                }
+            },
+            &emit,
+        ) {
+            Some(ended) => ended,
+            None => return,
+        },
+        other => format!("unknown action {other:?}"),
     };
-    println!("{line}");
+    emit(&outcome);
 }

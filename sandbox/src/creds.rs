@@ -11,7 +11,7 @@ use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 use rustix::thread::{CapabilitySet, CapabilitySets};
 
-use crate::users::Ids;
+use left4me_contract::passwd::Ids;
 
 /// Errors dropping privileges.
 #[derive(Debug, thiserror::Error)]

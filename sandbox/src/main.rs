@@ -2,13 +2,12 @@
 
 #![forbid(unsafe_code)]
 
-use std::ffi::OsString;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use left4me_contract::sandbox::{SandboxArgs, SandboxFlags};
 use left4me_sandbox::runner::EXIT_SETUP_FAILED;
-use left4me_sandbox::{Invocation, Layers, Network, Outcome, Policy};
+use left4me_sandbox::{Invocation, Layers, Outcome};
 
 const EXIT_CODES: &str = "\
 Exit status:
@@ -24,65 +23,12 @@ Exit status:
 #[derive(Debug, Parser)]
 #[command(name = "left4me-sandbox", version, after_help = EXIT_CODES)]
 struct Cli {
-    /// Directory the command writes into, seen as /overlay; must be owned by --owner
-    #[arg(long, value_name = "DIR")]
-    output: PathBuf,
-
-    /// User the command runs as
-    #[arg(long, value_name = "NAME", default_value = "l4d2-sandbox")]
-    user: String,
-
-    /// User that files written to /overlay belong to on disk (the game user)
-    #[arg(long, value_name = "NAME", default_value = "left4me")]
-    owner: String,
-
-    /// TCP port the command may connect to (repeatable; default 80 and 443)
-    #[arg(
-        long = "allow-port",
-        value_name = "PORT",
-        value_parser = clap::value_parser!(u16).range(1..),
-        conflicts_with = "no_network"
-    )]
-    allow_ports: Vec<u16>,
-
-    /// No network at all (no IP sockets)
-    #[arg(long)]
-    no_network: bool,
-
-    /// Extra directory whose programs may be read and executed (repeatable)
-    #[arg(long = "allow-exec", value_name = "DIR")]
-    allow_exec: Vec<PathBuf>,
-
-    /// The command and its arguments, after `--`
-    #[arg(last = true, required = true, value_name = "CMD")]
-    command: Vec<OsString>,
-}
-
-impl Cli {
-    fn invocation(self) -> Invocation {
-        let network = if self.no_network {
-            Network::Off
-        } else if self.allow_ports.is_empty() {
-            Policy::default().network
-        } else {
-            Network::Tcp {
-                connect_ports: self.allow_ports,
-            }
-        };
-        let mut policy = Policy::with_network(network);
-        policy.extra_exec = self.allow_exec;
-        Invocation {
-            output: self.output,
-            sandbox_user: self.user,
-            owner_user: self.owner,
-            policy,
-            command: self.command,
-        }
-    }
+    #[command(flatten)]
+    flags: SandboxFlags,
 }
 
 fn main() -> ExitCode {
-    let invocation = Cli::parse().invocation();
+    let invocation = Invocation::from(SandboxArgs::from(Cli::parse().flags));
     match left4me_sandbox::run(&invocation, Layers::ALL) {
         Ok(outcome) => {
             if let Outcome::Failed { message, .. } = &outcome {
@@ -101,6 +47,7 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use left4me_contract::sandbox::{Network, Profile};
 
     #[test]
     fn cli_is_consistent() {
@@ -109,11 +56,14 @@ mod tests {
 
     #[test]
     fn defaults_and_flags() {
-        let parse = |args: &[&str]| Cli::try_parse_from(args).map(Cli::invocation);
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(args).map(|cli| Invocation::from(SandboxArgs::from(cli.flags)))
+        };
         let inv = parse(&["x", "--output", "/o", "--", "/bin/bash", "s"]).unwrap();
         assert_eq!(inv.sandbox_user, "l4d2-sandbox");
         assert_eq!(inv.owner_user, "left4me");
         assert_eq!(inv.policy.connect_ports(), &[80, 443]);
+        assert_eq!(inv.policy.profile, Profile::Script);
         assert_eq!(inv.command, ["/bin/bash", "s"]);
 
         let inv = parse(&["x", "--output", "/o", "--allow-port", "8080", "--", "true"]).unwrap();
@@ -121,6 +71,12 @@ mod tests {
 
         let inv = parse(&["x", "--output", "/o", "--no-network", "--", "true"]).unwrap();
         assert_eq!(inv.policy.network, Network::Off);
+
+        let inv = parse(&["x", "--output", "/o", "--profile", "steamcmd", "--", "t"]).unwrap();
+        assert_eq!(inv.policy.profile, Profile::Steamcmd);
+
+        let inv = parse(&["x", "--output", "/o", "--allow-exec", "/opt/t", "--", "t"]).unwrap();
+        assert_eq!(inv.policy.extra_exec, [std::path::PathBuf::from("/opt/t")]);
 
         assert!(
             parse(&[
@@ -136,7 +92,26 @@ mod tests {
             .is_err()
         );
         assert!(parse(&["x", "--output", "/o", "--allow-port", "0", "--", "t"]).is_err());
+        assert!(parse(&["x", "--output", "/o", "--profile", "nope", "--", "t"]).is_err());
         assert!(parse(&["x", "--output", "/o"]).is_err());
         assert!(parse(&["x", "--", "true"]).is_err());
+    }
+
+    #[test]
+    fn help_keeps_the_exit_codes_and_every_flag() {
+        let help = Cli::command().render_long_help().to_string();
+        for text in [
+            "--output",
+            "--user",
+            "--owner",
+            "--profile",
+            "--allow-port",
+            "--no-network",
+            "--allow-exec",
+            "159: SIGSYS",
+            "125      the sandbox could not be set up",
+        ] {
+            assert!(help.contains(text), "--help lacks {text:?}:\n{help}");
+        }
     }
 }

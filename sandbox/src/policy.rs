@@ -1,13 +1,18 @@
-//! What a build script may touch, as data.
+//! What a sandboxed command may touch, as data.
 //!
-//! One [`Policy`] says which paths are readable, executable and writable, which devices exist and
-//! which TCP ports may be connected to. It is compiled in exactly three places, all fed from the
-//! same value: the sandbox's mount tree ([`crate::mounts::RootPlan`]), the Landlock ruleset
-//! ([`crate::landlock`]) and the seccomp filter ([`crate::seccomp`]). Nothing else decides
-//! access.
+//! One [`Policy`] says which paths are readable, executable and writable, which devices exist,
+//! which TCP ports may be connected to and which profile's system calls are allowed. It is made
+//! from a profile ([`crate::profile`]) and the run's own settings, and compiled in exactly three
+//! places, all fed from the same value: the sandbox's mount tree ([`crate::mounts::RootPlan`]),
+//! the Landlock ruleset ([`crate::landlock`]) and the seccomp filter ([`crate::seccomp`]).
+//! Nothing else decides access.
 
 use std::io;
 use std::path::{Path, PathBuf};
+
+pub use left4me_contract::sandbox::{DEFAULT_PORTS, Network, Profile};
+
+use crate::profile;
 
 /// Where the output directory appears inside the sandbox (the script's working directory and
 /// `$OVERLAY`).
@@ -16,61 +21,6 @@ pub const OVERLAY_DIR: &str = "/overlay";
 /// The sandbox's private scratch directory (a fresh tmpfs per run).
 pub const TMP_DIR: &str = "/tmp";
 
-/// The TCP ports a build may connect to when the overlay definition names none (HTTP, HTTPS).
-pub const DEFAULT_PORTS: [u16; 2] = [80, 443];
-
-/// Directories whose files may be read and executed: the system's programs and libraries.
-/// Entries that do not exist on the host are left out.
-const SYSTEM_EXEC: &[&str] = &[
-    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
-];
-
-/// Configuration the tools read (name service, TLS trust, locale, interpreters). A trailing `*`
-/// matches every entry of the directory whose name starts with what precedes it. Symlinks are
-/// followed: the rule lands on what the link points to.
-const SYSTEM_READ: &[&str] = &[
-    // the dynamic linker's cache and configuration
-    "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
-    // Debian's alternatives (e.g. /usr/bin/awk -> /etc/alternatives/awk -> /usr/bin/mawk)
-    "/etc/alternatives",
-    // users and groups for `id`, `ls -l`, tar's owner names (files only, no NSS daemons)
-    "/etc/nsswitch.conf",
-    "/etc/passwd",
-    "/etc/group",
-    // name resolution for curl, wget and python
-    "/etc/hosts",
-    "/etc/host.conf",
-    "/etc/resolv.conf",
-    "/etc/gai.conf",
-    "/etc/services",
-    "/etc/protocols",
-    // TLS trust stores and library configuration (Debian, Fedora, Arch layouts)
-    "/etc/ssl",
-    "/etc/ca-certificates",
-    "/etc/pki",
-    "/etc/crypto-policies",
-    "/etc/gnutls",
-    // time zone, MIME and magic databases
-    "/etc/localtime",
-    "/etc/timezone",
-    "/etc/mime.types",
-    "/etc/magic",
-    // per-tool system configuration
-    "/etc/wgetrc",
-    "/etc/python3*",
-];
-
-/// Device files present in the sandbox's `/dev`.
-const DEVICES: &[(&str, bool)] = &[
-    ("/dev/null", true),
-    ("/dev/zero", true),
-    ("/dev/full", true),
-    ("/dev/random", false),
-    ("/dev/urandom", false),
-];
-
 /// A device file the sandbox gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -78,20 +28,6 @@ pub struct Device {
     pub path: PathBuf,
     /// Whether it may be opened for writing (`/dev/null`), not only read (`/dev/urandom`).
     pub writable: bool,
-}
-
-/// Network access of a build.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Network {
-    /// No IP sockets at all (seccomp refuses `socket(AF_INET/AF_INET6)`).
-    Off,
-    /// TCP and UDP sockets; TCP `connect` only to these ports (Landlock), TCP `bind` never.
-    /// UDP is not restricted by port (DNS needs it); the unit's `IPAddressDeny=` is what keeps
-    /// it off private ranges.
-    Tcp {
-        /// Remote TCP ports `connect` may reach.
-        connect_ports: Vec<u16>,
-    },
 }
 
 /// Everything a sandboxed build may access.
@@ -110,40 +46,50 @@ pub struct Policy {
     pub read_write: Vec<PathBuf>,
     /// The sandbox's device files.
     pub devices: Vec<Device>,
-    /// IP networking.
+    /// IP networking: no IP sockets at all (seccomp refuses `socket(AF_INET/AF_INET6)`), or TCP
+    /// and UDP sockets with TCP `connect` only to the given ports (Landlock) and TCP `bind`
+    /// never. UDP is not restricted by port (DNS needs it); the unit's `IPAddressDeny=` is what
+    /// keeps it off private ranges.
     pub network: Network,
+    /// Whose system call allow-list and ABIs the seccomp filter has.
+    pub profile: Profile,
 }
 
 impl Default for Policy {
-    /// The build policy: system programs, the configuration they read, `/overlay` and `/tmp`
-    /// writable, TCP to ports 80 and 443.
+    /// The `script` profile with TCP to ports 80 and 443.
     fn default() -> Self {
-        Self {
-            read_exec: SYSTEM_EXEC.iter().map(PathBuf::from).collect(),
-            extra_exec: Vec::new(),
-            read_only: SYSTEM_READ.iter().map(PathBuf::from).collect(),
-            read_write: vec![PathBuf::from(OVERLAY_DIR), PathBuf::from(TMP_DIR)],
-            devices: DEVICES
-                .iter()
-                .map(|&(path, writable)| Device {
-                    path: PathBuf::from(path),
-                    writable,
-                })
-                .collect(),
-            network: Network::Tcp {
-                connect_ports: DEFAULT_PORTS.to_vec(),
-            },
-        }
+        Self::new(Profile::Script, Network::default())
     }
 }
 
 impl Policy {
-    /// The build policy with the given network access.
-    pub fn with_network(network: Network) -> Self {
+    /// The policy of `profile` with the given network access: its system programs, the
+    /// configuration they read and its devices; `/overlay` and `/tmp` writable.
+    pub fn new(profile: Profile, network: Network) -> Self {
+        let def = profile::definition(profile);
+        let paths =
+            |rules: &[profile::PathRule]| rules.iter().map(|r| PathBuf::from(r.path)).collect();
         Self {
+            read_exec: paths(def.read_exec),
+            extra_exec: Vec::new(),
+            read_only: paths(def.read_only),
+            read_write: vec![PathBuf::from(OVERLAY_DIR), PathBuf::from(TMP_DIR)],
+            devices: def
+                .devices
+                .iter()
+                .map(|d| Device {
+                    path: PathBuf::from(d.path),
+                    writable: d.writable,
+                })
+                .collect(),
             network,
-            ..Self::default()
+            profile,
         }
+    }
+
+    /// The `script` profile with the given network access.
+    pub fn with_network(network: Network) -> Self {
+        Self::new(Profile::Script, network)
     }
 
     /// Whether IP sockets may be created at all.
@@ -155,7 +101,7 @@ impl Policy {
     pub fn connect_ports(&self) -> &[u16] {
         match &self.network {
             Network::Off => &[],
-            Network::Tcp { connect_ports } => connect_ports,
+            Network::Tcp { ports } => ports,
         }
     }
 
@@ -185,6 +131,7 @@ impl Policy {
                 .cloned()
                 .collect(),
             network: self.network.clone(),
+            profile: self.profile,
         })
     }
 }

@@ -31,10 +31,12 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Mode, OFlags};
 use rustix::process::{Pid, Resource, Rlimit, Signal, WaitOptions, WaitStatus};
 
+use left4me_contract::passwd::{self, Ids, PASSWD, PasswdError};
+use left4me_contract::sandbox::SandboxArgs;
+
 use crate::mounts::{IdMap, MountError, MountOps, RealMounts, RootPlan};
 use crate::policy::{OVERLAY_DIR, Policy};
-use crate::users::{Ids, UserError};
-use crate::{creds, landlock, mounts, seccomp, sys, users};
+use crate::{creds, landlock, mounts, seccomp, sys};
 
 /// The whole environment of the command.
 pub const ENVIRONMENT: [(&str, &str); 4] = [
@@ -50,9 +52,6 @@ pub const EXIT_SETUP_FAILED: u8 = 125;
 pub const EXIT_CANNOT_EXECUTE: u8 = 126;
 /// Exit code: the command was not found.
 pub const EXIT_NOT_FOUND: u8 = 127;
-
-/// The passwd file users are looked up in.
-pub const PASSWD: &str = "/etc/passwd";
 
 /// Signals the parent passes on to the child.
 const FORWARDED: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
@@ -70,6 +69,21 @@ pub struct Invocation {
     pub policy: Policy,
     /// The command and its arguments.
     pub command: Vec<OsString>,
+}
+
+impl From<SandboxArgs> for Invocation {
+    /// The run the command line asks for.
+    fn from(args: SandboxArgs) -> Self {
+        let mut policy = Policy::new(args.profile, args.network);
+        policy.extra_exec = args.allow_exec;
+        Self {
+            output: args.output,
+            sandbox_user: args.user,
+            owner_user: args.owner,
+            policy,
+            command: args.command,
+        }
+    }
 }
 
 /// Which confinement layers the child applies. Production always uses [`Layers::ALL`]; the
@@ -132,7 +146,7 @@ impl Outcome {
 pub enum RunError {
     /// A user lookup failed.
     #[error(transparent)]
-    User(#[from] UserError),
+    User(#[from] PasswdError),
     /// The sandbox user is the owner (or the runner itself): the idmap would change nothing.
     #[error(
         "the sandbox user {sandbox:?} must differ from the owner {owner:?} and from the user running \
@@ -215,8 +229,8 @@ fn prepare(invocation: &Invocation) -> Result<Prepared, RunError> {
     }
     let passwd = Path::new(PASSWD);
     let map = IdMap {
-        sandbox: users::lookup(passwd, &invocation.sandbox_user)?,
-        owner: users::lookup(passwd, &invocation.owner_user)?,
+        sandbox: passwd::lookup(passwd, &invocation.sandbox_user, "--user")?,
+        owner: passwd::lookup(passwd, &invocation.owner_user, "--owner")?,
     };
     let me = rustix::process::getuid().as_raw();
     if map.sandbox.uid == map.owner.uid || map.sandbox.gid == map.owner.gid || map.sandbox.uid == me
@@ -397,8 +411,11 @@ fn child_main(
 
     // 6. seccomp
     if layers.seccomp {
-        let count = seccomp::install(&prepared.policy).map_err(|e| chain(&e))?;
-        log.push(format!("seccomp {count} system calls allowed"));
+        let installed = seccomp::install(&prepared.policy).map_err(|e| chain(&e))?;
+        log.push(format!(
+            "seccomp profile {}: {installed}",
+            prepared.policy.profile
+        ));
     } else {
         log.push("seccomp off (test)".into());
     }

@@ -2,17 +2,20 @@
 //! then with exactly one more layer (dropped credentials, Landlock, seccomp), then with all of
 //! them, each run a fresh child of `left4me_sandbox::run`. The table is the evidence behind the
 //! "stopped by" column of `privileged_probes`, and it proves the probes can succeed: where the
-//! mount-only column says `ok`, a broken layer would let the attack through. Needs root.
+//! mount-only column says `ok`, a broken layer would let the attack through. The matrix runs
+//! under every profile: the same everywhere, except the i386 gate. Needs root.
 
 mod common;
 
 use std::ffi::OsString;
 use std::io::Read;
 
+use clap::ValueEnum as _;
 use common::{
     Listeners, OWNER_USER, PROBE, Report, SANDBOX_USER, TestEnv, Victim, abstract_listener,
     probe_dir,
 };
+use left4me_sandbox::policy::Profile;
 use left4me_sandbox::{Invocation, Layers, Network, Outcome, Policy};
 
 const COLUMNS: [(&str, Layers); 5] = [
@@ -89,36 +92,32 @@ fn main() {
     let _abstract = abstract_listener(&abstract_name);
     let blocked = format!("127.0.0.1:{}", listeners.blocked_port());
     let allowed = format!("127.0.0.1:{}", listeners.allowed_port());
-    let mut policy = Policy::with_network(Network::Tcp {
-        connect_ports: vec![listeners.allowed_port()],
-    });
-    policy.extra_exec = vec![probe_dir()];
     let capture = env.base.join("stdout");
 
     // probe, args, expected result per column (mounts, +creds, +landlock, +seccomp, all), and
-    // the conclusion.
+    // the conclusion; the same under every profile.
     let rows: Vec<(&str, Vec<&str>, [&str; 5], &str)> = vec![
         (
             "read /etc/hostname",
-            vec!["read-file", "/etc/hostname"],
+            vec!["read", "/etc/hostname"],
             ["ok", "ok", "err EACCES", "ok", "err EACCES"],
             "Landlock",
         ),
         (
             "read /etc/shadow",
-            vec!["read-file", "/etc/shadow"],
+            vec!["read", "/etc/shadow"],
             ["ok", "err EACCES", "err EACCES", "ok", "err EACCES"],
             "DAC once root is gone; Landlock",
         ),
         (
             "read /proc/1/cmdline",
-            vec!["read-file", "/proc/1/cmdline"],
+            vec!["read", "/proc/1/cmdline"],
             ["ok", "err ENOENT", "err EACCES", "ok", "err ENOENT"],
             "hidepid once root is gone; Landlock",
         ),
         (
             "write /etc/probe",
-            vec!["write-file", "/etc/probe"],
+            vec!["write", "/etc/probe"],
             ["err EROFS"; 5],
             "read-only root",
         ),
@@ -136,7 +135,7 @@ fn main() {
         ),
         (
             "write /dev/urandom",
-            vec!["append-file", "/dev/urandom"],
+            vec!["append", "/dev/urandom"],
             ["ok", "ok", "err EACCES", "ok", "err EACCES"],
             "Landlock",
         ),
@@ -148,14 +147,20 @@ fn main() {
         ),
         (
             "connect allowed port",
-            vec!["connect", &allowed],
-            ["ok"; 5],
+            vec!["tcp", &allowed],
+            ["connected"; 5],
             "(harmless)",
         ),
         (
             "connect other port",
-            vec!["connect", &blocked],
-            ["ok", "ok", "err EACCES", "ok", "err EACCES"],
+            vec!["tcp", &blocked],
+            [
+                "connected",
+                "connected",
+                "err EACCES",
+                "connected",
+                "err EACCES",
+            ],
             "Landlock",
         ),
         (
@@ -166,7 +171,7 @@ fn main() {
         ),
         (
             "TCP bind",
-            vec!["bind-tcp", "0"],
+            vec!["bind-tcp", "127.0.0.1:0"],
             ["ok", "ok", "err EACCES", "err EPERM", "err EPERM"],
             "seccomp (no bind at all); Landlock",
         ),
@@ -190,7 +195,7 @@ fn main() {
         ),
         (
             "abstract unix connect outside",
-            vec!["abstract-connect", &abstract_name],
+            vec!["unix-abstract", &abstract_name],
             ["ok", "ok", "err EPERM", "err EPERM", "err EPERM"],
             "Landlock scope; seccomp",
         ),
@@ -214,7 +219,7 @@ fn main() {
         ),
         (
             "clone(CLONE_NEWUSER)",
-            vec!["clone-newuser"],
+            vec!["clone", "268435456"],
             ["ok", "ok", "ok", "err EPERM", "err EPERM"],
             "seccomp",
         ),
@@ -226,7 +231,7 @@ fn main() {
         ),
         (
             "mount tmpfs",
-            vec!["mount", "/tmp/m"],
+            vec!["mount-tmpfs", "/tmp/m"],
             ["ok", "err EPERM", "err EPERM", "err EPERM", "err EPERM"],
             "no CAP_SYS_ADMIN; Landlock; seccomp",
         ),
@@ -273,12 +278,6 @@ fn main() {
             "no CAP_SETUID; seccomp",
         ),
         (
-            "int 0x80",
-            vec!["int80"],
-            ["ok pid", "ok pid", "ok pid", "signal 31", "signal 31"],
-            "seccomp arch check",
-        ),
-        (
             "inherited descriptors",
             vec!["fds"],
             ["ok none"; 5],
@@ -287,43 +286,84 @@ fn main() {
     ];
 
     let mut report = Report::default();
-    println!(
-        "{:<44} {}",
-        "probe",
-        COLUMNS
-            .iter()
-            .map(|(name, _)| format!("{name:<19}"))
-            .collect::<String>()
-    );
-    for (what, args, expected, layer) in &rows {
-        let mut command: Vec<OsString> = vec![PROBE.into()];
-        command.extend(args.iter().map(OsString::from));
-        let invocation = Invocation {
-            output: out.clone(),
-            sandbox_user: SANDBOX_USER.into(),
-            owner_user: OWNER_USER.into(),
-            policy: policy.clone(),
-            command,
+    for profile in Profile::value_variants() {
+        // The i386 gate: refused as a whole under `script`, the allow-list by its i386 numbers
+        // under `steamcmd` ("ok N" is any number the call returned).
+        let i386: [(&str, Vec<&str>, [&str; 5], &str); 2] = match profile {
+            Profile::Script => [
+                (
+                    "int 0x80: i386 getpid",
+                    vec!["int80", "20"],
+                    ["ok N", "ok N", "ok N", "signal 31", "signal 31"],
+                    "seccomp arch check",
+                ),
+                (
+                    "int 0x80: i386 unshare(CLONE_NEWUSER)",
+                    vec!["int80", "310", "268435456"],
+                    ["ok 0", "ok 0", "ok 0", "signal 31", "signal 31"],
+                    "seccomp arch check",
+                ),
+            ],
+            Profile::Steamcmd => [
+                (
+                    "int 0x80: i386 getpid",
+                    vec!["int80", "20"],
+                    ["ok N"; 5],
+                    "(harmless) i386 admitted",
+                ),
+                (
+                    "int 0x80: i386 unshare(CLONE_NEWUSER)",
+                    vec!["int80", "310", "268435456"],
+                    ["ok 0", "ok 0", "ok 0", "err EPERM", "err EPERM"],
+                    "seccomp (the allow-list by i386 numbers)",
+                ),
+            ],
         };
-        let mut cells = Vec::new();
-        let mut ok = true;
-        for ((_, layers), want) in COLUMNS.iter().zip(expected) {
-            let got = run_probe(&invocation, *layers, &capture);
-            // `int 0x80` prints the pid it got back; compare the prefix.
-            let matches = if *want == "ok pid" {
-                got.starts_with("ok pid ")
-            } else {
-                got == *want
+        let mut policy = Policy::new(
+            *profile,
+            Network::Tcp {
+                ports: vec![listeners.allowed_port()],
+            },
+        );
+        policy.extra_exec = vec![probe_dir()];
+        println!(
+            "\nprofile {profile}\n{:<44} {}",
+            "probe",
+            COLUMNS
+                .iter()
+                .map(|(name, _)| format!("{name:<19}"))
+                .collect::<String>()
+        );
+        for (what, args, expected, layer) in rows.iter().chain(&i386) {
+            let mut command: Vec<OsString> = vec![PROBE.into()];
+            command.extend(args.iter().map(OsString::from));
+            let invocation = Invocation {
+                output: out.clone(),
+                sandbox_user: SANDBOX_USER.into(),
+                owner_user: OWNER_USER.into(),
+                policy: policy.clone(),
+                command,
             };
-            ok &= matches;
-            cells.push(if matches {
-                got.chars().take(18).collect::<String>()
-            } else {
-                format!("{got} (want {want})")
-            });
+            let mut cells = Vec::new();
+            let mut ok = true;
+            for ((_, layers), want) in COLUMNS.iter().zip(expected) {
+                let got = run_probe(&invocation, *layers, &capture);
+                let matches = if *want == "ok N" {
+                    got.strip_prefix("ok ")
+                        .is_some_and(|n| n.parse::<i64>().is_ok())
+                } else {
+                    got == *want
+                };
+                ok &= matches;
+                cells.push(if matches {
+                    got.chars().take(18).collect::<String>()
+                } else {
+                    format!("{got} (want {want})")
+                });
+            }
+            let line = cells.iter().map(|c| format!("{c:<19}")).collect::<String>();
+            report.check(&format!("{profile}: {what}"), &line, ok, layer);
         }
-        let line = cells.iter().map(|c| format!("{c:<19}")).collect::<String>();
-        report.check(what, &line, ok, layer);
     }
     drop(victim);
     report.finish("privileged_layers", env);

@@ -55,10 +55,11 @@ const PEER_ADDRESSES: &[&str] = &[
     "fd00::1/128",
 ];
 
-/// Compiles the probe (`tests/escape_support/probe.rs`, std only) with rustc and installs it
-/// in the system's /usr/local/bin.
+/// Compiles the probe (`sandbox/probe/main.rs`, the one the privileged sandbox tests run; std
+/// only) with rustc and installs it in the system's /usr/local/bin. Every call is labelled
+/// (`--label LABEL`), so it prints `probe LABEL: OUTCOME`.
 fn install_probe(sys: &BootedSystem) -> Result<()> {
-    let source = workspace_file("tests/tests/escape_support/probe.rs");
+    let source = workspace_file("sandbox/probe/main.rs");
     let binary = target_dir().join("left4me-escape-probe");
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let started = Instant::now();
@@ -190,7 +191,7 @@ fn table(rows: &[Row]) -> String {
 /// The main probe script: allowed work first, then every probe of one build.
 fn main_script(victim_pid: u32) -> String {
     let mut s = format!(
-        "set -u\nP={PROBE}\n\
+        "set -u\nP='{PROBE} --label'\n\
          # Allowed work: download from the test host, unpack, write to /overlay.\n\
          curl -fsS -o /tmp/pack.tar.gz http://{FILE_HOST}/pack.tar.gz && echo 'probe allowed download: ok'\n\
          mkdir -p left4dead2/addons && tar -xzf /tmp/pack.tar.gz -C left4dead2/addons && echo 'probe allowed unpack: ok'\n\
@@ -238,11 +239,11 @@ fn main_script(victim_pid: u32) -> String {
     let _ = write!(
         s,
         "$P 'bind tcp :8080' bind-tcp 0.0.0.0:8080\n\
-         $P 'mptcp socket' mptcp\n\
-         $P 'sctp socket' sctp\n\
-         $P 'raw icmp socket' raw-icmp\n\
-         $P 'packet socket' packet\n\
-         $P 'netlink socket' netlink\n\
+         $P 'mptcp socket' socket 2 1 262\n\
+         $P 'sctp socket' socket 2 1 132\n\
+         $P 'raw icmp socket' socket 2 3 1\n\
+         $P 'packet socket' socket 17 3 0\n\
+         $P 'netlink socket' socket 16 3 0\n\
          $P 'unix /run/systemd/private' unix /run/systemd/private\n\
          $P 'unix abstract @{ABSTRACT_NAME}' unix-abstract {ABSTRACT_NAME}\n\
          # Processes and kernel interfaces.\n\
@@ -250,13 +251,13 @@ fn main_script(victim_pid: u32) -> String {
          $P 'signal pid 1' kill 1 0\n\
          $P 'ptrace the parent' ptrace-parent\n\
          $P 'setuid(0)' setuid0\n\
-         $P 'unshare(CLONE_NEWUSER)' unshare-user\n\
+         $P 'unshare(CLONE_NEWUSER)' unshare 268435456\n\
          unshare -U true 2>/dev/null; echo \"probe unshare -U (util-linux): exit $?\"\n\
          $P 'mount tmpfs' mount-tmpfs /tmp\n\
          $P 'open_tree' open-tree\n\
-         $P 'clone(CLONE_NEWUSER|CLONE_NEWNS)' clone-newuser\n\
-         $P 'clone(CLONE_NEWNET)' clone-newnet\n\
-         $P 'int 0x80 (i386 gate)' int80\n\
+         $P 'clone(CLONE_NEWUSER|CLONE_NEWNS)' clone 268566528\n\
+         $P 'clone(CLONE_NEWNET)' clone 1073741824\n\
+         $P 'int 0x80 (i386 gate)' int80 20\n\
          $P 'io_uring_setup' io-uring\n\
          $P 'bpf' bpf\n\
          $P 'perf_event_open' perf\n\
@@ -295,20 +296,19 @@ fn expectations(sandbox: (u32, u32)) -> Vec<Expect> {
         expect(
             "credentials",
             format!(
-                "ok uid={0},{0},{0} gid={1},{1},{1} groups=[] capget=0 caps=0/0/0/0/0/0 nnp=1 \
-                 seccomp=2",
+                "ok uid={0},{0},{0} gid={1},{1},{1} groups=0 caps=0/0/0 bounding=0 ambient=0 \
+                 nnp=1 seccomp=2",
                 sandbox.0, sandbox.1
             ),
             "runner: sandbox uid, no groups, no capabilities, no_new_privs, seccomp",
         ),
-        expect(
-            "inherited fds",
-            "ok [0, 1, 2]",
-            "runner: fds above 2 closed",
-        ),
+        expect("inherited fds", "ok none", "runner: fds above 2 closed"),
         expect(
             "environment",
-            "ok HOME,LANG,OVERLAY,PATH,PWD,SHLVL,_",
+            format!(
+                "ok HOME=/tmp LANG=C.UTF-8 OVERLAY=/overlay PATH=/usr/bin:/bin PWD=/overlay \
+                 SHLVL=1 _={PROBE}"
+            ),
             "runner: environment scrubbed (bash adds PWD, SHLVL, _)",
         ),
         expect(
@@ -582,18 +582,18 @@ fn booted_escape_suite() -> Result<()> {
     // Control: unconfined, every network target answers.
     let mut control = Vec::new();
     for (addr, _) in DENIED_TARGETS {
-        let tcp = sys.run_stdout([PROBE, "c", "tcp", &format!("{addr}:80")])?;
-        let udp = sys.run_stdout([PROBE, "c", "udp", &format!("{addr}:5353")])?;
+        let tcp = sys.run_stdout([PROBE, "--label", "c", "tcp", &format!("{addr}:80")])?;
+        let udp = sys.run_stdout([PROBE, "--label", "c", "udp", &format!("{addr}:5353")])?;
         ensure!(tcp == "probe c: connected", "control tcp {addr}: {tcp}");
         ensure!(udp == "probe c: reply", "control udp {addr}: {udp}");
         control.push(*addr);
     }
-    let other = sys.run_stdout([PROBE, "c", "tcp", &format!("{FILE_HOST}:8080")])?;
+    let other = sys.run_stdout([PROBE, "--label", "c", "tcp", &format!("{FILE_HOST}:8080")])?;
     ensure!(
         other == "probe c: connected",
         "control {FILE_HOST}:8080: {other}"
     );
-    let unix = sys.run_stdout([PROBE, "c", "unix-abstract", ABSTRACT_NAME])?;
+    let unix = sys.run_stdout([PROBE, "--label", "c", "unix-abstract", ABSTRACT_NAME])?;
     ensure!(
         unix.starts_with("probe c: ok"),
         "control abstract socket: {unix}"
@@ -776,7 +776,7 @@ fn booted_escape_suite() -> Result<()> {
         &sys,
         "escape-timeout",
         &script_overlay(
-            &format!("{PROBE} 'daemon' daemon /tmp/heartbeat\nsleep 60\necho survived\n"),
+            &format!("{PROBE} --label daemon daemon /tmp/heartbeat\nsleep 60\necho survived\n"),
             "[limits]\ntimeout = \"4s\"\n",
         ),
     )?;
@@ -824,7 +824,9 @@ fn booted_escape_suite() -> Result<()> {
             "create",
             "escape-disk",
             "--script",
-            &format!("{PROBE} 'fill the disk' fill /overlay/fill\nsleep 3\necho survived\n"),
+            &format!(
+                "{PROBE} --label 'fill the disk' fill /overlay/fill\nsleep 3\necho survived\n"
+            ),
         ],
     )?;
     let overlays = format!("{STATE_DIR}/overlays");

@@ -1,0 +1,73 @@
+//! The sandbox's file system view: a private mount namespace whose root is a small read-only
+//! tmpfs holding only what the [`Policy`](crate::Policy) names.
+//!
+//! ```text
+//! /               tmpfs, read-only, nosuid,nodev,noexec
+//! ├── usr, etc    the host's, bound recursively read-only, nosuid,nodev
+//! ├── bin → usr/bin, lib → usr/lib, …   the host's top-level symlinks, recreated
+//! ├── run/systemd/resolve/stub-resolv.conf   a read-only file bind, when /etc/resolv.conf
+//! │               points outside the bound directories
+//! ├── dev/        null zero full random urandom bound from the host; fd, stdin, stdout,
+//! │               stderr → /proc/self/fd/…
+//! ├── proc        a fresh procfs, read-only, hidepid=invisible,subset=pid
+//! ├── tmp         a fresh tmpfs, mode 1777, nosuid,nodev,noexec
+//! └── overlay     the output directory, idmapped (sandbox uid ↔ owner uid), nosuid,nodev,noexec
+//! ```
+//!
+//! `plan`: [`RootPlan`] is that tree as data (pure, built from the policy and a host root so it
+//! is tested on a fixture). `build`: [`build_root`] carries a plan out through [`MountOps`].
+//! `real`: [`RealMounts`] makes the system calls. `recording` (tests only): a double that
+//! writes each call down, so the sequence is tested without root.
+//!
+//! The new root is assembled on a tmpfs mounted over `/tmp` in the private namespace (any
+//! directory would do; `/tmp` exists everywhere and hides nothing we need, because every source
+//! is cloned with `open_tree` *before* that mount), then `pivot_root` makes it `/` and the old
+//! root is detached. So the unit needs to provide nothing for the mounts; `/overlay` never
+//! exists on the host.
+
+mod build;
+mod plan;
+mod real;
+#[cfg(test)]
+mod recording;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+use rustix::io::Errno;
+
+pub use build::{IdMap, MountOps, build_root};
+pub use plan::{BindKind, RootPlan, Step};
+pub use real::RealMounts;
+#[cfg(test)]
+pub use recording::RecordingMounts;
+
+/// Where the new root is put together before `pivot_root`.
+pub const STAGING: &str = "/tmp";
+
+/// Errors building the sandbox's root.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// A host path of the policy could not be inspected.
+    #[error("cannot inspect {path} for the sandbox's mounts")]
+    Inspect {
+        /// The host path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A mount step failed.
+    #[error("{step} failed")]
+    Step {
+        /// What was done, e.g. `bind /usr on /tmp/usr`.
+        step: String,
+        /// The errno.
+        #[source]
+        source: Errno,
+    },
+    /// The idmap helper could not be started.
+    #[error("cannot create the user namespace for the idmapped /overlay")]
+    Userns(#[source] std::io::Error),
+}

@@ -1,0 +1,165 @@
+//! The mount plan against a fixture host, and the sequence of calls through the recording
+//! double.
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use super::plan::join_link;
+use super::*;
+use crate::policy::{Device, Network, Policy, Profile};
+use crate::testutil::TempDir;
+use left4me_contract::passwd::Ids;
+use std::os::unix::fs::symlink;
+
+/// A merged-/usr host whose /etc/resolv.conf points into /run.
+fn host() -> TempDir {
+    let dir = TempDir::new();
+    let root = dir.path();
+    for d in [
+        "usr/bin",
+        "usr/lib",
+        "etc/ssl",
+        "run/systemd/resolve",
+        "opt/tool",
+        "dev",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    for f in [
+        "etc/passwd",
+        "run/systemd/resolve/stub-resolv.conf",
+        "dev/null",
+    ] {
+        std::fs::write(root.join(f), "").unwrap();
+    }
+    symlink("usr/bin", root.join("bin")).unwrap();
+    symlink("usr/lib", root.join("lib")).unwrap();
+    symlink(
+        "../run/systemd/resolve/stub-resolv.conf",
+        root.join("etc/resolv.conf"),
+    )
+    .unwrap();
+    dir
+}
+
+fn policy(root: &Path) -> Policy {
+    Policy {
+        read_exec: ["/usr", "/bin", "/lib", "/lib64"]
+            .map(PathBuf::from)
+            .to_vec(),
+        extra_exec: vec![PathBuf::from("/opt/tool")],
+        read_only: ["/etc/passwd", "/etc/resolv.conf", "/etc/ssl", "/etc/gnutls"]
+            .map(PathBuf::from)
+            .to_vec(),
+        read_write: vec![PathBuf::from("/overlay"), PathBuf::from("/tmp")],
+        devices: vec![
+            Device {
+                path: PathBuf::from("/dev/null"),
+                writable: true,
+            },
+            Device {
+                path: PathBuf::from("/dev/urandom"),
+                writable: false,
+            },
+        ],
+        network: Network::Off,
+        profile: Profile::Script,
+    }
+    .concrete(root)
+    .unwrap()
+}
+
+#[test]
+fn plan_binds_what_the_policy_names() {
+    let host = host();
+    let plan = RootPlan::new(&policy(host.path()), host.path()).unwrap();
+    let lines: Vec<String> = plan.steps.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            "dir /dev",
+            "dir /opt",
+            "dir /run",
+            "dir /run/systemd",
+            "dir /run/systemd/resolve",
+            "symlink /bin -> usr/bin",
+            "symlink /lib -> usr/lib",
+            "bind Tree /etc at /etc",
+            "bind Tree /usr at /usr",
+            "bind File /run/systemd/resolve/stub-resolv.conf at /run/systemd/resolve/stub-resolv.conf",
+            "bind Tree /opt/tool at /opt/tool",
+            "bind Device /dev/null at /dev/null",
+            "symlink /dev/fd -> /proc/self/fd",
+            "symlink /dev/stdin -> /proc/self/fd/0",
+            "symlink /dev/stdout -> /proc/self/fd/1",
+            "symlink /dev/stderr -> /proc/self/fd/2",
+            "proc at /proc",
+            "tmpfs at /tmp",
+            "overlay at /overlay",
+        ]
+    );
+}
+
+#[test]
+fn build_root_sequence() {
+    let host = host();
+    let plan = RootPlan::new(&policy(host.path()), host.path()).unwrap();
+    let ops = RecordingMounts::default();
+    let output = std::fs::File::open(host.path()).unwrap();
+    let map = IdMap {
+        sandbox: Ids { uid: 989, gid: 984 },
+        owner: Ids { uid: 990, gid: 985 },
+    };
+    let userns = ops.idmap_userns(&map).unwrap();
+    build_root(&ops, &plan, output.as_fd(), &userns, &map).unwrap();
+    let calls = ops.calls();
+    let expected_start = [
+        "userns uid_map 990 989 1 gid_map 985 984 1",
+        "open_tree <output>",
+        "setattr <output> IDMAP,NODEV,NOEXEC,NOSUID (userns uid_map 990 989 1 gid_map 985 984 1)",
+        "unshare mount namespace; / rslave",
+        "open_tree /etc recursive",
+        "setattr /etc NODEV,NOSUID,RDONLY recursive",
+        "open_tree /usr recursive",
+        "setattr /usr NODEV,NOSUID,RDONLY recursive",
+        "open_tree /run/systemd/resolve/stub-resolv.conf",
+        "setattr /run/systemd/resolve/stub-resolv.conf NODEV,NOEXEC,NOSUID,RDONLY",
+        "open_tree /opt/tool recursive",
+        "setattr /opt/tool NODEV,NOSUID,RDONLY recursive",
+        "open_tree /dev/null",
+        "setattr /dev/null NOEXEC,NOSUID,RDONLY",
+        "tmpfs /tmp mode=0755,size=1m,nr_inodes=4096",
+        "mkdir /tmp/dev 755",
+    ];
+    assert_eq!(calls[..expected_start.len()], expected_start);
+    let expected_end = [
+        "mkdir /tmp/proc 555",
+        "proc /tmp/proc hidepid=invisible,subset=pid",
+        "mkdir /tmp/tmp 755",
+        "tmpfs /tmp/tmp mode=1777",
+        "mkdir /tmp/overlay 755",
+        "move_mount <output> -> /tmp/overlay",
+        "readonly /tmp",
+        "pivot_root /tmp",
+    ];
+    assert_eq!(calls[calls.len() - expected_end.len()..], expected_end);
+    assert!(calls.contains(&"create /tmp/dev/null".to_string()));
+    assert!(calls.contains(&"move_mount /dev/null -> /tmp/dev/null".to_string()));
+    assert!(calls.contains(&"move_mount /usr -> /tmp/usr".to_string()));
+}
+
+#[test]
+fn link_targets_resolve_lexically() {
+    assert_eq!(
+        join_link(Path::new("/etc/resolv.conf"), Path::new("../run/x")),
+        Path::new("/run/x")
+    );
+    assert_eq!(
+        join_link(Path::new("/lib"), Path::new("usr/lib")),
+        Path::new("/usr/lib")
+    );
+    assert_eq!(
+        join_link(Path::new("/a/b"), Path::new("/abs")),
+        Path::new("/abs")
+    );
+}
