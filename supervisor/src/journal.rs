@@ -79,12 +79,15 @@ impl Fields {
 
     /// The fields as journal name/value pairs.
     ///
-    /// systemd attributes a native-protocol entry to its unit (`_SYSTEMD_UNIT=`) by reading the
-    /// sender's cgroup from `/proc` when the entry arrives; `prepare` and `cleanup` exit right
-    /// after their last line, often before journald reads it, and the line would be missing
-    /// from `systemctl status` and `journalctl -u`. Both match `OBJECT_SYSTEMD_UNIT=` on entries
-    /// from uid 0 ("messages from authorized daemons about this unit"), which the root phases
-    /// are, so they name their unit there. `run` is not root and lives long enough.
+    /// journald attributes a native-protocol entry to its unit (`_SYSTEMD_UNIT=`) by reading the
+    /// sender's cgroup from `/proc` when it gets to the entry; a sender that has exited by then
+    /// is not attributed (systemd issue #2913, open). `prepare` and `cleanup` exit right after
+    /// their last line, which would then be missing from `systemctl status` and
+    /// `journalctl -u`. Both also match `OBJECT_SYSTEMD_UNIT=` on entries from uid 0 ("messages
+    /// from authorized daemons about this unit"), which the root phases are, so they name their
+    /// unit there. `run` is not root; journald keeps the unit it read for a sender's earlier
+    /// entries (up to 5 minutes), which covers `run`'s last line in practice, and
+    /// `journalctl LEFT4ME_INSTANCE=` finds every line regardless.
     pub fn pairs(&self) -> Vec<(&'static str, String)> {
         let mut pairs = Vec::new();
         if let Some(instance) = &self.instance {
