@@ -19,6 +19,8 @@ The per-instance supervisor of left4me, run by left4me-server@NAME.service:
   cleanup NAME   (ExecStopPost, as root) unmount the overlay and remove work/work
 
 Environment: LEFT4ME_CONFIG_DIR (default /etc/left4me), LEFT4ME_STATE_DIR.
+Log: to the journal with LEFT4ME_INSTANCE=NAME and LEFT4ME_PHASE=prepare|run|cleanup
+when stderr is a journal stream ($JOURNAL_STREAM), else plain lines on stderr.
 Exit codes: 0 ok, 1 runtime error, 2 usage, 3 bad spec, 4 bad layer, 5 mount failed,
 6 the game never answered; run otherwise exits with the game's status.";
 

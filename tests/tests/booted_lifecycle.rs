@@ -421,7 +421,7 @@ fn check_phase_journal(sys: &left4me_tests::BootedSystem, name: &str) -> Result<
     }
     report(&format!(
         "journalctl LEFT4ME_INSTANCE={name}: {} entries from prepare, run and cleanup; \
-         {unattributed} lacked _SYSTEMD_UNIT (shown by -u through OBJECT_SYSTEMD_UNIT)",
+         {unattributed} without _SYSTEMD_UNIT (-u shows those through OBJECT_SYSTEMD_UNIT)",
         entries.len()
     ));
     Ok(())
