@@ -298,16 +298,18 @@ def bench_run_rss(host, env):
     stand-in has answered queries for a few seconds."""
     name = f"stack{SEED_LAYERS}"
     must(host.in_ns([SUPERVISOR, "prepare", name]), env, host.log)
-    notify_name = f"left4me-bench-notify-{os.getpid()}"
+    # A path socket, as systemd's own: the sd-notify crate does not reach abstract (`@`) ones.
+    notify_path = os.path.join(host.base, "notify")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
-        notify.bind("\0" + notify_name)
+        notify.bind(notify_path)
+        os.chmod(notify_path, 0o666)  # `run` sends as the game user
         notify.settimeout(15)
         argv = host.in_ns(
             [SETPRIV, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", SUPERVISOR, "run", name],
             private=False,
         )
-        run_env = dict(env, NOTIFY_SOCKET="@" + notify_name, WATCHDOG_USEC=str(WATCHDOG_USEC))
+        run_env = dict(env, NOTIFY_SOCKET=notify_path, WATCHDOG_USEC=str(WATCHDOG_USEC))
         with open(os.path.join(host.base, "run.log"), "w") as log:
             started = time.perf_counter()
             child = subprocess.Popen(argv, env=run_env, stdout=log, stderr=subprocess.STDOUT)

@@ -7,6 +7,7 @@
 //! - [`run`]: the supervision loop — readiness, status, watchdog, signals.
 //! - [`a2s`]: A2S server queries, used to tell systemd when the game really answers.
 //! - [`notify`]: sd_notify messages to systemd.
+//! - [`journal`]: log lines to the journal, with the instance and phase as fields.
 //! - [`users`]: the game user's uid and gid.
 //! - [`exit`]: the exit codes.
 
@@ -14,6 +15,7 @@
 
 pub mod a2s;
 pub mod exit;
+pub mod journal;
 pub mod notify;
 pub mod phases;
 pub mod run;

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use left4me_supervisor::exit::{EXIT_RUNTIME, EXIT_USAGE};
+use left4me_supervisor::journal::{self, Fields, Phase};
 use left4me_supervisor::notify::Notifier;
 use left4me_supervisor::phases::{cleanup, prepare, run_instance};
 
@@ -18,12 +19,14 @@ The per-instance supervisor of left4me, run by left4me-server@NAME.service:
   cleanup NAME   (ExecStopPost, as root) unmount the overlay and remove work/work
 
 Environment: LEFT4ME_CONFIG_DIR (default /etc/left4me), LEFT4ME_STATE_DIR.
+Log: to the journal with LEFT4ME_INSTANCE=NAME and LEFT4ME_PHASE=prepare|run|cleanup
+when stderr is a journal stream ($JOURNAL_STREAM), else plain lines on stderr.
 Exit codes: 0 ok, 1 runtime error, 2 usage, 3 bad spec, 4 bad layer, 5 mount failed,
 6 the game never answered; run otherwise exits with the game's status.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (verb, name) = match &args[..] {
+    let (phase, name) = match &args[..] {
         [flag] if flag == "-h" || flag == "--help" => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -32,38 +35,36 @@ fn main() -> ExitCode {
             println!("left4me-supervisor {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        [verb, name] => (verb.as_str(), name.as_str()),
-        _ => return usage_error(),
-    };
-    // The privileged phases join PID 1's mount namespace first thing, while single-threaded.
-    if matches!(verb, "prepare" | "cleanup")
-        && let Err(err) = left4me_overlay::join_pid1_mount_namespace()
-    {
-        eprintln!("left4me-supervisor {verb} {name}: error: {err}");
-        return code(EXIT_RUNTIME);
-    }
-    let result = match verb {
-        "prepare" => prepare(name).map(|report| {
-            eprintln!("left4me-supervisor: {report}");
-            0
-        }),
-        "cleanup" => cleanup(name).map(|report| {
-            eprintln!("left4me-supervisor: {report}");
-            0
-        }),
-        "run" => match Notifier::from_env() {
-            Ok(notifier) => run_instance(name, &notifier),
-            Err(err) => {
-                eprintln!("left4me-supervisor run {name}: error: NOTIFY_SOCKET: {err}");
-                return code(EXIT_RUNTIME);
-            }
+        [verb, name] => match Phase::from_verb(verb) {
+            Some(phase) => (phase, name.as_str()),
+            None => return usage_error(),
         },
         _ => return usage_error(),
+    };
+    journal::init(&Fields::new(name, phase));
+    let verb = phase.verb();
+    // The privileged phases join PID 1's mount namespace first thing, while single-threaded.
+    if phase != Phase::Run
+        && let Err(err) = left4me_overlay::join_pid1_mount_namespace()
+    {
+        log::error!("left4me-supervisor {verb} {name}: error: {err}");
+        return code(EXIT_RUNTIME);
+    }
+    let result = match phase {
+        Phase::Prepare => prepare(name).map(|report| {
+            log::info!("left4me-supervisor: {report}");
+            0
+        }),
+        Phase::Cleanup => cleanup(name).map(|report| {
+            log::info!("left4me-supervisor: {report}");
+            0
+        }),
+        Phase::Run => run_instance(name, &Notifier::from_env()),
     };
     match result {
         Ok(status) => code(status),
         Err(err) => {
-            eprintln!("left4me-supervisor {verb} {name}: error: {err}");
+            log::error!("left4me-supervisor {verb} {name}: error: {err}");
             code(err.exit_code())
         }
     }

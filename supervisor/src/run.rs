@@ -130,7 +130,7 @@ pub fn run(config: &RunConfig, notifier: &Notifier) -> Result<i32, RunError> {
     let mut child = spawn(config)?;
     let pid = Pid::from_raw(child.id() as i32).expect("a child has a positive pid");
     let started = Instant::now();
-    eprintln!(
+    log::info!(
         "left4me-supervisor: started srcds (pid {pid}): {}",
         config.argv.join(" ")
     );
@@ -157,7 +157,7 @@ pub fn run(config: &RunConfig, notifier: &Notifier) -> Result<i32, RunError> {
                 Signal::TERM => ("SIGTERM", Signal::TERM, "SIGTERM"),
                 _ => ("SIGABRT (watchdog)", Signal::KILL, "SIGKILL"),
             };
-            eprintln!("left4me-supervisor: {shown} received, sending srcds {forwarded}");
+            log::info!("left4me-supervisor: {shown} received, sending srcds {forwarded}");
             let _ = kill_process(pid, forward);
             if phase != Phase::GaveUp {
                 phase = Phase::Stopping;
@@ -179,7 +179,7 @@ pub fn run(config: &RunConfig, notifier: &Notifier) -> Result<i32, RunError> {
         next_query = now + status_every;
         match (answer, phase) {
             (Ok(info), Phase::Starting) => {
-                eprintln!(
+                log::info!(
                     "left4me-supervisor: srcds answers after {:.3}s: {}",
                     started.elapsed().as_secs_f64(),
                     describe(&info)
@@ -190,7 +190,7 @@ pub fn run(config: &RunConfig, notifier: &Notifier) -> Result<i32, RunError> {
             }
             (Ok(info), _) => {
                 if failing_since.take().is_some() {
-                    eprintln!("left4me-supervisor: srcds answers queries again");
+                    log::info!("left4me-supervisor: srcds answers queries again");
                 }
                 notifier.status(&describe(&info));
                 notifier.watchdog();
@@ -198,7 +198,7 @@ pub fn run(config: &RunConfig, notifier: &Notifier) -> Result<i32, RunError> {
             (Err(err), Phase::Starting) => {
                 let waited = started.elapsed();
                 if config.ready_timeout.is_some_and(|limit| waited >= limit) {
-                    eprintln!(
+                    log::warn!(
                         "left4me-supervisor: srcds did not answer within {} ({err}); telling it to quit",
                         seconds(waited)
                     );
@@ -232,7 +232,7 @@ pub fn run(config: &RunConfig, notifier: &Notifier) -> Result<i32, RunError> {
             (Err(err), _) => {
                 let since = *failing_since.get_or_insert(now);
                 if since == now {
-                    eprintln!("left4me-supervisor: srcds stopped answering queries: {err}");
+                    log::warn!("left4me-supervisor: srcds stopped answering queries: {err}");
                 }
                 notifier.status(&format!(
                     "Not answering queries for {} (watchdog not fed)",
@@ -271,7 +271,7 @@ fn finish(status: ExitStatus, phase: Phase, notifier: &Notifier) -> i32 {
         (None, Some(signal)) => (128 + signal, format!("was killed by signal {signal}")),
         (None, None) => (1, "ended in an unknown way".into()),
     };
-    eprintln!("left4me-supervisor: srcds {how}");
+    log::info!("left4me-supervisor: srcds {how}");
     notifier.stopping(&format!("srcds {how}"));
     if phase == Phase::GaveUp {
         EXIT_NOT_READY

@@ -1,46 +1,25 @@
-//! Looking up the game user in `/etc/passwd`, where systemd-sysusers creates it.
+//! The game user's uid and gid, looked up with left4me's one passwd parser
+//! ([`left4me_contract::passwd::lookup`]) in `/etc/passwd`, where systemd-sysusers creates it.
 
 use std::path::Path;
 
+use left4me_contract::passwd::{self, PasswdError};
 use left4me_overlay::Owner;
 
-/// Why a user cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum UserError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(
-        "user '{user}' does not exist in {path}; create it with `systemd-sysusers` (left4me ships \
-         /usr/lib/sysusers.d/left4me.conf) or set game_user in host.toml"
-    )]
-    Missing { user: String, path: String },
-}
+/// Why the game user cannot be used: missing, malformed, unreadable passwd file, or uid/gid 0.
+pub type UserError = PasswdError;
 
-/// The uid and primary gid of `user`, from the passwd file under `root` (`/` on a host).
+/// Where the game user's name comes from, for the error that says what to change.
+const SETTING: &str = "game_user in host.toml";
+
+/// The uid and primary gid of `user`, from the passwd file under `root` (`/` on a host), as the
+/// [`Owner`] the overlay gives the upper dir and runs the game as.
 pub fn lookup(root: &Path, user: &str) -> Result<Owner, UserError> {
-    let path = root.join("etc/passwd");
-    let text = std::fs::read_to_string(&path).map_err(|source| UserError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let _password = fields.next()?;
-            let uid = fields.next()?.parse().ok()?;
-            let gid = fields.next()?.parse().ok()?;
-            (name == user).then_some(Owner { uid, gid })
-        })
-        .next()
-        .ok_or_else(|| UserError::Missing {
-            user: user.to_owned(),
-            path: path.display().to_string(),
-        })
+    let ids = passwd::lookup(&root.join("etc/passwd"), user, SETTING)?;
+    Ok(Owner {
+        uid: ids.uid,
+        gid: ids.gid,
+    })
 }
 
 #[cfg(test)]
@@ -61,7 +40,12 @@ mod tests {
             Owner { uid: 990, gid: 985 }
         );
         let err = lookup(&root, "nobody-here").unwrap_err().to_string();
-        assert!(err.contains("user 'nobody-here' does not exist"), "{err}");
+        assert!(
+            err.contains("no user 'nobody-here'") && err.contains("change game_user in host.toml"),
+            "{err}"
+        );
+        let err = lookup(&root, "root").unwrap_err();
+        assert!(matches!(err, PasswdError::Root { .. }), "{err}");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

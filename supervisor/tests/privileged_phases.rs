@@ -9,8 +9,7 @@
 //! through `/proc/<pid 1>/mountinfo` and `/proc/<pid 1>/root`.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -173,15 +172,15 @@ impl Host {
 
     /// Starts `run NAME` with a notify socket of our own; returns the socket.
     fn start_run(&mut self, name: &str) -> UnixDatagram {
-        let socket_name = format!("left4me-test-notify-{}-{name}", std::process::id());
-        let addr = UnixAddr::from_abstract_name(socket_name.as_bytes()).unwrap();
-        let socket = UnixDatagram::bind_addr(&addr).unwrap();
+        let path = self.base.join(format!("notify-{name}"));
+        let _ = std::fs::remove_file(&path);
+        let socket = UnixDatagram::bind(&path).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(15)))
             .unwrap();
         let child = self
             .supervisor("run", name)
-            .env("NOTIFY_SOCKET", format!("@{socket_name}"))
+            .env("NOTIFY_SOCKET", &path)
             .stdout(Stdio::null())
             .spawn()
             .unwrap();

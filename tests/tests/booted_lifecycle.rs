@@ -272,6 +272,7 @@ fn booted_stop_restart_reset_delete() -> Result<()> {
     );
     ensure!(runtime_path(&sys, "vs1", "upper/left4dead2/standin.log").is_file());
     ensure!(prop(&sys, "vs1", "UnitFileState")? == "disabled");
+    check_phase_journal(&sys, "vs1")?;
     let again = ctl_ok(&sys, &["stop", "vs1"])?;
     ensure!(again.contains("vs1 was not running"), "{again}");
 
@@ -349,4 +350,79 @@ fn booted_stop_restart_reset_delete() -> Result<()> {
     ensure!(sys.host_path(STATE_DIR).join("overlays/maps").is_dir());
 
     finish(sys, &[])
+}
+
+/// After one start and stop of `name`: `journalctl LEFT4ME_INSTANCE=NAME` lists the supervisor's
+/// lines of all three phases, each with its `LEFT4ME_PHASE`, and every one of them is also shown
+/// by `journalctl -u` (so by `systemctl status`).
+fn check_phase_journal(sys: &left4me_tests::BootedSystem, name: &str) -> Result<()> {
+    let unit = unit(name);
+    let wanted = [
+        ("prepare", format!("left4me-supervisor: {name}: mounted ")),
+        ("run", "left4me-supervisor: started srcds (pid ".to_owned()),
+        ("run", "left4me-supervisor: srcds answers after ".to_owned()),
+        (
+            "run",
+            "left4me-supervisor: SIGINT received, sending srcds SIGINT".to_owned(),
+        ),
+        ("cleanup", format!("left4me-supervisor: {name}: unmounted ")),
+    ];
+    // journald reads datagrams asynchronously: give the last ones a moment to land.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let entries = loop {
+        let json = sys.run_stdout([
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "json",
+            &format!("LEFT4ME_INSTANCE={name}"),
+        ])?;
+        let entries: Vec<serde_json::Value> = json
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        let has = |(phase, prefix): &(&str, String)| {
+            entries.iter().any(|e| {
+                e["LEFT4ME_PHASE"] == *phase
+                    && e["MESSAGE"].as_str().is_some_and(|m| m.starts_with(prefix))
+            })
+        };
+        if wanted.iter().all(has) || Instant::now() > deadline {
+            for line in &wanted {
+                ensure!(
+                    has(line),
+                    "no {line:?} in `journalctl LEFT4ME_INSTANCE={name}`:\n{json}"
+                );
+            }
+            break entries;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    let mut unattributed = 0;
+    for entry in &entries {
+        ensure!(
+            entry["SYSLOG_IDENTIFIER"] == "left4me-supervisor",
+            "{entry}"
+        );
+        let by_cgroup = entry["_SYSTEMD_UNIT"] == unit.as_str();
+        let by_root = entry["_UID"] == "0" && entry["OBJECT_SYSTEMD_UNIT"] == unit.as_str();
+        unattributed += usize::from(!by_cgroup);
+        ensure!(
+            by_cgroup || by_root,
+            "`journalctl -u {unit}` does not show {entry}"
+        );
+    }
+    let shown = sys.journal(Some(&unit));
+    for (_, prefix) in &wanted {
+        ensure!(
+            shown.contains(prefix.as_str()),
+            "no {prefix:?} in:\n{shown}"
+        );
+    }
+    report(&format!(
+        "journalctl LEFT4ME_INSTANCE={name}: {} entries from prepare, run and cleanup; \
+         {unattributed} without _SYSTEMD_UNIT (-u shows those through OBJECT_SYSTEMD_UNIT)",
+        entries.len()
+    ));
+    Ok(())
 }
