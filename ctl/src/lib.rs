@@ -12,21 +12,16 @@
 
 mod blueprint;
 pub mod build;
-pub mod build_unit;
 mod change;
 pub mod cli;
-pub mod content;
 mod editor;
 pub mod error;
 mod instance;
 pub mod keys;
-pub mod ledger;
 pub mod lifecycle;
 pub mod output;
 pub mod overlay;
-pub mod passwd;
 pub mod reload;
-pub mod resolver;
 pub mod store;
 pub mod systemd;
 

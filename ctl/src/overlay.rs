@@ -15,12 +15,13 @@ use serde::Serialize;
 
 use crate::Ctx;
 use crate::cli::{OverlayCreateArgs, OverlayKindArg};
-use crate::content::{self, OverlayDirs, Retired};
+use left4me_contract::passwd::{self, PASSWD};
+use left4me_jobs::publish::{self, Retired};
+use left4me_jobs::{Ledger, OverlayDirs, Record, content, format_bytes, format_duration};
+
 use crate::editor::{Edited, edit_until_valid};
 use crate::error::{EXIT_OK, UsageError};
-use crate::ledger::{Job, Ledger, format_duration, format_utc_ms};
-use crate::output::{emit, fields, table};
-use crate::passwd::{self, PASSWD};
+use crate::output::{emit, fields, format_utc, table};
 use crate::store::{self, Replace};
 
 /// Refuses a name that breaks the naming rule, naming the rule.
@@ -128,7 +129,8 @@ fn ensure_content_dir(catalog: &Catalog, name: &str) -> String {
     if dir.is_dir() {
         return format!("content {} exists", dir.display());
     }
-    let game = match passwd::lookup(Path::new(PASSWD), &catalog.host.game_user, "game_user") {
+    let setting = "game_user in /etc/left4me/host.toml";
+    let game = match passwd::lookup(Path::new(PASSWD), &catalog.host.game_user, setting) {
         Ok(game) => game,
         Err(err) => return format!("content dir {} not created: {err}", dir.display()),
     };
@@ -320,8 +322,13 @@ fn read_ledger(catalog: &Catalog) -> Option<Ledger> {
         .flatten()
 }
 
+/// `YYYY-MM-DD HH:MM:SS` UTC of a Unix millisecond time.
+fn format_utc_ms(ms: i64) -> String {
+    format_utc(ms.div_euclid(1000))
+}
+
 /// `success 2026-11-22 00:12:39 (12.3s)`.
-fn job_line(job: &Job) -> String {
+fn job_line(job: &Record) -> String {
     let took = job
         .duration()
         .map_or_else(String::new, |d| format!(" ({})", format_duration(d)));
@@ -337,7 +344,7 @@ struct OverlayJson<'a> {
     content: PathBuf,
     content_exists: bool,
     used_by: Vec<String>,
-    last_build: Option<Job>,
+    last_build: Option<Record>,
 }
 
 /// `overlay show NAME [--json]`.
@@ -368,7 +375,7 @@ pub fn show(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
                 format!(
                     "{} ({} in files)",
                     shown.content.display(),
-                    crate::build::format_bytes(content::tree_size(&shown.content))
+                    format_bytes(content::tree_size(&shown.content))
                 )
             } else {
                 format!("{} (missing)", shown.content.display())
@@ -424,7 +431,7 @@ struct OverlayRow {
     error: Option<String>,
     used_by: Vec<String>,
     content_exists: bool,
-    last_build: Option<Job>,
+    last_build: Option<Record>,
 }
 
 /// `overlay list [--json]`.
@@ -522,7 +529,7 @@ pub fn remove(ctx: &Ctx, name: &str, keep_content: bool, yes: bool) -> anyhow::R
     }
     let dirs = OverlayDirs::new(&catalog.layout.state_dir.join("overlays"), name);
     let runtime = catalog.layout.runtime_root();
-    let mounted = content::mounts_using(&dirs.current(), &runtime)?;
+    let mounted = publish::mounts_using(&dirs.current(), &runtime)?;
     if !mounted.is_empty() {
         let mut names: Vec<String> = mounted.into_iter().map(|m| m.instance).collect();
         names.sort();
@@ -548,7 +555,7 @@ pub fn remove(ctx: &Ctx, name: &str, keep_content: bool, yes: bool) -> anyhow::R
     for path in builds {
         std::fs::remove_dir_all(&path)?;
     }
-    for retired in content::retire(&dirs, &runtime)? {
+    for retired in publish::retire(&dirs, &runtime)? {
         if let Retired::Removed(path) = retired {
             done.push(format!("removed {}", path.display()));
         }
@@ -621,7 +628,7 @@ pub fn jobs(
                 job.overlay.clone(),
                 format_utc_ms(job.started_ms),
                 job.duration().map_or("-".into(), format_duration),
-                job.status.clone(),
+                job.status.to_string(),
                 job.exit_status.map_or("-".into(), |s| s.to_string()),
                 job.detail.clone(),
             ]
@@ -674,6 +681,13 @@ mod tests {
             tasks_max: None,
             timeout: None,
         }
+    }
+
+    #[test]
+    fn formats_times() {
+        assert_eq!(format_utc_ms(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc_ms(1_700_000_000_123), "2023-11-14 22:13:20");
+        assert_eq!(format_utc_ms(951_782_400_000), "2000-02-29 00:00:00");
     }
 
     #[test]
