@@ -1,5 +1,5 @@
-//! `left4mectl overlay build NAME`: a script overlay's build, as a content job of
-//! `left4me-jobs`.
+//! The job verbs: `left4mectl overlay build NAME`, a script overlay's build as a content job
+//! of `left4me-jobs`, and `overlay jobs`, the job ledger.
 //!
 //! This verb only maps the overlay definition and host.toml to a [`Job`], shows the plan
 //! (`--dry-run`, `--unit-file`) or runs it, prints the job's progress (every output line with
@@ -17,9 +17,10 @@ use left4me_jobs::{
 };
 use left4me_spec::OverlayKind;
 
+use crate::Ctx;
 use crate::error::{EXIT_OK, UsageError};
-use crate::output::{emit, fields, shell_quote};
-use crate::{Ctx, overlay};
+use crate::output::{emit, fields, shell_quote, table};
+use crate::overlay::{self, check_overlay_name, format_utc_ms, read_ledger};
 
 /// What `overlay build` should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +113,79 @@ pub fn build(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<u8> {
         ctx.note(1, || format!("systemd: {line}"));
     }
     verdict(name, &report)
+}
+
+/// `overlay jobs [NAME] [--json] [--log] [-n N]`.
+pub fn jobs(
+    ctx: &Ctx,
+    name: Option<&str>,
+    json: bool,
+    log: bool,
+    limit: usize,
+) -> anyhow::Result<u8> {
+    let catalog = ctx.catalog()?;
+    if let Some(name) = name {
+        check_overlay_name(name)?;
+    }
+    let jobs = match read_ledger(&catalog) {
+        Some(ledger) => ledger.jobs(name, limit)?,
+        None => Vec::new(),
+    };
+    if json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&jobs)?))?;
+        return Ok(EXIT_OK);
+    }
+    if jobs.is_empty() {
+        emit(&format!(
+            "no builds recorded{} in {}\n",
+            name.map_or(String::new(), |n| format!(" for overlay {n}")),
+            catalog.layout.database().display()
+        ))?;
+        return Ok(EXIT_OK);
+    }
+    let cells: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|job| {
+            vec![
+                job.id.to_string(),
+                job.overlay.clone(),
+                format_utc_ms(job.started_ms),
+                job.duration().map_or("-".into(), format_duration),
+                job.status.to_string(),
+                job.exit_status.map_or("-".into(), |s| s.to_string()),
+                job.detail.clone(),
+            ]
+        })
+        .collect();
+    let mut text = table(
+        &[
+            "ID",
+            "OVERLAY",
+            "STARTED (UTC)",
+            "TOOK",
+            "STATUS",
+            "EXIT",
+            "DETAIL",
+        ],
+        &cells,
+    );
+    if log {
+        for job in &jobs {
+            text.push_str(&format!(
+                "\n--- build {} of {} ({}), last lines of its output:\n{}\n",
+                job.id,
+                job.overlay,
+                job.unit,
+                if job.log_tail.is_empty() {
+                    "(none)"
+                } else {
+                    &job.log_tail
+                }
+            ));
+        }
+    }
+    emit(&text)?;
+    Ok(EXIT_OK)
 }
 
 /// The operator's last line: what was built and what became of the previous content, or why

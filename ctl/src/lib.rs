@@ -148,7 +148,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 json,
                 log,
                 lines,
-            } => overlay::jobs(&ctx, name.as_deref(), *json, *log, *lines),
+            } => build::jobs(&ctx, name.as_deref(), *json, *log, *lines),
         },
     }
 }

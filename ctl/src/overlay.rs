@@ -1,5 +1,5 @@
-//! The overlay verbs: `overlay create|edit|show|list|rm|jobs` (and `build`, in
-//! [`crate::build`]).
+//! The overlay verbs: `overlay create|edit|show|list|rm` (and `build` and `jobs`, the job
+//! verbs, in [`crate::build`]).
 //!
 //! An overlay is a content layer instances stack over the game install. Its definition,
 //! `/etc/left4me/overlays/NAME.toml`, says how its content (`<state_dir>/overlays/NAME`) is
@@ -316,14 +316,14 @@ pub fn users(catalog: &Catalog, name: &str) -> Vec<String> {
 }
 
 /// The ledger for reading, if there is one (a missing or unreadable one means no history).
-fn read_ledger(catalog: &Catalog) -> Option<Ledger> {
+pub(crate) fn read_ledger(catalog: &Catalog) -> Option<Ledger> {
     Ledger::open(&catalog.layout.database(), false)
         .ok()
         .flatten()
 }
 
 /// `YYYY-MM-DD HH:MM:SS` UTC of a Unix millisecond time.
-fn format_utc_ms(ms: i64) -> String {
+pub(crate) fn format_utc_ms(ms: i64) -> String {
     format_utc(ms.div_euclid(1000))
 }
 
@@ -590,79 +590,6 @@ fn confirm(name: &str, file: &Path, content: &Path) -> anyhow::Result<()> {
     } else {
         Err(UsageError::new(format!("not removing overlay {name}: not confirmed")).into())
     }
-}
-
-/// `overlay jobs [NAME] [--json] [--log] [-n N]`.
-pub fn jobs(
-    ctx: &Ctx,
-    name: Option<&str>,
-    json: bool,
-    log: bool,
-    limit: usize,
-) -> anyhow::Result<u8> {
-    let catalog = ctx.catalog()?;
-    if let Some(name) = name {
-        check_overlay_name(name)?;
-    }
-    let jobs = match read_ledger(&catalog) {
-        Some(ledger) => ledger.jobs(name, limit)?,
-        None => Vec::new(),
-    };
-    if json {
-        emit(&format!("{}\n", serde_json::to_string_pretty(&jobs)?))?;
-        return Ok(EXIT_OK);
-    }
-    if jobs.is_empty() {
-        emit(&format!(
-            "no builds recorded{} in {}\n",
-            name.map_or(String::new(), |n| format!(" for overlay {n}")),
-            catalog.layout.database().display()
-        ))?;
-        return Ok(EXIT_OK);
-    }
-    let cells: Vec<Vec<String>> = jobs
-        .iter()
-        .map(|job| {
-            vec![
-                job.id.to_string(),
-                job.overlay.clone(),
-                format_utc_ms(job.started_ms),
-                job.duration().map_or("-".into(), format_duration),
-                job.status.to_string(),
-                job.exit_status.map_or("-".into(), |s| s.to_string()),
-                job.detail.clone(),
-            ]
-        })
-        .collect();
-    let mut text = table(
-        &[
-            "ID",
-            "OVERLAY",
-            "STARTED (UTC)",
-            "TOOK",
-            "STATUS",
-            "EXIT",
-            "DETAIL",
-        ],
-        &cells,
-    );
-    if log {
-        for job in &jobs {
-            text.push_str(&format!(
-                "\n--- build {} of {} ({}), last lines of its output:\n{}\n",
-                job.id,
-                job.overlay,
-                job.unit,
-                if job.log_tail.is_empty() {
-                    "(none)"
-                } else {
-                    &job.log_tail
-                }
-            ));
-        }
-    }
-    emit(&text)?;
-    Ok(EXIT_OK)
 }
 
 #[cfg(test)]

@@ -429,6 +429,28 @@ mod tests {
     }
 
     #[test]
+    fn adds_the_kind_column_to_an_old_ledger() {
+        let dir = TempDir::new("ledger-old");
+        let path = dir.path().join("left4me.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(SCHEMA).unwrap();
+        old.execute(
+            "INSERT INTO build_jobs (overlay, unit, started_ms, status) \
+             VALUES ('maps', 'u.service', 1, 'success')",
+            [],
+        )
+        .unwrap();
+        drop(old);
+        let ledger = Ledger::open(&path, false).unwrap().unwrap();
+        let row = ledger.last("maps").unwrap().unwrap();
+        assert_eq!(row.kind, Some(KIND));
+        assert_eq!(row.status, LedgerStatus::Success);
+        drop(ledger);
+        // Opening again finds the column and leaves it.
+        Ledger::open(&path, false).unwrap().unwrap();
+    }
+
+    #[test]
     fn refuses_a_symlinked_database() {
         let dir = TempDir::new("ledger-link");
         let real = dir.path().join("real.db");
