@@ -17,7 +17,7 @@ use crate::Ctx;
 use crate::cli::{OverlayCreateArgs, OverlayKindArg};
 use left4me_contract::passwd::{self, PASSWD};
 use left4me_jobs::publish::{self, Retired};
-use left4me_jobs::{Ledger, OverlayDirs, Record, content, format_bytes, format_duration};
+use left4me_jobs::{Ledger, OverlayDirs, Record, Warning, content, format_bytes, format_duration};
 
 use crate::editor::{Edited, edit_until_valid};
 use crate::error::{EXIT_OK, UsageError};
@@ -317,9 +317,13 @@ pub fn users(catalog: &Catalog, name: &str) -> Vec<String> {
 
 /// The ledger for reading, if there is one (a missing or unreadable one means no history).
 pub(crate) fn read_ledger(catalog: &Catalog) -> Option<Ledger> {
-    Ledger::open(&catalog.layout.database(), false)
+    let ledger = Ledger::open(&catalog.layout.database(), false)
         .ok()
-        .flatten()
+        .flatten()?;
+    for path in ledger.removed_side_files() {
+        eprintln!("warning: {}", Warning::ForeignLedgerFile(path.clone()));
+    }
+    Some(ledger)
 }
 
 /// `YYYY-MM-DD HH:MM:SS` UTC of a Unix millisecond time.

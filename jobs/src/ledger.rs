@@ -155,11 +155,14 @@ pub struct Ending<'a> {
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
+    /// SQLite side files (journal, WAL) that another user wrote, removed at open.
+    removed: Vec<PathBuf>,
 }
 
 impl Ledger {
     /// Opens the ledger at `path`, creating it (mode 0600) when `create` is set; `None` when it
-    /// does not exist and `create` is not set.
+    /// does not exist and `create` is not set. Side files it had to remove first are in
+    /// [`Ledger::removed_side_files`], for the caller to warn about.
     pub fn open(path: &Path, create: bool) -> Result<Option<Self>, LedgerError> {
         let sqlite = |source| LedgerError::Sqlite {
             path: path.to_path_buf(),
@@ -188,16 +191,14 @@ impl Ledger {
         // into root's database at open. Remove any that root did not write (unlinking never
         // follows a symlink). A planted file racing this check is a known gap: the remedy is
         // a root-owned directory for the ledger.
+        let mut removed = Vec::new();
         for suffix in ["-journal", "-wal", "-shm"] {
             let mut side = path.as_os_str().to_owned();
             side.push(suffix);
             let me = rustix::process::geteuid().as_raw();
             if std::fs::symlink_metadata(&side).is_ok_and(|m| m.uid() != me || !m.is_file()) {
-                eprintln!(
-                    "warning: removing {}: not written by this user",
-                    Path::new(&side).display()
-                );
                 let _ = std::fs::remove_file(&side);
+                removed.push(PathBuf::from(side));
             }
         }
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -233,7 +234,13 @@ impl Ledger {
         Ok(Some(Ledger {
             conn,
             path: path.to_path_buf(),
+            removed,
         }))
+    }
+
+    /// The side files [`Ledger::open`] removed because this user did not write them.
+    pub fn removed_side_files(&self) -> &[PathBuf] {
+        &self.removed
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
@@ -448,6 +455,18 @@ mod tests {
         drop(ledger);
         // Opening again finds the column and leaves it.
         Ledger::open(&path, false).unwrap().unwrap();
+    }
+
+    #[test]
+    fn removes_planted_side_files() {
+        let dir = TempDir::new("ledger-side");
+        let path = dir.path().join("left4me.db");
+        Ledger::open(&path, true).unwrap();
+        let wal = dir.path().join("left4me.db-wal");
+        std::os::unix::fs::symlink("/nonexistent", &wal).unwrap();
+        let ledger = Ledger::open(&path, false).unwrap().unwrap();
+        assert_eq!(ledger.removed_side_files(), std::slice::from_ref(&wal));
+        assert!(wal.symlink_metadata().is_err());
     }
 
     #[test]

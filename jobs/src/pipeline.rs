@@ -114,6 +114,9 @@ pub fn run(
     let _lock = preflight::lock(job, host)?;
     preflight::check_no_earlier_unit(job, runner)?;
     let ledger = Ledger::open(&host.database, true)?.expect("create opens or fails");
+    for path in ledger.removed_side_files() {
+        progress.event(Event::Warning(&Warning::ForeignLedgerFile(path.clone())));
+    }
     let abandoned = ledger.abandon_running(&job.name)?;
     if abandoned > 0 {
         progress.event(Event::Abandoned(abandoned));

@@ -63,9 +63,12 @@ pub enum Seeded {
     Empty,
 }
 
-/// A problem after a successful publish: the new content is live either way.
+/// Something the operator should know that does not change the job's outcome.
 #[derive(Debug, thiserror::Error)]
 pub enum Warning {
+    /// A ledger side file (journal, WAL) another user planted was removed before the open.
+    #[error("removing {}: not written by this user", .0.display())]
+    ForeignLedgerFile(PathBuf),
     #[error("the previous content stays in {}: cannot move it to {}: {error}", at.display(), to.display())]
     OldContentStays {
         at: PathBuf,
