@@ -9,10 +9,10 @@
 //! [`Status`] is an enum. The pieces, one module each:
 //!
 //! - [`preflight`]: root, systemd, the users, the job lock, the disk;
-//! - [`unit`]: the transient unit's properties and the runner's typed command line
+//! - [`mod@unit`]: the transient unit's properties and the runner's typed command line
 //!   ([`left4me_contract::SandboxArgs`]), with [`netrange`] and [`resolver`] for its network;
 //! - [`systemd`]: the narrow seam through which `systemd-run` and `systemctl` are called
-//!   ([`UnitRunner`]); [`testing`] has its recording double;
+//!   ([`UnitRunner`]); `testing` (the `testing` feature) has its recording double;
 //! - [`stream`]: the output, sanitized, line by line to the caller's [`Progress`];
 //! - [`disk`]: the guard that stops a job filling the state dir's file system;
 //! - [`verdict`]: systemd-run's summary judged into a [`Status`];
@@ -22,8 +22,8 @@
 //!
 //! What this crate must not do: parse command-line arguments, print (everything goes through
 //! [`Progress`] and the returned values), read spec files, or know about instances beyond
-//! finding their mounts. Its errors are `thiserror` enums; the caller decides what is a usage
-//! error.
+//! finding their mounts. Its errors are `thiserror` enums, one per module;
+//! [`preflight::PreflightError::is_usage`] tells the refusals that are the operator's to fix.
 
 #![forbid(unsafe_code)]
 

@@ -1,6 +1,6 @@
 //! One run of a job, start to end: [`run`].
 //!
-//! In order: the [`preflight`](crate::preflight) checks and the job's lock; earlier unfinished
+//! In order: the [`crate::preflight`] checks and the job's lock; earlier unfinished
 //! rows of the ledger marked abandoned; stale build dirs removed and old content that no mount
 //! uses any more retired; the output dir created (owned by the game user) and seeded with the
 //! current content; the resolver file written; the run recorded in the ledger; the unit run with

@@ -1,6 +1,6 @@
 //! The seam between the pipeline and systemd: everything a job asks of systemd goes through
 //! [`UnitRunner`], so the whole pipeline runs in unit tests against a recording double
-//! ([`crate::testing::RecordingRunner`]) without root or a booted systemd. [`SystemdRun`] is the
+//! (`testing::RecordingRunner`) without root or a booted systemd. [`SystemdRun`] is the
 //! real thing: `systemd-run` and `systemctl`.
 
 use std::ffi::OsString;
