@@ -124,22 +124,7 @@ pub fn run(
     clear_leftovers(job, host, progress)?;
     let guard = preflight::check_disk(&job.output.overlays)?;
 
-    // The fresh output dir, seeded with the current content; removed unless published.
-    content::create_owned_dir(&plan.output, game)?;
-    let mut output_guard = Cleanup {
-        path: Some(plan.output.clone()),
-        dir: true,
-    };
-    let current = job.output.current();
-    let seeded = if current.is_dir() {
-        let stats = content::seed(&current, &plan.output, game)?;
-        Seeded::From {
-            dir: current.clone(),
-            stats,
-        }
-    } else {
-        Seeded::Empty
-    };
+    let (mut output_guard, seeded) = create_output(job, plan, game)?;
     let _resolv_guard = match &plan.resolver {
         Some(resolver) => Some(write_resolver(resolver)?),
         None => None,
@@ -202,10 +187,31 @@ pub fn run(
         elapsed,
         bytes_written,
         summary,
-        content: current,
+        content: job.output.current(),
         retired,
         log_tail: tail,
     })
+}
+
+/// The fresh output dir, seeded with the current content; removed when the returned guard
+/// drops, unless the output was published.
+fn create_output(job: &Job, plan: &Plan, game: Ids) -> Result<(Cleanup, Seeded), JobError> {
+    content::create_owned_dir(&plan.output, game)?;
+    let guard = Cleanup {
+        path: Some(plan.output.clone()),
+        dir: true,
+    };
+    let current = job.output.current();
+    let seeded = if current.is_dir() {
+        let stats = content::seed(&current, &plan.output, game)?;
+        Seeded::From {
+            dir: current,
+            stats,
+        }
+    } else {
+        Seeded::Empty
+    };
+    Ok((guard, seeded))
 }
 
 /// Removes the build dirs of earlier runs that never ended and retires old content.
