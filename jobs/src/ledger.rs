@@ -19,9 +19,6 @@ use serde::Serialize;
 
 use crate::job::JobKind;
 
-/// How many lines of a build's output the ledger keeps.
-pub const TAIL_LINES: usize = 50;
-
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS build_jobs (
     id          INTEGER PRIMARY KEY,

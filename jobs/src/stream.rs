@@ -16,7 +16,7 @@ use crate::systemd::{RunError, UnitRunner};
 use crate::unit::TransientUnit;
 use crate::verdict::{Failure, Summary};
 
-/// How many lines of a job's output the ledger keeps.
+/// How many lines of a job's output the report and the ledger keep.
 pub const TAIL_LINES: usize = 50;
 
 /// The longest output line shown or kept; longer ones are cut.
