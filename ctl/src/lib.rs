@@ -19,21 +19,14 @@
 #![forbid(unsafe_code)]
 
 mod build;
-mod build_unit;
 mod change;
 mod cli;
-// Public only because `ContentError::Special` is never built, which a private module reports as
-// dead code; content.rs is not this change's to edit (it moves to the jobs crate).
-pub mod content;
 mod editor;
 mod error;
 mod keys;
-mod ledger;
 mod output;
 mod overlay;
-mod passwd;
 mod reload;
-mod resolver;
 mod runtime;
 mod store;
 mod systemd;
@@ -165,7 +158,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 json,
                 log,
                 lines,
-            } => overlay::jobs(&ctx, name.as_deref(), *json, *log, *lines),
+            } => build::jobs(&ctx, name.as_deref(), *json, *log, *lines),
         },
     }
 }

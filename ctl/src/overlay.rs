@@ -1,5 +1,5 @@
-//! The overlay verbs: `overlay create|edit|show|list|rm|jobs` (and `build`, in
-//! [`crate::build`]).
+//! The overlay verbs: `overlay create|edit|show|list|rm` (and `build` and `jobs`, the job
+//! verbs, in [`crate::build`]).
 //!
 //! An overlay is a content layer instances stack over the game install. Its definition,
 //! `/etc/left4me/overlays/NAME.toml`, says how its content (`<state_dir>/overlays/NAME`) is
@@ -15,12 +15,13 @@ use serde::Serialize;
 
 use crate::Ctx;
 use crate::cli::{OverlayCreateArgs, OverlayKindArg};
-use crate::content::{self, OverlayDirs, Retired};
+use left4me_contract::passwd::{self, PASSWD};
+use left4me_jobs::publish::{self, Retired};
+use left4me_jobs::{Ledger, OverlayDirs, Record, Warning, content, format_bytes, format_duration};
+
 use crate::editor::{Edited, edit_until_valid};
 use crate::error::{EXIT_OK, UsageError};
-use crate::ledger::{Job, Ledger, format_duration, format_utc_ms};
-use crate::output::{emit, fields, table};
-use crate::passwd::{self, PASSWD};
+use crate::output::{emit, fields, format_utc, table};
 use crate::store::{self, Replace};
 
 /// Refuses a name that breaks the naming rule, naming the rule.
@@ -128,7 +129,8 @@ fn ensure_content_dir(catalog: &Catalog, name: &str) -> String {
     if dir.is_dir() {
         return format!("content {} exists", dir.display());
     }
-    let game = match passwd::lookup(Path::new(PASSWD), &catalog.host.game_user, "game_user") {
+    let setting = "game_user in /etc/left4me/host.toml";
+    let game = match passwd::lookup(Path::new(PASSWD), &catalog.host.game_user, setting) {
         Ok(game) => game,
         Err(err) => return format!("content dir {} not created: {err}", dir.display()),
     };
@@ -314,14 +316,23 @@ pub fn users(catalog: &Catalog, name: &str) -> Vec<String> {
 }
 
 /// The ledger for reading, if there is one (a missing or unreadable one means no history).
-fn read_ledger(catalog: &Catalog) -> Option<Ledger> {
-    Ledger::open(&catalog.layout.database(), false)
+pub(crate) fn read_ledger(catalog: &Catalog) -> Option<Ledger> {
+    let ledger = Ledger::open(&catalog.layout.database(), false)
         .ok()
-        .flatten()
+        .flatten()?;
+    for path in ledger.removed_side_files() {
+        eprintln!("warning: {}", Warning::ForeignLedgerFile(path.clone()));
+    }
+    Some(ledger)
+}
+
+/// `YYYY-MM-DD HH:MM:SS` UTC of a Unix millisecond time.
+pub(crate) fn format_utc_ms(ms: i64) -> String {
+    format_utc(ms.div_euclid(1000))
 }
 
 /// `success 2026-11-22 00:12:39 (12.3s)`.
-fn job_line(job: &Job) -> String {
+fn job_line(job: &Record) -> String {
     let took = job
         .duration()
         .map_or_else(String::new, |d| format!(" ({})", format_duration(d)));
@@ -337,7 +348,7 @@ struct OverlayJson<'a> {
     content: PathBuf,
     content_exists: bool,
     used_by: Vec<String>,
-    last_build: Option<Job>,
+    last_build: Option<Record>,
 }
 
 /// `overlay show NAME [--json]`.
@@ -368,7 +379,7 @@ pub fn show(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
                 format!(
                     "{} ({} in files)",
                     shown.content.display(),
-                    crate::build::format_bytes(content::tree_size(&shown.content))
+                    format_bytes(content::tree_size(&shown.content))
                 )
             } else {
                 format!("{} (missing)", shown.content.display())
@@ -424,7 +435,7 @@ struct OverlayRow {
     error: Option<String>,
     used_by: Vec<String>,
     content_exists: bool,
-    last_build: Option<Job>,
+    last_build: Option<Record>,
 }
 
 /// `overlay list [--json]`.
@@ -522,7 +533,7 @@ pub fn remove(ctx: &Ctx, name: &str, keep_content: bool, yes: bool) -> anyhow::R
     }
     let dirs = OverlayDirs::new(&catalog.layout.state_dir.join("overlays"), name);
     let runtime = catalog.layout.runtime_root();
-    let mounted = content::mounts_using(&dirs.current(), &runtime)?;
+    let mounted = publish::mounts_using(&dirs.current(), &runtime)?;
     if !mounted.is_empty() {
         let mut names: Vec<String> = mounted.into_iter().map(|m| m.instance).collect();
         names.sort();
@@ -548,7 +559,7 @@ pub fn remove(ctx: &Ctx, name: &str, keep_content: bool, yes: bool) -> anyhow::R
     for path in builds {
         std::fs::remove_dir_all(&path)?;
     }
-    for retired in content::retire(&dirs, &runtime)? {
+    for retired in publish::retire(&dirs, &runtime)? {
         if let Retired::Removed(path) = retired {
             done.push(format!("removed {}", path.display()));
         }
@@ -585,79 +596,6 @@ fn confirm(name: &str, file: &Path, content: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// `overlay jobs [NAME] [--json] [--log] [-n N]`.
-pub fn jobs(
-    ctx: &Ctx,
-    name: Option<&str>,
-    json: bool,
-    log: bool,
-    limit: usize,
-) -> anyhow::Result<u8> {
-    let catalog = ctx.catalog()?;
-    if let Some(name) = name {
-        check_overlay_name(name)?;
-    }
-    let jobs = match read_ledger(&catalog) {
-        Some(ledger) => ledger.jobs(name, limit)?,
-        None => Vec::new(),
-    };
-    if json {
-        emit(&format!("{}\n", serde_json::to_string_pretty(&jobs)?))?;
-        return Ok(EXIT_OK);
-    }
-    if jobs.is_empty() {
-        emit(&format!(
-            "no builds recorded{} in {}\n",
-            name.map_or(String::new(), |n| format!(" for overlay {n}")),
-            catalog.layout.database().display()
-        ))?;
-        return Ok(EXIT_OK);
-    }
-    let cells: Vec<Vec<String>> = jobs
-        .iter()
-        .map(|job| {
-            vec![
-                job.id.to_string(),
-                job.overlay.clone(),
-                format_utc_ms(job.started_ms),
-                job.duration().map_or("-".into(), format_duration),
-                job.status.clone(),
-                job.exit_status.map_or("-".into(), |s| s.to_string()),
-                job.detail.clone(),
-            ]
-        })
-        .collect();
-    let mut text = table(
-        &[
-            "ID",
-            "OVERLAY",
-            "STARTED (UTC)",
-            "TOOK",
-            "STATUS",
-            "EXIT",
-            "DETAIL",
-        ],
-        &cells,
-    );
-    if log {
-        for job in &jobs {
-            text.push_str(&format!(
-                "\n--- build {} of {} ({}), last lines of its output:\n{}\n",
-                job.id,
-                job.overlay,
-                job.unit,
-                if job.log_tail.is_empty() {
-                    "(none)"
-                } else {
-                    &job.log_tail
-                }
-            ));
-        }
-    }
-    emit(&text)?;
-    Ok(EXIT_OK)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,6 +612,13 @@ mod tests {
             tasks_max: None,
             timeout: None,
         }
+    }
+
+    #[test]
+    fn formats_times() {
+        assert_eq!(format_utc_ms(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc_ms(1_700_000_000_123), "2023-11-14 22:13:20");
+        assert_eq!(format_utc_ms(951_782_400_000), "2000-02-29 00:00:00");
     }
 
     #[test]

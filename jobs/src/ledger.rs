@@ -1,8 +1,9 @@
-//! The build ledger: one row per `overlay build` in `<state_dir>/left4me.db` (SQLite).
+//! The job ledger: one row per job in `left4me.db` (SQLite), table `build_jobs`.
 //!
-//! A row is written when the build starts (`running`) and completed when it ends, so a build
-//! that was cut off (power loss, SIGKILL of left4mectl) still shows; the next build of the same
-//! overlay marks such rows `abandoned`. Times are Unix milliseconds.
+//! A row is written when the job starts (`running`) and completed when it ends, so a job that
+//! was cut off (power loss, SIGKILL of left4mectl) still shows; the next job of the same name
+//! marks such rows `abandoned`. Times are Unix milliseconds. The status is stored as text
+//! ([`LedgerStatus::as_str`]) and read back as the enum.
 //!
 //! The database belongs to root (mode 0600): the state dir is the game user's, so a file there
 //! that root did not create is refused rather than opened (a crafted database is an attack on
@@ -16,8 +17,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
 use rustix::fs::{Mode, OFlags};
 use serde::Serialize;
 
-/// How many lines of a build's output the ledger keeps.
-pub const TAIL_LINES: usize = 50;
+use crate::job::JobKind;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS build_jobs (
@@ -39,6 +39,56 @@ CREATE TABLE IF NOT EXISTS build_jobs (
 CREATE INDEX IF NOT EXISTS build_jobs_overlay ON build_jobs (overlay, started_ms);
 ";
 
+/// The `kind` column, added to ledgers written before it existed (their rows were all overlay
+/// builds).
+const ADD_KIND: &str =
+    "ALTER TABLE build_jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'overlay-build'";
+
+/// A job's state as the ledger stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerStatus {
+    /// Started, not ended (or its left4mectl was killed: see `Abandoned`).
+    Running,
+    Success,
+    Failed,
+    Interrupted,
+    /// Found `running` by a later job of the same name: its left4mectl ended first.
+    Abandoned,
+}
+
+impl LedgerStatus {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerStatus::Running => "running",
+            LedgerStatus::Success => "success",
+            LedgerStatus::Failed => "failed",
+            LedgerStatus::Interrupted => "interrupted",
+            LedgerStatus::Abandoned => "abandoned",
+        }
+    }
+
+    /// The status stored as `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            LedgerStatus::Running,
+            LedgerStatus::Success,
+            LedgerStatus::Failed,
+            LedgerStatus::Interrupted,
+            LedgerStatus::Abandoned,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for LedgerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error("build ledger {}: {source}", path.display())]
@@ -59,22 +109,26 @@ pub enum LedgerError {
     },
 }
 
-/// One build as the ledger has it.
+/// One job as the ledger has it (`overlay jobs --json` prints these).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Job {
+pub struct Record {
     pub id: i64,
+    /// What kind of job; not shown in `--json` (every row so far is an overlay build).
+    #[serde(skip)]
+    pub kind: Option<JobKind>,
+    /// The job's name (the overlay).
     pub overlay: String,
     pub unit: String,
     pub started_ms: i64,
     pub ended_ms: Option<i64>,
-    pub status: String,
+    pub status: LedgerStatus,
     pub result: Option<String>,
     pub exit_status: Option<i64>,
     pub detail: String,
     pub log_tail: String,
 }
 
-impl Job {
+impl Record {
     /// How long it ran, when it has ended.
     pub fn duration(&self) -> Option<Duration> {
         self.ended_ms
@@ -82,11 +136,11 @@ impl Job {
     }
 }
 
-/// How a build ended, for [`Ledger::finish`].
+/// How a job ended, for [`Ledger::finish`].
 #[derive(Debug, Clone)]
 pub struct Ending<'a> {
     pub ended_ms: i64,
-    pub status: &'a str,
+    pub status: LedgerStatus,
     pub result: Option<&'a str>,
     pub exit_status: Option<i64>,
     pub detail: &'a str,
@@ -98,11 +152,14 @@ pub struct Ending<'a> {
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
+    /// SQLite side files (journal, WAL) that another user wrote, removed at open.
+    removed: Vec<PathBuf>,
 }
 
 impl Ledger {
     /// Opens the ledger at `path`, creating it (mode 0600) when `create` is set; `None` when it
-    /// does not exist and `create` is not set.
+    /// does not exist and `create` is not set. Side files it had to remove first are in
+    /// [`Ledger::removed_side_files`], for the caller to warn about.
     pub fn open(path: &Path, create: bool) -> Result<Option<Self>, LedgerError> {
         let sqlite = |source| LedgerError::Sqlite {
             path: path.to_path_buf(),
@@ -131,16 +188,14 @@ impl Ledger {
         // into root's database at open. Remove any that root did not write (unlinking never
         // follows a symlink). A planted file racing this check is a known gap: the remedy is
         // a root-owned directory for the ledger.
+        let mut removed = Vec::new();
         for suffix in ["-journal", "-wal", "-shm"] {
             let mut side = path.as_os_str().to_owned();
             side.push(suffix);
             let me = rustix::process::geteuid().as_raw();
             if std::fs::symlink_metadata(&side).is_ok_and(|m| m.uid() != me || !m.is_file()) {
-                eprintln!(
-                    "warning: removing {}: not written by this user",
-                    Path::new(&side).display()
-                );
                 let _ = std::fs::remove_file(&side);
+                removed.push(PathBuf::from(side));
             }
         }
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -152,6 +207,16 @@ impl Ledger {
         let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
         conn.execute_batch(SCHEMA).map_err(sqlite)?;
+        let has_kind: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('build_jobs') WHERE name = 'kind'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(sqlite)?;
+        if !has_kind {
+            conn.execute_batch(ADD_KIND).map_err(sqlite)?;
+        }
         // chmod through a descriptor that is the database file itself, never a symlink.
         rustix::fs::open(
             path,
@@ -166,7 +231,13 @@ impl Ledger {
         Ok(Some(Ledger {
             conn,
             path: path.to_path_buf(),
+            removed,
         }))
+    }
+
+    /// The side files [`Ledger::open`] removed because this user did not write them.
+    pub fn removed_side_files(&self) -> &[PathBuf] {
+        &self.removed
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> LedgerError + '_ {
@@ -176,13 +247,25 @@ impl Ledger {
         }
     }
 
-    /// Records a build that starts now; returns its id.
-    pub fn begin(&self, overlay: &str, unit: &str, started_ms: i64) -> Result<i64, LedgerError> {
+    /// Records a job of `kind` named `name` that starts now; returns its id.
+    pub fn begin(
+        &self,
+        kind: JobKind,
+        name: &str,
+        unit: &str,
+        started_ms: i64,
+    ) -> Result<i64, LedgerError> {
         self.conn
             .execute(
-                "INSERT INTO build_jobs (overlay, unit, started_ms, status) \
-                 VALUES (?1, ?2, ?3, 'running')",
-                params![overlay, unit, started_ms],
+                "INSERT INTO build_jobs (kind, overlay, unit, started_ms, status) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    kind.as_str(),
+                    name,
+                    unit,
+                    started_ms,
+                    LedgerStatus::Running.as_str()
+                ],
             )
             .map_err(self.err())?;
         Ok(self.conn.last_insert_rowid())
@@ -197,7 +280,7 @@ impl Ledger {
                 params![
                     id,
                     ending.ended_ms,
-                    ending.status,
+                    ending.status.as_str(),
                     ending.result,
                     ending.exit_status,
                     ending.detail,
@@ -213,21 +296,25 @@ impl Ledger {
     pub fn abandon_running(&self, overlay: &str) -> Result<usize, LedgerError> {
         self.conn
             .execute(
-                "UPDATE build_jobs SET status = 'abandoned', \
+                "UPDATE build_jobs SET status = ?2, \
                  detail = 'left4mectl ended before the build did' \
-                 WHERE overlay = ?1 AND status = 'running'",
-                params![overlay],
+                 WHERE overlay = ?1 AND status = ?3",
+                params![
+                    overlay,
+                    LedgerStatus::Abandoned.as_str(),
+                    LedgerStatus::Running.as_str()
+                ],
             )
             .map_err(self.err())
     }
 
     /// The newest `limit` builds, of `overlay` only when given, newest first.
-    pub fn jobs(&self, overlay: Option<&str>, limit: usize) -> Result<Vec<Job>, LedgerError> {
+    pub fn jobs(&self, overlay: Option<&str>, limit: usize) -> Result<Vec<Record>, LedgerError> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, overlay, unit, started_ms, ended_ms, status, result, exit_status, \
-                 detail, log_tail FROM build_jobs WHERE (?1 IS NULL OR overlay = ?1) \
+                "SELECT id, kind, overlay, unit, started_ms, ended_ms, status, result, \
+                 exit_status, detail, log_tail FROM build_jobs WHERE (?1 IS NULL OR overlay = ?1) \
                  ORDER BY started_ms DESC, id DESC LIMIT ?2",
             )
             .map_err(self.err())?;
@@ -238,11 +325,11 @@ impl Ledger {
     }
 
     /// The newest build of `overlay`.
-    pub fn last(&self, overlay: &str) -> Result<Option<Job>, LedgerError> {
+    pub fn last(&self, overlay: &str) -> Result<Option<Record>, LedgerError> {
         self.conn
             .query_row(
-                "SELECT id, overlay, unit, started_ms, ended_ms, status, result, exit_status, \
-                 detail, log_tail FROM build_jobs WHERE overlay = ?1 \
+                "SELECT id, kind, overlay, unit, started_ms, ended_ms, status, result, \
+                 exit_status, detail, log_tail FROM build_jobs WHERE overlay = ?1 \
                  ORDER BY started_ms DESC, id DESC LIMIT 1",
                 params![overlay],
                 row_to_job,
@@ -252,18 +339,28 @@ impl Ledger {
     }
 }
 
-fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
-    Ok(Job {
+fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    let status: String = row.get(6)?;
+    let status = LedgerStatus::parse(&status).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            6,
+            rusqlite::types::Type::Text,
+            format!("unknown job status '{status}'").into(),
+        )
+    })?;
+    let kind: String = row.get(1)?;
+    Ok(Record {
         id: row.get(0)?,
-        overlay: row.get(1)?,
-        unit: row.get(2)?,
-        started_ms: row.get(3)?,
-        ended_ms: row.get(4)?,
-        status: row.get(5)?,
-        result: row.get(6)?,
-        exit_status: row.get(7)?,
-        detail: row.get(8)?,
-        log_tail: row.get(9)?,
+        kind: JobKind::parse(&kind),
+        overlay: row.get(2)?,
+        unit: row.get(3)?,
+        started_ms: row.get(4)?,
+        ended_ms: row.get(5)?,
+        status,
+        result: row.get(7)?,
+        exit_status: row.get(8)?,
+        detail: row.get(9)?,
+        log_tail: row.get(10)?,
     })
 }
 
@@ -274,49 +371,18 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// `YYYY-MM-DD HH:MM:SS` UTC of a Unix millisecond time.
-pub fn format_utc_ms(ms: i64) -> String {
-    crate::output::format_utc(ms.div_euclid(1000))
-}
-
-/// A short human span: `850ms`, `12.3s`, `4m05s`, `2h03m`.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        format!("{:.1}s", d.as_secs_f64())
-    } else if ms < 3_600_000 {
-        format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60)
-    } else {
-        format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::TempDir;
     use std::os::unix::fs::PermissionsExt as _;
 
-    struct Dir(PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn temp_dir(tag: &str) -> Dir {
-        let dir =
-            std::env::temp_dir().join(format!("left4mectl-ledger-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
+    const KIND: JobKind = JobKind::OverlayBuild;
 
     #[test]
     fn records_and_lists_builds() {
-        let dir = temp_dir("rw");
-        let path = dir.0.join("left4me.db");
+        let dir = TempDir::new("ledger-rw");
+        let path = dir.path().join("left4me.db");
         assert!(Ledger::open(&path, false).unwrap().is_none());
         let ledger = Ledger::open(&path, true).unwrap().unwrap();
         assert_eq!(
@@ -324,17 +390,17 @@ mod tests {
             0o600
         );
         let a = ledger
-            .begin("maps", "left4me-build-maps-1.service", 1000)
+            .begin(KIND, "maps", "left4me-build-maps-1.service", 1000)
             .unwrap();
         let b = ledger
-            .begin("addons", "left4me-build-addons-2.service", 2000)
+            .begin(KIND, "addons", "left4me-build-addons-2.service", 2000)
             .unwrap();
         ledger
             .finish(
                 a,
                 &Ending {
                     ended_ms: 4500,
-                    status: "failed",
+                    status: LedgerStatus::Failed,
                     result: Some("exit-code"),
                     exit_status: Some(3),
                     detail: "the script exited with status 3",
@@ -346,12 +412,19 @@ mod tests {
         assert_eq!(all.iter().map(|j| j.id).collect::<Vec<_>>(), [b, a]);
         let maps = ledger.jobs(Some("maps"), 10).unwrap();
         assert_eq!(maps.len(), 1);
-        assert_eq!(maps[0].status, "failed");
+        assert_eq!(maps[0].status, LedgerStatus::Failed);
+        assert_eq!(maps[0].kind, Some(KIND));
         assert_eq!(maps[0].exit_status, Some(3));
         assert_eq!(maps[0].duration(), Some(Duration::from_millis(3500)));
-        assert_eq!(ledger.last("addons").unwrap().unwrap().status, "running");
+        assert_eq!(
+            ledger.last("addons").unwrap().unwrap().status,
+            LedgerStatus::Running
+        );
         assert_eq!(ledger.abandon_running("addons").unwrap(), 1);
-        assert_eq!(ledger.last("addons").unwrap().unwrap().status, "abandoned");
+        assert_eq!(
+            ledger.last("addons").unwrap().unwrap().status,
+            LedgerStatus::Abandoned
+        );
         assert!(ledger.last("none").unwrap().is_none());
         drop(ledger);
         // Reopening keeps the rows.
@@ -360,23 +433,46 @@ mod tests {
     }
 
     #[test]
-    fn refuses_a_symlinked_database() {
-        let dir = temp_dir("link");
-        let real = dir.0.join("real.db");
-        Ledger::open(&real, true).unwrap();
-        let link = dir.0.join("left4me.db");
-        std::os::unix::fs::symlink(&real, &link).unwrap();
-        assert!(Ledger::open(&link, true).is_err());
+    fn adds_the_kind_column_to_an_old_ledger() {
+        let dir = TempDir::new("ledger-old");
+        let path = dir.path().join("left4me.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(SCHEMA).unwrap();
+        old.execute(
+            "INSERT INTO build_jobs (overlay, unit, started_ms, status) \
+             VALUES ('maps', 'u.service', 1, 'success')",
+            [],
+        )
+        .unwrap();
+        drop(old);
+        let ledger = Ledger::open(&path, false).unwrap().unwrap();
+        let row = ledger.last("maps").unwrap().unwrap();
+        assert_eq!(row.kind, Some(KIND));
+        assert_eq!(row.status, LedgerStatus::Success);
+        drop(ledger);
+        // Opening again finds the column and leaves it.
+        Ledger::open(&path, false).unwrap().unwrap();
     }
 
     #[test]
-    fn formats_times() {
-        assert_eq!(format_utc_ms(0), "1970-01-01 00:00:00");
-        assert_eq!(format_utc_ms(1_700_000_000_123), "2023-11-14 22:13:20");
-        assert_eq!(format_utc_ms(951_782_400_000), "2000-02-29 00:00:00");
-        assert_eq!(format_duration(Duration::from_millis(850)), "850ms");
-        assert_eq!(format_duration(Duration::from_millis(12_340)), "12.3s");
-        assert_eq!(format_duration(Duration::from_secs(245)), "4m05s");
-        assert_eq!(format_duration(Duration::from_secs(7380)), "2h03m");
+    fn removes_planted_side_files() {
+        let dir = TempDir::new("ledger-side");
+        let path = dir.path().join("left4me.db");
+        Ledger::open(&path, true).unwrap();
+        let wal = dir.path().join("left4me.db-wal");
+        std::os::unix::fs::symlink("/nonexistent", &wal).unwrap();
+        let ledger = Ledger::open(&path, false).unwrap().unwrap();
+        assert_eq!(ledger.removed_side_files(), std::slice::from_ref(&wal));
+        assert!(wal.symlink_metadata().is_err());
+    }
+
+    #[test]
+    fn refuses_a_symlinked_database() {
+        let dir = TempDir::new("ledger-link");
+        let real = dir.path().join("real.db");
+        Ledger::open(&real, true).unwrap();
+        let link = dir.path().join("left4me.db");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(Ledger::open(&link, true).is_err());
     }
 }

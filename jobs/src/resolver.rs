@@ -16,7 +16,7 @@
 
 use std::net::IpAddr;
 
-use crate::build_unit::is_allowed;
+use crate::netrange::is_allowed;
 
 /// The host's resolver configuration.
 pub const ETC_RESOLV_CONF: &str = "/etc/resolv.conf";

@@ -1,0 +1,336 @@
+//! The whole pipeline against the recording double: no root, no systemd. As root the game
+//! user is `nobody` (the passwd lookup refuses uid 0), otherwise the test's own user.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::Path;
+
+use super::*;
+use crate::job::{JobKind, Limits, NetworkPolicy};
+use crate::testing::{Call, RecordingRunner, Scenario, TempDir, current_ids};
+use crate::{OverlayDirs, Profile};
+
+/// A host under a temp dir, with its passwd file, and a job of overlay `maps`.
+struct Fixture {
+    dir: TempDir,
+    host: Host,
+    job: Job,
+    game: Ids,
+}
+
+impl Fixture {
+    fn new(tag: &str) -> Self {
+        let dir = TempDir::new(&format!("pipeline-{tag}"));
+        let me = current_ids();
+        let game = if me.uid == 0 {
+            Ids {
+                uid: 65534,
+                gid: 65534,
+            }
+        } else {
+            me
+        };
+        let passwd = dir.path().join("passwd");
+        fs::write(
+            &passwd,
+            format!(
+                "game:x:{0}:{1}::/:/bin/false\nsandbox:x:{0}:{1}::/:/bin/false\n",
+                game.uid, game.gid
+            ),
+        )
+        .unwrap();
+        let host = Host {
+            database: dir.path().join("left4me.db"),
+            runtime_root: dir.path().join("runtime"),
+            run_dir: dir.path().join("run"),
+            passwd,
+            etc_resolv_conf: dir.path().join("resolv.conf"),
+            resolved_upstream: dir.path().join("none"),
+        };
+        let job = Job {
+            kind: JobKind::OverlayBuild,
+            name: "maps".into(),
+            command: ["/bin/bash", "-c", "echo $OVERLAY"]
+                .map(OsString::from)
+                .to_vec(),
+            profile: Profile::Script,
+            network: NetworkPolicy::Off,
+            limits: Limits {
+                memory_max: "4G".into(),
+                tasks_max: 512,
+                timeout: "1h".into(),
+            },
+            output: OverlayDirs::new(&dir.path().join("overlays"), "maps"),
+            game_user: "game".into(),
+            sandbox_user: "sandbox".into(),
+        };
+        Fixture {
+            dir,
+            host,
+            job,
+            game,
+        }
+    }
+
+    /// `overlays/maps` with one file, owned by the game user.
+    fn with_content(self, text: &str) -> Self {
+        let current = self.job.output.current();
+        fs::create_dir_all(&current).unwrap();
+        fs::write(current.join("v"), text).unwrap();
+        for path in [
+            self.job.output.overlays.as_path(),
+            &current,
+            &current.join("v"),
+        ] {
+            std::os::unix::fs::lchown(path, Some(self.game.uid), Some(self.game.gid)).unwrap();
+        }
+        self
+    }
+
+    fn scenario(&self, mut scenario: Scenario) -> RecordingRunner {
+        scenario.owner = Some(self.game);
+        RecordingRunner::new(scenario)
+    }
+
+    /// Runs the job; the events as text.
+    fn run(
+        &self,
+        runner: &RecordingRunner,
+        stop: &Stop,
+    ) -> (Result<Report, JobError>, Vec<String>) {
+        let plan = self.job.plan(&self.host).unwrap();
+        let mut events = Vec::new();
+        let mut progress = |event: Event<'_>| events.push(format!("{event:?}"));
+        let report = run(&self.job, &plan, &self.host, runner, stop, &mut progress);
+        (report, events)
+    }
+
+    fn content(&self) -> String {
+        fs::read_to_string(self.job.output.current().join("v")).unwrap_or_default()
+    }
+
+    fn ledger(&self) -> Vec<crate::Record> {
+        Ledger::open(&self.host.database, false)
+            .unwrap()
+            .unwrap()
+            .jobs(None, 10)
+            .unwrap()
+    }
+
+    /// The hidden build and old dirs left behind.
+    fn leftovers(&self) -> usize {
+        let (builds, olds) = self.job.output.leftovers().unwrap();
+        builds.len() + olds.len()
+    }
+}
+
+fn started_args(runner: &RecordingRunner) -> Vec<OsString> {
+    runner
+        .calls()
+        .into_iter()
+        .find_map(|call| match call {
+            Call::Start(args) => Some(args),
+            _ => None,
+        })
+        .expect("systemd-run was started")
+}
+
+#[test]
+fn success_publishes_and_records() {
+    let fx = Fixture::new("ok").with_content("1");
+    let mut scenario = Scenario::exiting(&["downloading", "done"], 0);
+    scenario.files = vec![("v".into(), "2".into()), ("sub/new".into(), "abc".into())];
+    let runner = fx.scenario(scenario);
+    let (report, events) = fx.run(&runner, &Stop::new());
+    let report = report.unwrap();
+    assert_eq!(report.status, Status::Succeeded);
+    assert_eq!(fx.content(), "2");
+    assert_eq!(
+        fs::read_to_string(fx.job.output.current().join("sub/new")).unwrap(),
+        "abc"
+    );
+    assert_eq!(report.bytes_written, 4);
+    assert_eq!(report.log_tail, ["downloading", "done"]);
+    assert_eq!(report.summary.lines, ["Service runtime: 12ms"]);
+    // The replaced content was retired at once: no instance mounts it.
+    assert!(matches!(&report.retired[..], [Retired::Removed(_)]));
+    assert_eq!(fx.leftovers(), 0);
+    assert!(
+        events.iter().any(|e| e.starts_with("Starting(")),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|e| e.contains("text: \"done\"")));
+
+    let args = started_args(&runner);
+    let at = |flag: &str| args.iter().position(|a| a == flag).unwrap();
+    assert_eq!(args[at("--profile") + 1], "script");
+    assert!(args.iter().any(|a| a == "--no-network"));
+    assert!(args.iter().any(|a| a == "echo $$OVERLAY"));
+    assert!(Path::new(&args[at("--output") + 1]).starts_with(&fx.job.output.overlays));
+
+    let rows = fx.ledger();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].id, report.ledger_id);
+    assert_eq!(rows[0].status, LedgerStatus::Success);
+    assert_eq!(rows[0].exit_status, Some(0));
+    assert_eq!(rows[0].result.as_deref(), Some("success"));
+    assert_eq!(rows[0].log_tail, "downloading\ndone");
+    assert_eq!(rows[0].unit, report.unit);
+}
+
+#[test]
+fn failure_leaves_the_content_unchanged() {
+    let fx = Fixture::new("fail").with_content("1");
+    let mut scenario = Scenario::exiting(&["curl: (22) 404"], 3);
+    scenario.files = vec![("v".into(), "broken".into())];
+    let runner = fx.scenario(scenario);
+    let report = fx.run(&runner, &Stop::new()).0.unwrap();
+    assert_eq!(report.status, Status::Failed(Failure::Exit(3)));
+    assert_eq!(fx.content(), "1");
+    assert_eq!(fx.leftovers(), 0, "the build dir is removed");
+    let row = &fx.ledger()[0];
+    assert_eq!(row.status, LedgerStatus::Failed);
+    assert_eq!(row.exit_status, Some(3));
+    assert_eq!(row.detail, "the script exited with status 3");
+}
+
+#[test]
+fn an_interrupted_job_stops_its_unit() {
+    let fx = Fixture::new("stop").with_content("1");
+    let stop = Stop::new();
+    let mut scenario = Scenario::exiting(&["working"], 143);
+    scenario.stop = Some(stop.clone());
+    scenario.files = vec![("v".into(), "half".into())];
+    let runner = fx.scenario(scenario);
+    let report = fx.run(&runner, &stop).0.unwrap();
+    assert_eq!(report.status, Status::Interrupted);
+    assert!(runner.calls().contains(&Call::Stop(report.unit.clone())));
+    assert_eq!(fx.content(), "1");
+    assert_eq!(fx.leftovers(), 0);
+    assert_eq!(fx.ledger()[0].status, LedgerStatus::Interrupted);
+}
+
+#[test]
+fn an_output_refused_by_the_check_is_not_published() {
+    let fx = Fixture::new("refused").with_content("1");
+    let mut scenario = Scenario::exiting(&[], 0);
+    scenario.files = vec![
+        ("v".into(), "2".into()),
+        ("shadow".into(), "->/etc/shadow".into()),
+    ];
+    let runner = fx.scenario(scenario);
+    let report = fx.run(&runner, &Stop::new()).0.unwrap();
+    let Status::Failed(Failure::Refused(problems)) = &report.status else {
+        panic!("{:?}", report.status);
+    };
+    assert!(
+        problems[0].contains("shadow -> /etc/shadow is absolute"),
+        "{problems:?}"
+    );
+    assert_eq!(fx.content(), "1");
+    assert_eq!(fx.leftovers(), 0);
+    let row = &fx.ledger()[0];
+    assert_eq!(row.status, LedgerStatus::Failed);
+    assert!(
+        row.detail
+            .starts_with("the output was refused: symlink shadow")
+    );
+}
+
+#[test]
+fn first_build_creates_the_content_and_the_ledger_keeps_every_run() {
+    let fx = Fixture::new("rows");
+    let mut ok = Scenario::exiting(&[], 0);
+    ok.files = vec![("v".into(), "1".into())];
+    let first = fx.run(&fx.scenario(ok.clone()), &Stop::new()).0.unwrap();
+    assert_eq!(first.status, Status::Succeeded);
+    assert!(first.retired.is_empty(), "nothing was replaced");
+    assert_eq!(fx.content(), "1");
+    fx.run(&fx.scenario(Scenario::exiting(&[], 1)), &Stop::new())
+        .0
+        .unwrap();
+    ok.files = vec![("v".into(), "3".into())];
+    fx.run(&fx.scenario(ok), &Stop::new()).0.unwrap();
+    assert_eq!(fx.content(), "3");
+    let statuses: Vec<LedgerStatus> = fx.ledger().iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            LedgerStatus::Success,
+            LedgerStatus::Failed,
+            LedgerStatus::Success
+        ]
+    );
+}
+
+#[test]
+fn preflight_refusals_change_nothing() {
+    let fx = Fixture::new("preflight").with_content("1");
+    let mut not_root = Scenario::exiting(&[], 0);
+    not_root.may_start_units = false;
+    let err = fx.run(&fx.scenario(not_root), &Stop::new()).0.unwrap_err();
+    assert!(matches!(err, JobError::Preflight(PreflightError::NotRoot)));
+
+    let mut earlier = Scenario::exiting(&[], 0);
+    earlier.loaded_units = vec!["left4me-build-maps-0a1b2c3d.service".into()];
+    let runner = fx.scenario(earlier);
+    let err = fx.run(&runner, &Stop::new()).0.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("still runs as left4me-build-maps-0a1b2c3d.service"),
+        "{err}"
+    );
+    assert_eq!(
+        runner.calls(),
+        [Call::LoadedUnits("left4me-build-maps-*.service".into())]
+    );
+
+    let mut ghost = fx.job.clone();
+    ghost.sandbox_user = "ghost".into();
+    let plan = ghost.plan(&fx.host).unwrap();
+    let err = run(
+        &ghost,
+        &plan,
+        &fx.host,
+        &fx.scenario(Scenario::exiting(&[], 0)),
+        &Stop::new(),
+        &mut |_: Event<'_>| {},
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no user 'ghost'"), "{err}");
+    assert_eq!(fx.content(), "1");
+    assert!(!fx.host.database.exists() || fx.ledger().is_empty());
+}
+
+#[test]
+fn a_networked_job_gets_its_resolver_for_the_run_only() {
+    let mut fx = Fixture::new("net");
+    fs::write(&fx.host.etc_resolv_conf, "nameserver 10.0.0.53\n").unwrap();
+    fx.job.network = NetworkPolicy::Public { ports: vec![443] };
+    let plan = fx.job.plan(&fx.host).unwrap();
+    let resolver = plan.resolver.clone().unwrap();
+    assert_eq!(
+        resolver.plan.exceptions,
+        ["10.0.0.53".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let runner = fx.scenario(Scenario::exiting(&[], 0));
+    let report = run(
+        &fx.job,
+        &plan,
+        &fx.host,
+        &runner,
+        &Stop::new(),
+        &mut |_: Event<'_>| {},
+    )
+    .unwrap();
+    assert_eq!(report.status, Status::Succeeded);
+    assert!(!resolver.path.exists(), "removed after the run");
+    let args = started_args(&runner);
+    assert!(
+        args.iter()
+            .any(|a| a.to_string_lossy().starts_with("BindReadOnlyPaths="))
+    );
+    let at = args.iter().position(|a| a == "--allow-port").unwrap();
+    assert_eq!(args[at + 1], "443");
+    drop(fx.dir);
+}
