@@ -5,10 +5,11 @@
 //! One module per command group, one function per verb, so `left4mectl X Y` is found in one
 //! place: `verbs::instance` (create, edit, set, show, list, validate, render),
 //! `verbs::lifecycle` (start, stop, restart, reset, delete, status, logs), `verbs::blueprint`
-//! (`blueprint …`) and `overlay` (`overlay …`, with `build`). They share `change` (the
-//! create/set/edit machinery), `editor`, `keys`, `store` (spec files under the config-dir lock),
-//! `reload`, `systemd`, `runtime` (an instance's runtime dir), `output` (every display helper)
-//! and `error` (exit statuses).
+//! (`blueprint …`) and `verbs::overlay` (`overlay …`; `overlay build` and `jobs`, the clients
+//! of the `left4me-jobs` pipeline, in `verbs::overlay::build`). They share `change` (the
+//! create/set/edit machinery), `editor`, `keys`, `store` (spec files under the config-dir
+//! lock), `reload`, `systemd`, `runtime` (an instance's runtime dir), `output` (every display
+//! helper) and `error` (exit statuses).
 //!
 //! Verbs that read specs use the same `left4me-spec` code as the boot-time generator, so
 //! `left4mectl validate` refuses exactly what the generator would skip. Verbs that change specs
@@ -18,14 +19,12 @@
 
 #![forbid(unsafe_code)]
 
-mod build;
 mod change;
 mod cli;
 mod editor;
 mod error;
 mod keys;
 mod output;
-mod overlay;
 mod reload;
 mod runtime;
 mod store;
@@ -40,7 +39,7 @@ pub use cli::Cli;
 pub use error::exit_status;
 
 use cli::{BlueprintVerb, OverlayVerb, Verb};
-use verbs::{blueprint, instance, lifecycle};
+use verbs::{blueprint, instance, lifecycle, overlay};
 
 /// What every verb needs to know: where the specs are and the global flags.
 #[derive(Debug, Clone)]
@@ -147,18 +146,18 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 unit_file,
             } => {
                 let mode = match (dry_run, unit_file) {
-                    (true, _) => build::Mode::DryRun,
-                    (_, true) => build::Mode::UnitFile,
-                    _ => build::Mode::Run,
+                    (true, _) => overlay::build::Mode::DryRun,
+                    (_, true) => overlay::build::Mode::UnitFile,
+                    _ => overlay::build::Mode::Run,
                 };
-                build::build(&ctx, name, mode)
+                overlay::build::build(&ctx, name, mode)
             }
             OverlayVerb::Jobs {
                 name,
                 json,
                 log,
                 lines,
-            } => build::jobs(&ctx, name.as_deref(), *json, *log, *lines),
+            } => overlay::build::jobs(&ctx, name.as_deref(), *json, *log, *lines),
         },
     }
 }

@@ -4,8 +4,8 @@
 //! - [`instance`]: `create`, `edit`, `set`, `show`, `list`, `validate`, `render`;
 //! - [`lifecycle`]: `start`, `stop`, `restart`, `reset`, `delete`, `status`, `logs`;
 //! - [`blueprint`]: `blueprint create`, `edit`, `set`, `show`, `list`;
-//! - `overlay` (still `crate::overlay`, with `overlay build` in `crate::build`): `overlay
-//!   create`, `edit`, `show`, `list`, `rm`, `build`, `jobs`.
+//! - [`overlay`]: `overlay create`, `edit`, `show`, `list`, `rm`, and in [`overlay::build`]
+//!   `overlay build` and `overlay jobs` (clients of the `left4me-jobs` pipeline).
 //!
 //! What they share lives beside this directory: the create/set/edit machinery (`change`), the
 //! editor loop, spec files under the lock (`store`), systemd, and every display helper
@@ -14,3 +14,4 @@
 pub(crate) mod blueprint;
 pub(crate) mod instance;
 pub(crate) mod lifecycle;
+pub(crate) mod overlay;

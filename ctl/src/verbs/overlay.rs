@@ -1,5 +1,5 @@
 //! The overlay verbs: `overlay create|edit|show|list|rm` (and `build` and `jobs`, the job
-//! verbs, in [`crate::build`]).
+//! verbs, in [`build`]).
 //!
 //! An overlay is a content layer instances stack over the game install. Its definition,
 //! `/etc/left4me/overlays/NAME.toml`, says how its content (`<state_dir>/overlays/NAME`) is
@@ -23,6 +23,8 @@ use crate::editor::{Edited, edit_until_valid};
 use crate::error::{EXIT_OK, UsageError};
 use crate::output::{emit, fields, format_utc, table};
 use crate::store::{self, Replace};
+
+pub(crate) mod build;
 
 /// Refuses a name that breaks the naming rule, naming the rule.
 pub fn check_overlay_name(name: &str) -> Result<(), UsageError> {

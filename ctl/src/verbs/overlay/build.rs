@@ -17,10 +17,10 @@ use left4me_jobs::{
 };
 use left4me_spec::OverlayKind;
 
+use super::{self as overlay, check_overlay_name, format_utc_ms, read_ledger};
 use crate::Ctx;
 use crate::error::{EXIT_OK, UsageError};
 use crate::output::{emit, fields, shell_quote, table};
-use crate::overlay::{self, check_overlay_name, format_utc_ms, read_ledger};
 
 /// What `overlay build` should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
