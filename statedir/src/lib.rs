@@ -1,0 +1,22 @@
+//! Root's hands in the state dir (DESIGN.md §2, the ownership rule).
+//!
+//! Whoever owns a directory can rename or replace anything in it, so a root action by path
+//! through a directory the game user owns can be redirected anywhere (`rm -r` of a path whose
+//! middle component was just swapped for a symlink to `/`). Root therefore never acts by path
+//! below the state dir. It opens the state dir once ([`StateDir::open`], which also checks that
+//! root owns it and nobody else may write it), then every directory beneath it with
+//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` ([`Dir::open_dir`]), and acts on names
+//! relative to those descriptors: create ([`Dir::create_dir`]), rename and exchange
+//! ([`Dir::rename`], [`Dir::exchange`]), remove a tree without following a link or crossing a
+//! mount ([`Dir::remove_tree`]).
+//!
+//! What this crate must not do: take a path from a caller and act on it as a whole, or follow a
+//! symbolic link anywhere below the state dir.
+
+#![forbid(unsafe_code)]
+
+mod dir;
+mod remove;
+
+pub use dir::{Dir, DirError, StateDir};
+pub use remove::RemoveError;
