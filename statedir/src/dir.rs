@@ -217,8 +217,8 @@ impl Dir {
         )
         .map_err(io("open", &self.path))?;
         let mut names = Vec::new();
-        let mut dir = rustix::fs::Dir::read_from(&fd).map_err(io("list", &self.path))?;
-        while let Some(entry) = dir.next() {
+        let dir = rustix::fs::Dir::read_from(&fd).map_err(io("list", &self.path))?;
+        for entry in dir {
             let entry = entry.map_err(io("list", &self.path))?;
             let name = entry.file_name().to_bytes();
             if name != b"." && name != b".." {

@@ -90,8 +90,8 @@ fn empty_files(frame: &Frame, mount: u64) -> Result<Option<Frame>, RemoveError> 
         Mode::empty(),
     )
     .map_err(io("open", &frame.path))?;
-    let mut entries = rustix::fs::Dir::read_from(&listing).map_err(io("list", &frame.path))?;
-    while let Some(entry) = entries.next() {
+    let entries = rustix::fs::Dir::read_from(&listing).map_err(io("list", &frame.path))?;
+    for entry in entries {
         let entry = entry.map_err(io("list", &frame.path))?;
         let name = OsStr::from_bytes(entry.file_name().to_bytes());
         if name == "." || name == ".." {
@@ -103,10 +103,10 @@ fn empty_files(frame: &Frame, mount: u64) -> Result<Option<Frame>, RemoveError> 
             Err(Errno::NOENT) => continue,
             Err(errno) => return Err(io("stat", &path)(errno).into()),
         };
-        if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
-            if let Some(child) = open_subdir(frame.fd.as_fd(), name, &path, mount)? {
-                return Ok(Some(child));
-            }
+        if FileType::from_raw_mode(stat.st_mode) == FileType::Directory
+            && let Some(child) = open_subdir(frame.fd.as_fd(), name, &path, mount)?
+        {
+            return Ok(Some(child));
         }
         match rustix::fs::unlinkat(frame.fd.as_fd(), name, AtFlags::empty()) {
             // Replaced by a directory meanwhile: the next pass over this directory finds it.
