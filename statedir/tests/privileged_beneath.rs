@@ -53,13 +53,13 @@ fn privileged_state_dir_must_be_roots_alone() {
     require_root();
     let s = Scratch::new("owner");
     assert!(StateDir::open(&s.state()).is_ok());
-    rustix::fs::chown(&s.state(), Some(rustix::fs::Uid::from_raw(65534)), None).unwrap();
+    rustix::fs::chown(s.state(), Some(rustix::fs::Uid::from_raw(65534)), None).unwrap();
     let err = StateDir::open(&s.state()).unwrap_err();
     assert!(
         matches!(err, DirError::NotRootOwned { uid: 65534, .. }),
         "{err}"
     );
-    rustix::fs::chown(&s.state(), Some(rustix::fs::Uid::ROOT), None).unwrap();
+    rustix::fs::chown(s.state(), Some(rustix::fs::Uid::ROOT), None).unwrap();
     fs::set_permissions(s.state(), fs::Permissions::from_mode(0o775)).unwrap();
     let err = StateDir::open(&s.state()).unwrap_err();
     assert!(err.to_string().contains("mode 0775"), "{err}");
@@ -96,11 +96,11 @@ fn privileged_remove_tree_stays_inside() {
         deep.push("d");
     }
     let _ = rustix::fs::mkdir(
-        &victim.join("upper/deep"),
+        victim.join("upper/deep"),
         rustix::fs::Mode::from_raw_mode(0o755),
     );
     let mut dir = rustix::fs::open(
-        &victim.join("upper/deep"),
+        victim.join("upper/deep"),
         rustix::fs::OFlags::DIRECTORY,
         rustix::fs::Mode::empty(),
     )
