@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{ErrorKind, SpecError};
 use crate::host::HostConfig;
 use crate::instance::{Blueprint, Instance, InstanceFile};
-use crate::layout::{Layout, check_absolute_dir};
+use crate::layout::{ADMIN_DIR_ENV, Layout, check_absolute_dir};
 use crate::parallel::map_chunks;
 use crate::read::read_spec;
 use left4me_contract::check_name;
@@ -158,7 +158,16 @@ pub fn load_host(
     let mut layout = Layout {
         config_dir: config_dir.to_path_buf(),
         state_dir: PathBuf::new(),
+        admin_dir: Layout::admin_dir_from_env(),
     };
+    check_absolute_dir(&layout.admin_dir).map_err(|why| {
+        SpecError::new(
+            ErrorKind::Invalid,
+            &layout.admin_dir,
+            None,
+            format!("admin dir ({ADMIN_DIR_ENV}) {why}"),
+        )
+    })?;
     let host = HostConfig::load(&layout.host_file())?;
     layout.state_dir = match state_dir {
         Some(dir) => {

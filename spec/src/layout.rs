@@ -9,12 +9,18 @@ pub const CONFIG_DIR_ENV: &str = "LEFT4ME_CONFIG_DIR";
 /// Overrides the state dir in every binary, over `state_dir` in host.toml.
 pub const STATE_DIR_ENV: &str = "LEFT4ME_STATE_DIR";
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/left4me";
+/// Overrides the root-only dir in every binary (tests, the demo).
+pub const ADMIN_DIR_ENV: &str = "LEFT4ME_ADMIN_DIR";
+/// Root's own state: the job ledger and spec history, secrets, locks. Mode 0700, root's; never
+/// inside the state dir, whose directories the game user may own.
+pub const DEFAULT_ADMIN_DIR: &str = "/var/lib/left4me-admin";
 
-/// The paths of one host: a config dir and a state dir.
+/// The paths of one host: a config dir, a state dir and root's own admin dir.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Layout {
     pub config_dir: PathBuf,
     pub state_dir: PathBuf,
+    pub admin_dir: PathBuf,
 }
 
 impl Layout {
@@ -23,6 +29,13 @@ impl Layout {
         std::env::var_os(CONFIG_DIR_ENV)
             .filter(|v| !v.is_empty())
             .map_or_else(|| PathBuf::from(DEFAULT_CONFIG_DIR), PathBuf::from)
+    }
+
+    /// The admin dir from `LEFT4ME_ADMIN_DIR`, else `/var/lib/left4me-admin`.
+    pub fn admin_dir_from_env() -> PathBuf {
+        std::env::var_os(ADMIN_DIR_ENV)
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from(DEFAULT_ADMIN_DIR), PathBuf::from)
     }
 
     /// The state dir from `LEFT4ME_STATE_DIR`, if set.
@@ -72,9 +85,13 @@ impl Layout {
     pub fn runtime(&self, name: &str) -> RuntimeDirs {
         RuntimeDirs::new(&self.state_dir, name)
     }
-    /// The SQLite database: spec history and the build ledger.
+    /// The SQLite database: spec history and the job ledger (root-only).
     pub fn database(&self) -> PathBuf {
-        self.state_dir.join("left4me.db")
+        self.admin_dir.join("left4me.db")
+    }
+    /// Per-instance and per-overlay lock files (root-only).
+    pub fn locks_dir(&self) -> PathBuf {
+        self.admin_dir.join("locks")
     }
 }
 
@@ -122,6 +139,7 @@ mod tests {
         let layout = Layout {
             config_dir: "/etc/left4me".into(),
             state_dir: "/var/lib/left4me".into(),
+            admin_dir: "/var/lib/left4me-admin".into(),
         };
         assert_eq!(
             layout.instance_file("coop1"),
@@ -139,7 +157,10 @@ mod tests {
             layout.runtime("c").merged,
             Path::new("/var/lib/left4me/runtime/c/merged")
         );
-        assert_eq!(layout.database(), Path::new("/var/lib/left4me/left4me.db"));
+        assert_eq!(
+            layout.database(),
+            Path::new("/var/lib/left4me-admin/left4me.db")
+        );
     }
 
     #[test]

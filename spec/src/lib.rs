@@ -32,7 +32,9 @@ pub use instance::{
     Blueprint, DEFAULT_MAP, DEFAULT_READY_TIMEOUT, DEFAULT_WATCHDOG, Health, Instance,
     InstanceFile, MAX_LAYERS, Resources, Settings,
 };
-pub use layout::{CONFIG_DIR_ENV, DEFAULT_CONFIG_DIR, Layout, STATE_DIR_ENV};
+pub use layout::{
+    ADMIN_DIR_ENV, CONFIG_DIR_ENV, DEFAULT_ADMIN_DIR, DEFAULT_CONFIG_DIR, Layout, STATE_DIR_ENV,
+};
 pub use left4me_contract::{check_name, is_valid_name};
 pub use overlay::{OverlayDef, OverlayKind, OverlayRef, ScriptLimits};
 pub use parallel::map_chunks;

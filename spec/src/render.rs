@@ -29,7 +29,7 @@ pub fn render_dropin(instance: &Instance, layout: &Layout, host: &HostConfig) ->
     let runtime = escaped(&layout.runtime(&instance.name).dir);
     let runtime_root = escaped(&layout.runtime_root());
     let overlays = escaped(&layout.state_dir.join(left4me_contract::layout::OVERLAYS));
-    let database = escaped(&layout.database());
+    let admin = escaped(&layout.admin_dir);
     let specs = escaped(&layout.instances_dir());
     let mut out = format!(
         "{GENERATED_HEADER} from {source}.\n\
@@ -44,13 +44,13 @@ pub fn render_dropin(instance: &Instance, layout: &Layout, host: &HostConfig) ->
          Group={user}\n\
          # Walled off from the other instances: of runtime/ and instances/ the game sees only\n\
          # its own entry (writable: its runtime dir, with the overlay mounted in it); overlay\n\
-         # content and builds (already in its merged tree) and the ledger not at all.\n\
+         # content and builds (already in its merged tree) and root's admin dir not at all.\n\
          TemporaryFileSystem={runtime_root}:ro\n\
          BindPaths=-{runtime}\n\
          TemporaryFileSystem={specs}:ro\n\
          BindReadOnlyPaths=-{source}\n\
          TemporaryFileSystem={overlays}:ro\n\
-         InaccessiblePaths=-{database}\n\
+         InaccessiblePaths=-{admin}\n\
          SocketBindAllow={port}\n\
          TimeoutStartSec={ready}\n\
          WatchdogSec={watchdog}\n",
@@ -208,6 +208,7 @@ mod tests {
         Layout {
             config_dir: "/etc/left4me".into(),
             state_dir: "/var/lib/left4me".into(),
+            admin_dir: "/var/lib/left4me-admin".into(),
         }
     }
 
@@ -232,13 +233,13 @@ mod tests {
              Group=left4me\n\
              # Walled off from the other instances: of runtime/ and instances/ the game sees only\n\
              # its own entry (writable: its runtime dir, with the overlay mounted in it); overlay\n\
-             # content and builds (already in its merged tree) and the ledger not at all.\n\
+             # content and builds (already in its merged tree) and root's admin dir not at all.\n\
              TemporaryFileSystem=/var/lib/left4me/runtime:ro\n\
              BindPaths=-/var/lib/left4me/runtime/coop1\n\
              TemporaryFileSystem=/etc/left4me/instances:ro\n\
              BindReadOnlyPaths=-/etc/left4me/instances/coop1.toml\n\
              TemporaryFileSystem=/var/lib/left4me/overlays:ro\n\
-             InaccessiblePaths=-/var/lib/left4me/left4me.db\n\
+             InaccessiblePaths=-/var/lib/left4me-admin\n\
              SocketBindAllow=27015\n\
              TimeoutStartSec=5min\n\
              WatchdogSec=60s\n"

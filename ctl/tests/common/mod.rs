@@ -117,6 +117,7 @@ impl Fixture {
         let mut cmd = Command::new(BIN);
         cmd.env("LEFT4ME_CONFIG_DIR", self.config_dir())
             .env("LEFT4ME_STATE_DIR", self.root.join("state"))
+            .env("LEFT4ME_ADMIN_DIR", self.root.join("admin"))
             .env("COLUMNS", "100")
             .env_remove("VISUAL")
             .env_remove("EDITOR")

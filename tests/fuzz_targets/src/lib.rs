@@ -59,6 +59,7 @@ pub fn spec_catalog(data: &[u8]) {
         let layout = left4me_spec::Layout {
             config_dir: "/etc/left4me".into(),
             state_dir: host.state_dir.clone(),
+            admin_dir: "/var/lib/left4me-admin".into(),
         };
         let _ = left4me_spec::render_dropin(&instance, &layout, &host);
         let _ = left4me_spec::render_server_cfg(&instance);
