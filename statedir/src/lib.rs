@@ -10,13 +10,18 @@
 //! ([`Dir::rename`], [`Dir::exchange`]), remove a tree without following a link or crossing a
 //! mount ([`Dir::remove_tree`]).
 //!
+//! It also holds the locks that serialize root's work on one instance or overlay ([`Lock`]),
+//! kept in root's admin dir.
+//!
 //! What this crate must not do: take a path from a caller and act on it as a whole, or follow a
 //! symbolic link anywhere below the state dir.
 
 #![forbid(unsafe_code)]
 
 mod dir;
+mod lock;
 mod remove;
 
 pub use dir::{Dir, DirError, StateDir};
+pub use lock::{Lock, LockError, Subject};
 pub use remove::RemoveError;
