@@ -28,7 +28,7 @@ use crate::mountinfo::MountInfoError;
 use crate::plan::{InstanceRuntime, MountPlan, Owner};
 use crate::resolve::{LayerError, ResolvedPlan, resolve_plan};
 use crate::stage::{StageError, StagedFile, stage_files};
-use crate::sys::{MountMethod, MountSys, fd_path, proc_fd_path};
+use crate::sys::{ClassicMount, MountMethod, MountSys, fd_path, proc_fd_path};
 use crate::verify::{MountState, STAMP_FILE, inspect, mismatch, why_replace, write_stamp};
 
 /// At most this many mounts stacked on `merged` are unmounted before giving up.
@@ -299,8 +299,13 @@ fn mount_with<S: MountSys>(
                 page,
             });
         }
+        let mount = ClassicMount {
+            source: &plan.source(),
+            options: plan.options,
+            data: &data,
+        };
         return sys
-            .mount_classic(&plan.source(), target.as_fd(), plan.options, &data)
+            .mount_classic(&mount, target.as_fd())
             .map_err(|e| failed("mount(2)".into(), e, Vec::new()));
     }
 

@@ -16,7 +16,7 @@ use rustix::fs::AtFlags;
 use rustix::io::Errno;
 
 use crate::plan::MountOptions;
-use crate::sys::{MountMethod, MountSys, fd_path};
+use crate::sys::{ClassicMount, MountMethod, MountSys, fd_path};
 
 /// A configuration context of [`RecordingSys`].
 #[derive(Debug)]
@@ -229,13 +229,12 @@ impl MountSys for RecordingSys {
         Ok(())
     }
 
-    fn mount_classic(
-        &self,
-        source: &str,
-        target: BorrowedFd<'_>,
-        options: MountOptions,
-        data: &str,
-    ) -> Result<(), Errno> {
+    fn mount_classic(&self, mount: &ClassicMount<'_>, target: BorrowedFd<'_>) -> Result<(), Errno> {
+        let ClassicMount {
+            source,
+            options,
+            data,
+        } = *mount;
         let target = fd_path(target);
         self.record(format!(
             "mount {source} {} {options} {data}",

@@ -47,6 +47,16 @@ impl fmt::Display for MountMethod {
     }
 }
 
+/// What a classic `mount(2)` of an overlay is given besides its target.
+#[derive(Debug, Clone, Copy)]
+pub struct ClassicMount<'a> {
+    /// The mount source (`left4me:NAME:FINGERPRINT`).
+    pub source: &'a str,
+    pub options: MountOptions,
+    /// The option string: `lowerdir=…,upperdir=…,workdir=…`.
+    pub data: &'a str,
+}
+
 /// The mount system calls left4me makes. Errors are raw errnos; callers add the context.
 pub trait MountSys {
     /// An overlayfs configuration context (`fsopen`).
@@ -72,13 +82,7 @@ pub trait MountSys {
     /// attach onto the directory `target` refers to, without looking up any path.
     fn move_mount_onto(&self, mnt: &Self::Mnt, target: BorrowedFd<'_>) -> Result<(), Errno>;
     /// Classic `mount(source, "/proc/self/fd/TARGET", "overlay", flags, data)`.
-    fn mount_classic(
-        &self,
-        source: &str,
-        target: BorrowedFd<'_>,
-        options: MountOptions,
-        data: &str,
-    ) -> Result<(), Errno>;
+    fn mount_classic(&self, mount: &ClassicMount<'_>, target: BorrowedFd<'_>) -> Result<(), Errno>;
     /// `umount2("/proc/self/fd/PARENT/NAME", UMOUNT_NOFOLLOW)`: unmounts the topmost mount at
     /// `NAME` inside the directory `parent`, without holding a reference to the mount itself.
     fn unmount(&self, parent: BorrowedFd<'_>, name: &str) -> Result<(), Errno>;
@@ -207,17 +211,11 @@ impl MountSys for RealSys {
         )
     }
 
-    fn mount_classic(
-        &self,
-        source: &str,
-        target: BorrowedFd<'_>,
-        options: MountOptions,
-        data: &str,
-    ) -> Result<(), Errno> {
-        let flags: MountFlags = options.pick(MountFlags::NOSUID, MountFlags::NODEV);
-        let data = CString::new(data).map_err(|_| Errno::INVAL)?;
+    fn mount_classic(&self, mount: &ClassicMount<'_>, target: BorrowedFd<'_>) -> Result<(), Errno> {
+        let flags: MountFlags = mount.options.pick(MountFlags::NOSUID, MountFlags::NODEV);
+        let data = CString::new(mount.data).map_err(|_| Errno::INVAL)?;
         rustix::mount::mount(
-            source,
+            mount.source,
             proc_fd_path(target).as_str(),
             "overlay",
             flags,

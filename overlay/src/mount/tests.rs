@@ -199,8 +199,12 @@ fn stacked_and_foreign_mounts_are_all_replaced() {
     )
     .unwrap();
     drop(dirs);
-    sys.mount_classic("other", target.as_fd(), p.options, "lowerdir=/x")
-        .unwrap();
+    let other = ClassicMount {
+        source: "other",
+        options: p.options,
+        data: "lowerdir=/x",
+    };
+    sys.mount_classic(&other, target.as_fd()).unwrap();
     assert_eq!(sys.mount_targets().len(), 2);
     sys.clear_calls();
     let report = ensure_mounted(&sys, &p, caller()).unwrap();
