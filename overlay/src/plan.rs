@@ -132,6 +132,30 @@ pub fn validate_instance_name(name: &str) -> Result<(), PlanError> {
     }
 }
 
+/// How a path fails to be a non-empty relative path of plain components.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotPlain {
+    Empty,
+    Absolute,
+    /// It has a `..` component.
+    ParentDir,
+    /// It has a `.` component.
+    CurDir,
+}
+
+/// Checks that `path` is non-empty, relative and made of plain components only (no I/O).
+pub(crate) fn check_plain(path: &Path) -> Result<(), NotPlain> {
+    if path.as_os_str().is_empty() {
+        return Err(NotPlain::Empty);
+    }
+    path.components().try_for_each(|component| match component {
+        Component::Normal(_) => Ok(()),
+        Component::RootDir | Component::Prefix(_) => Err(NotPlain::Absolute),
+        Component::ParentDir => Err(NotPlain::ParentDir),
+        Component::CurDir => Err(NotPlain::CurDir),
+    })
+}
+
 /// Checks the shape of a layer path (no I/O): relative, plain components only, and beneath one of
 /// [`LAYER_ROOTS`].
 pub fn validate_layer_path(path: &Path) -> Result<(), PlanError> {
@@ -141,20 +165,15 @@ pub fn validate_layer_path(path: &Path) -> Result<(), PlanError> {
             reason,
         })
     };
-    if path.as_os_str().is_empty() {
-        return refuse("is empty");
+    if let Err(why) = check_plain(path) {
+        return refuse(match why {
+            NotPlain::Empty => "is empty",
+            NotPlain::Absolute => "is absolute: layer paths are relative to the state dir",
+            NotPlain::ParentDir => "contains `..`: name the directory directly",
+            NotPlain::CurDir => "contains `.`: name the directory directly",
+        });
     }
     let mut components = path.components();
-    for component in path.components() {
-        match component {
-            Component::Normal(_) => {}
-            Component::RootDir | Component::Prefix(_) => {
-                return refuse("is absolute: layer paths are relative to the state dir");
-            }
-            Component::ParentDir => return refuse("contains `..`: name the directory directly"),
-            Component::CurDir => return refuse("contains `.`: name the directory directly"),
-        }
-    }
     let first = components.next().map(|c| c.as_os_str());
     if !LAYER_ROOTS.iter().any(|root| first == Some(root.as_ref())) {
         return refuse("must be beneath installation/, overlays/ or workshop_cache/");

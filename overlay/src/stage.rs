@@ -9,13 +9,13 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Uid};
 use rustix::io::Errno;
 
 use crate::dirs::{self, DirError, DirSpec, Repair};
-use crate::plan::Owner;
+use crate::plan::{NotPlain, Owner, check_plain};
 use crate::sys::{RESOLVE_STRICT, fd_path, openat2_retry};
 
 /// Mode of staged files.
@@ -102,25 +102,14 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(Errno) -> StageError + u
 
 /// Checks a relative file path: at least one component, plain components only.
 fn validate_rel(rel: &Path) -> Result<(), StageError> {
-    let refuse = |reason| {
-        Err(StageError::BadPath {
-            path: rel.to_owned(),
-            reason,
-        })
-    };
-    if rel.as_os_str().is_empty() {
-        return refuse("is empty");
-    }
-    for component in rel.components() {
-        match component {
-            Component::Normal(_) => {}
-            Component::RootDir | Component::Prefix(_) => return refuse("must be relative"),
-            Component::ParentDir | Component::CurDir => {
-                return refuse("must not contain `.` or `..`");
-            }
-        }
-    }
-    Ok(())
+    check_plain(rel).map_err(|why| StageError::BadPath {
+        path: rel.to_owned(),
+        reason: match why {
+            NotPlain::Empty => "is empty",
+            NotPlain::Absolute => "must be relative",
+            NotPlain::ParentDir | NotPlain::CurDir => "must not contain `.` or `..`",
+        },
+    })
 }
 
 /// Writes `files` into the upper dir `upper`, owned by `owner`, creating parent directories
