@@ -24,9 +24,9 @@ use rustix::io::Errno;
 use crate::dirs::{OpenRuntimeDirs, caller, open_instance_dir};
 use crate::mount::MountError;
 use crate::mountinfo::{self, MountInfoEntry};
-use crate::plan::InstanceRuntime;
+use crate::plan::{InstanceRuntime, Owner};
 use crate::resolve::ResolvedPlan;
-use crate::stage::{StagedFile, read_beneath, stage_files};
+use crate::stage::{StagedFile, is_staged, read_beneath, stage_files};
 use crate::sys::{MountSys, fd_path};
 
 /// The stamp file in `runtime/NAME` describing the current mount (see the module docs).
@@ -88,7 +88,7 @@ pub(crate) fn why_replace(
     resolved: &ResolvedPlan<'_>,
     dirs: &OpenRuntimeDirs,
     files: &[StagedFile],
-    game: crate::plan::Owner,
+    game: Owner,
 ) -> Result<Option<String>, MountError> {
     if let Some(reason) = mismatch(entry, resolved, dirs) {
         return Ok(Some(reason));
@@ -96,7 +96,7 @@ pub(crate) fn why_replace(
     if let Some(reason) = stamp_mismatch(entry, resolved, dirs)? {
         return Ok(Some(reason));
     }
-    if !crate::stage::is_staged(&dirs.upper, files, game) {
+    if !is_staged(&dirs.upper, files, game) {
         return Ok(Some("the staged files changed".to_owned()));
     }
     Ok(None)
