@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{Gid, Mode, OFlags, ResolveFlags, Uid};
 use rustix::io::Errno;
 
-use crate::plan::{MountPlan, Owner};
+use left4me_contract::layout::RUNTIME;
+
+use crate::plan::{InstanceRuntime, Owner};
 use crate::resolve::{LayerError, open_state_dir};
 use crate::sys::{RESOLVE_STRICT, is_symlink_at, openat2_retry};
 
@@ -29,7 +31,7 @@ use crate::sys::{RESOLVE_STRICT, is_symlink_at, openat2_retry};
 /// `merged` is not among them: a descriptor of a mounted tree would keep it busy. The mount code
 /// opens the directory under the mount point with [`open_mount_target`] when it mounts.
 #[derive(Debug)]
-pub struct RuntimeDirs {
+pub struct OpenRuntimeDirs {
     /// `runtime/NAME`.
     pub instance: OwnedFd,
     pub upper: OwnedFd,
@@ -60,7 +62,8 @@ pub enum DirError {
     },
 }
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(Errno) -> DirError + use<> {
+/// The error of a failed `action` on `path`, as a `map_err` argument.
+pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(Errno) -> DirError + use<> {
     let path = path.to_owned();
     move |e| DirError::Io {
         action,
@@ -69,31 +72,17 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(Errno) -> DirError + use
     }
 }
 
-/// Opens the directory `name` inside `parent` without following any symlink.
+/// Opens the directory `name` inside `parent` without following any symlink; `None` when it
+/// does not exist. `extra` adds resolve flags (`RESOLVE_NO_XDEV`: the directory under a mount
+/// point, or [`DirError::MountedOver`]).
 pub(crate) fn open_dir(
     parent: BorrowedFd<'_>,
-    name: &str,
-    shown: &Path,
-) -> Result<Option<OwnedFd>, DirError> {
-    open_dir_with(parent, name, shown, ResolveFlags::empty())
-}
-
-/// [`open_dir`] with extra resolve flags (`RESOLVE_NO_XDEV`: the directory under a mount point,
-/// or [`DirError::MountedOver`]).
-fn open_dir_with(
-    parent: BorrowedFd<'_>,
-    name: &str,
+    name: &Path,
     shown: &Path,
     extra: ResolveFlags,
 ) -> Result<Option<OwnedFd>, DirError> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;
-    match openat2_retry(
-        parent,
-        name.as_ref(),
-        flags,
-        Mode::empty(),
-        RESOLVE_STRICT | extra,
-    ) {
+    match openat2_retry(parent, name, flags, Mode::empty(), RESOLVE_STRICT | extra) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::NOENT) => Ok(None),
         Err(Errno::XDEV) => Err(DirError::MountedOver {
@@ -102,7 +91,7 @@ fn open_dir_with(
         Err(Errno::LOOP) => Err(DirError::Symlink {
             path: shown.to_owned(),
         }),
-        Err(Errno::NOTDIR) if is_symlink_at(parent, name.as_ref()) => Err(DirError::Symlink {
+        Err(Errno::NOTDIR) if is_symlink_at(parent, name) => Err(DirError::Symlink {
             path: shown.to_owned(),
         }),
         Err(Errno::NOTDIR) => Err(DirError::NotDir {
@@ -112,60 +101,64 @@ fn open_dir_with(
     }
 }
 
-/// Makes sure the directory `name` exists in `parent` with `owner` and, when created or when
-/// `force_mode` is set, `mode`. Returns its descriptor.
-fn ensure_dir(
-    parent: BorrowedFd<'_>,
-    name: &str,
-    shown: &Path,
-    owner: Owner,
-    mode: u32,
-    force_mode: bool,
-) -> Result<OwnedFd, DirError> {
-    ensure_dir_with(
-        parent,
-        name,
-        shown,
-        owner,
-        mode,
-        force_mode,
-        ResolveFlags::empty(),
-    )
+/// What [`ensure_dir`] fixes on a directory that exists already (a directory it creates always
+/// gets the owner and mode asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Repair {
+    /// Leave it as it is.
+    Nothing,
+    /// Give it the owner asked for.
+    Owner,
+    /// Give it the owner and the mode asked for.
+    OwnerAndMode,
 }
 
-fn ensure_dir_with(
+/// How [`ensure_dir`] leaves a directory.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DirSpec {
+    pub owner: Owner,
+    pub mode: u32,
+    pub repair: Repair,
+    /// Extra resolve flags for opening it (see [`open_dir`]).
+    pub resolve: ResolveFlags,
+}
+
+/// Makes sure the directory `name` exists in `parent` as `spec` says, never following a
+/// symlink. Returns its descriptor.
+pub(crate) fn ensure_dir(
     parent: BorrowedFd<'_>,
-    name: &str,
+    name: &Path,
     shown: &Path,
-    owner: Owner,
-    mode: u32,
-    force_mode: bool,
-    extra: ResolveFlags,
+    spec: DirSpec,
 ) -> Result<OwnedFd, DirError> {
-    let (fd, created) = match open_dir_with(parent, name, shown, extra)? {
+    let (fd, created) = match open_dir(parent, name, shown, spec.resolve)? {
         Some(fd) => (fd, false),
         None => {
-            match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(mode)) {
+            match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(spec.mode)) {
                 Ok(()) | Err(Errno::EXIST) => {}
                 Err(e) => return Err(io("create", shown)(e)),
             }
-            let fd = open_dir_with(parent, name, shown, extra)?
+            let fd = open_dir(parent, name, shown, spec.resolve)?
                 .ok_or_else(|| io("open", shown)(Errno::NOENT))?;
             (fd, true)
         }
     };
+    if !created && spec.repair == Repair::Nothing {
+        return Ok(fd);
+    }
     let stat = rustix::fs::fstat(&fd).map_err(io("stat", shown))?;
-    if stat.st_uid != owner.uid || stat.st_gid != owner.gid {
+    if stat.st_uid != spec.owner.uid || stat.st_gid != spec.owner.gid {
         rustix::fs::fchown(
             &fd,
-            Some(Uid::from_raw(owner.uid)),
-            Some(Gid::from_raw(owner.gid)),
+            Some(Uid::from_raw(spec.owner.uid)),
+            Some(Gid::from_raw(spec.owner.gid)),
         )
         .map_err(io("change the owner of", shown))?;
     }
     // mkdirat applies the umask; set the mode we mean.
-    if (created || force_mode) && stat.st_mode & 0o7777 != mode {
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(io("chmod", shown))?;
+    let fix_mode = created || spec.repair == Repair::OwnerAndMode;
+    if fix_mode && stat.st_mode & 0o7777 != spec.mode {
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(spec.mode)).map_err(io("chmod", shown))?;
     }
     Ok(fd)
 }
@@ -181,34 +174,57 @@ pub fn caller() -> Owner {
 /// Creates (or repairs) `runtime/` and `runtime/NAME` (owned by the caller, 0755) and
 /// `runtime/NAME/{upper,work,merged}` (owned by `game`), and returns their descriptors. A
 /// `merged` with something mounted on it is left alone.
-pub fn ensure_runtime_dirs(plan: &MountPlan, game: Owner) -> Result<RuntimeDirs, DirError> {
-    let state = open_state_dir(&plan.state_dir)?;
-    let me = caller();
-    let runtime_path = plan.state_dir.join("runtime");
-    let runtime = ensure_dir(state.as_fd(), "runtime", &runtime_path, me, 0o755, true)?;
-    let instance = ensure_dir(
-        runtime.as_fd(),
-        &plan.name,
-        &plan.runtime_dir,
-        me,
-        0o755,
-        true,
+pub fn ensure_runtime_dirs(
+    runtime: &InstanceRuntime,
+    game: Owner,
+) -> Result<OpenRuntimeDirs, DirError> {
+    let state = open_state_dir(&runtime.state_dir)?;
+    let paths = &runtime.dirs;
+    let root_owned = DirSpec {
+        owner: caller(),
+        mode: 0o755,
+        repair: Repair::OwnerAndMode,
+        resolve: ResolveFlags::empty(),
+    };
+    let game_owned = |mode| DirSpec {
+        owner: game,
+        mode,
+        repair: Repair::Owner,
+        resolve: ResolveFlags::empty(),
+    };
+    let runtime_root = ensure_dir(
+        state.as_fd(),
+        RUNTIME.as_ref(),
+        &runtime.state_dir.join(RUNTIME),
+        root_owned,
     )?;
-    let upper = ensure_dir(instance.as_fd(), "upper", &plan.upper, game, 0o755, false)?;
-    let work = ensure_dir(instance.as_fd(), "work", &plan.work, game, 0o700, false)?;
-    match ensure_dir_with(
+    let instance = ensure_dir(
+        runtime_root.as_fd(),
+        runtime.name.as_ref(),
+        &paths.dir,
+        root_owned,
+    )?;
+    let upper = ensure_dir(
         instance.as_fd(),
-        "merged",
-        &plan.merged,
-        game,
-        0o755,
-        false,
-        ResolveFlags::NO_XDEV,
-    ) {
+        "upper".as_ref(),
+        &paths.upper,
+        game_owned(0o755),
+    )?;
+    let work = ensure_dir(
+        instance.as_fd(),
+        "work".as_ref(),
+        &paths.work,
+        game_owned(0o700),
+    )?;
+    let merged = DirSpec {
+        resolve: ResolveFlags::NO_XDEV,
+        ..game_owned(0o755)
+    };
+    match ensure_dir(instance.as_fd(), "merged".as_ref(), &paths.merged, merged) {
         Ok(_) | Err(DirError::MountedOver { .. }) => {}
         Err(e) => return Err(e),
     }
-    Ok(RuntimeDirs {
+    Ok(OpenRuntimeDirs {
         instance,
         upper,
         work,
@@ -217,19 +233,34 @@ pub fn ensure_runtime_dirs(plan: &MountPlan, game: Owner) -> Result<RuntimeDirs,
 
 /// Opens `merged` in `runtime/NAME` (`instance`) as the target of a mount: the directory itself,
 /// never a tree mounted on it ([`DirError::MountedOver`]) and never through a symlink.
-pub fn open_mount_target(instance: BorrowedFd<'_>, plan: &MountPlan) -> Result<OwnedFd, DirError> {
-    open_dir_with(instance, "merged", &plan.merged, ResolveFlags::NO_XDEV)?
-        .ok_or_else(|| io("open", &plan.merged)(Errno::NOENT))
+pub fn open_mount_target(
+    instance: BorrowedFd<'_>,
+    runtime: &InstanceRuntime,
+) -> Result<OwnedFd, DirError> {
+    let merged = &runtime.dirs.merged;
+    open_dir(instance, "merged".as_ref(), merged, ResolveFlags::NO_XDEV)?
+        .ok_or_else(|| io("open", merged)(Errno::NOENT))
 }
 
 /// Opens `runtime/NAME` without creating anything; `None` when it does not exist.
-pub fn open_instance_dir(plan: &MountPlan) -> Result<Option<OwnedFd>, DirError> {
-    let state = open_state_dir(&plan.state_dir)?;
-    let runtime_path = plan.state_dir.join("runtime");
-    let Some(runtime) = open_dir(state.as_fd(), "runtime", &runtime_path)? else {
+pub fn open_instance_dir(runtime: &InstanceRuntime) -> Result<Option<OwnedFd>, DirError> {
+    let state = open_state_dir(&runtime.state_dir)?;
+    let runtime_path = runtime.state_dir.join(RUNTIME);
+    let Some(root) = open_dir(
+        state.as_fd(),
+        RUNTIME.as_ref(),
+        &runtime_path,
+        ResolveFlags::empty(),
+    )?
+    else {
         return Ok(None);
     };
-    open_dir(runtime.as_fd(), &plan.name, &plan.runtime_dir)
+    open_dir(
+        root.as_fd(),
+        runtime.name.as_ref(),
+        &runtime.dirs.dir,
+        ResolveFlags::empty(),
+    )
 }
 
 /// Removes `name` inside `parent` and everything below it, never following a symlink (a symlink
@@ -290,8 +321,8 @@ mod tests {
     use crate::testutil::TempDir;
     use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 
-    fn plan(t: &TempDir) -> MountPlan {
-        MountPlan::new(t.path(), "coop1", &["installation"]).unwrap()
+    fn plan(t: &TempDir) -> InstanceRuntime {
+        InstanceRuntime::new(t.path(), "coop1").unwrap()
     }
 
     #[test]
@@ -302,10 +333,10 @@ mod tests {
         ensure_runtime_dirs(&p, caller()).unwrap();
         for (path, mode) in [
             (t.path().join("runtime"), 0o755),
-            (p.runtime_dir.clone(), 0o755),
-            (p.upper.clone(), 0o755),
-            (p.work.clone(), 0o700),
-            (p.merged.clone(), 0o755),
+            (p.dirs.dir.clone(), 0o755),
+            (p.dirs.upper.clone(), 0o755),
+            (p.dirs.work.clone(), 0o700),
+            (p.dirs.merged.clone(), 0o755),
         ] {
             let meta = std::fs::symlink_metadata(&path).unwrap();
             assert!(meta.is_dir(), "{path:?}");
@@ -314,12 +345,9 @@ mod tests {
         }
         assert!(open_instance_dir(&p).unwrap().is_some());
         // Idempotent, and repairs a bad mode of the root-owned dirs.
-        std::fs::set_permissions(&p.runtime_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(&p.dirs.dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         ensure_runtime_dirs(&p, caller()).unwrap();
-        let mode = std::fs::metadata(&p.runtime_dir)
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(&p.dirs.dir).unwrap().permissions().mode();
         assert_eq!(mode & 0o7777, 0o755);
     }
 
@@ -341,16 +369,16 @@ mod tests {
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
 
         std::fs::remove_file(t.path().join("runtime")).unwrap();
-        std::fs::create_dir_all(&p.runtime_dir).unwrap();
-        symlink(outside.path(), &p.merged).unwrap();
+        std::fs::create_dir_all(&p.dirs.dir).unwrap();
+        symlink(outside.path(), &p.dirs.merged).unwrap();
         let e = ensure_runtime_dirs(&p, caller()).unwrap_err();
         assert!(
-            matches!(&e, DirError::Symlink { path } if path == &p.merged),
+            matches!(&e, DirError::Symlink { path } if path == &p.dirs.merged),
             "{e}"
         );
 
-        std::fs::remove_file(&p.merged).unwrap();
-        std::fs::write(&p.merged, "").unwrap();
+        std::fs::remove_file(&p.dirs.merged).unwrap();
+        std::fs::write(&p.dirs.merged, "").unwrap();
         let e = ensure_runtime_dirs(&p, caller()).unwrap_err();
         assert!(matches!(&e, DirError::NotDir { .. }), "{e}");
     }

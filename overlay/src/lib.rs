@@ -5,13 +5,17 @@
 //! 1. [`ns::join_pid1_mount_namespace`] — first thing in `main`, single-threaded.
 //! 2. [`MountPlan::new`] — plain data from the state dir, the instance name and the layer paths
 //!    (kernel order, topmost first). No I/O.
-//! 3. [`mount::prepare`] (or [`mount::ensure_mounted`]) — resolve the layers with `openat2`
-//!    ([`resolve`]), create the runtime dirs ([`dirs`]), refuse a fuse-overlayfs upper dir
-//!    ([`fuse`]), stage cfg files into `upper` ([`stage`]) and mount, idempotently.
-//! 4. [`mount::unmount`] — the cleanup.
+//! 3. [`resolve_plan`] — open every layer once with `openat2` ([`resolve`]). The caller reads the
+//!    aliased overlays' cfg files from these layers ([`ResolvedPlan::layer`], [`read_beneath`]).
+//! 4. [`mount::prepare`] — from the resolved plan: create the runtime dirs ([`dirs`]), refuse a
+//!    fuse-overlayfs upper dir ([`fuse`]), stage cfg files into `upper` ([`stage`]) and mount,
+//!    keeping an existing mount that [`verify`] finds current.
+//! 5. [`mount::unmount`] — the cleanup; it needs only the [`InstanceRuntime`] (the runtime
+//!    paths), no layers.
 //!
-//! Every mount system call goes through the [`sys::MountSys`] trait: [`sys::RealSys`] in
-//! production, [`sys::RecordingSys`] to test the call sequences without root.
+//! Every mount system call goes through the [`sys::MountSys`] trait, passed in as a parameter:
+//! [`sys::RealSys`] in production; the unit tests use a recording double (`recording.rs`,
+//! compiled for tests only) to check the call sequences without root.
 //!
 //! The crate takes plain data (paths, names, uid/gid) and does not depend on the spec crate.
 #![forbid(unsafe_code)]
@@ -25,17 +29,21 @@ pub mod plan;
 pub mod resolve;
 pub mod stage;
 pub mod sys;
+pub mod verify;
 
+#[cfg(test)]
+mod recording;
 #[cfg(test)]
 mod testutil;
 
-pub use dirs::{RuntimeDirs, ensure_runtime_dirs};
+pub use dirs::{OpenRuntimeDirs, ensure_runtime_dirs};
 pub use mount::{
-    MountError, MountOutcome, MountReport, MountState, UnmountOutcome, UnmountReport,
-    ensure_mounted, mount_method, mount_state, prepare, unmount,
+    MountError, MountOutcome, MountReport, UnmountOutcome, UnmountReport, ensure_mounted,
+    mount_method, prepare, unmount,
 };
 pub use ns::{NamespaceJoin, join_pid1_mount_namespace};
-pub use plan::{MountOptions, MountPlan, Owner};
-pub use resolve::{ResolvedLayer, resolve_layers};
+pub use plan::{InstanceRuntime, MountOptions, MountPlan, Owner};
+pub use resolve::{ResolvedLayer, ResolvedPlan, resolve_plan};
 pub use stage::{StagedFile, read_beneath, stage_files};
-pub use sys::{MountMethod, MountSys, RealSys, RecordingSys};
+pub use sys::{MountMethod, MountSys, RealSys};
+pub use verify::{MountState, mount_state};

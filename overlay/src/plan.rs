@@ -1,13 +1,15 @@
 //! The mount plan: which directories an instance's overlay is made of.
 //!
-//! A [`MountPlan`] is plain data computed from the state dir, the instance name and the layer
-//! paths. Computing it does no I/O; the paths it holds are checked again, for real, when the plan
-//! is applied (see [`crate::resolve`]).
+//! An [`InstanceRuntime`] is where one instance's overlay lives (the state dir and
+//! `runtime/NAME/{upper,work,merged}`, laid out by [`left4me_contract::RuntimeDirs`]): all that
+//! unmounting needs. A [`MountPlan`] adds the layers and mount flags: all that mounting needs.
+//! Both are plain data; computing them does no I/O. The paths they hold are checked again, for
+//! real, when the plan is applied (see [`crate::resolve`] and [`crate::dirs`]).
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
-pub use left4me_contract::{LAYER_ROOTS, MAX_LAYERS};
+pub use left4me_contract::{LAYER_ROOTS, MAX_LAYERS, RuntimeDirs};
 
 /// The owner of the files and directories the game may write (the game user).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,15 +36,20 @@ impl Default for MountOptions {
     }
 }
 
+impl MountOptions {
+    /// The flags that are set, said in another vocabulary: `nosuid` stands for the `nosuid` flag
+    /// and `nodev` for the `nodev` one (mount(2) flags, mount attributes, names), collected.
+    pub fn pick<T: FromIterator<F>, F>(self, nosuid: F, nodev: F) -> T {
+        [(self.nosuid, nosuid), (self.nodev, nodev)]
+            .into_iter()
+            .filter_map(|(set, flag)| set.then_some(flag))
+            .collect()
+    }
+}
+
 impl fmt::Display for MountOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut flags = Vec::new();
-        if self.nosuid {
-            flags.push("nosuid");
-        }
-        if self.nodev {
-            flags.push("nodev");
-        }
+        let flags: Vec<&str> = self.pick("nosuid", "nodev");
         if flags.is_empty() {
             f.write_str("none")
         } else {
@@ -51,25 +58,43 @@ impl fmt::Display for MountOptions {
     }
 }
 
-/// Everything needed to mount one instance's game tree.
+/// Where one instance's overlay lives: everything unmounting needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountPlan {
+pub struct InstanceRuntime {
     /// The instance name (validated: `^[a-z0-9][a-z0-9_-]{0,63}$`).
     pub name: String,
     /// The state dir, absolute (`/var/lib/left4me` by default).
     pub state_dir: PathBuf,
-    /// The layer paths relative to `state_dir`, in kernel order: topmost first.
+    /// `runtime/NAME` (root-owned) and its `upper` (the instance's writable layer, owned by the
+    /// game user), `work` (overlayfs' work dir) and `merged` (where the game tree is mounted).
+    pub dirs: RuntimeDirs,
+}
+
+impl InstanceRuntime {
+    /// The runtime dirs of instance `name` under `state_dir`, after checking both. No I/O.
+    pub fn new(state_dir: impl Into<PathBuf>, name: &str) -> Result<Self, PlanError> {
+        let state_dir = state_dir.into();
+        if !state_dir.is_absolute() {
+            return Err(PlanError::StateDirNotAbsolute { path: state_dir });
+        }
+        validate_instance_name(name)?;
+        Ok(Self {
+            name: name.to_owned(),
+            dirs: RuntimeDirs::new(&state_dir, name),
+            state_dir,
+        })
+    }
+}
+
+/// Everything needed to mount one instance's game tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPlan {
+    /// Where the overlay lives.
+    pub runtime: InstanceRuntime,
+    /// The layer paths relative to the state dir, in kernel order: topmost first.
     pub layers: Vec<PathBuf>,
-    /// `layers` joined onto `state_dir`, same order.
+    /// `layers` joined onto the state dir, same order.
     pub lowerdirs: Vec<PathBuf>,
-    /// `state_dir/runtime/NAME`, root-owned.
-    pub runtime_dir: PathBuf,
-    /// `runtime/NAME/upper`: the instance's writable layer, owned by the game user.
-    pub upper: PathBuf,
-    /// `runtime/NAME/work`: overlayfs' work dir, owned by the game user.
-    pub work: PathBuf,
-    /// `runtime/NAME/merged`: where the game tree is mounted.
-    pub merged: PathBuf,
     /// Mount flags.
     pub options: MountOptions,
 }
@@ -107,6 +132,30 @@ pub fn validate_instance_name(name: &str) -> Result<(), PlanError> {
     }
 }
 
+/// How a path fails to be a non-empty relative path of plain components.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotPlain {
+    Empty,
+    Absolute,
+    /// It has a `..` component.
+    ParentDir,
+    /// It has a `.` component.
+    CurDir,
+}
+
+/// Checks that `path` is non-empty, relative and made of plain components only (no I/O).
+pub(crate) fn check_plain(path: &Path) -> Result<(), NotPlain> {
+    if path.as_os_str().is_empty() {
+        return Err(NotPlain::Empty);
+    }
+    path.components().try_for_each(|component| match component {
+        Component::Normal(_) => Ok(()),
+        Component::RootDir | Component::Prefix(_) => Err(NotPlain::Absolute),
+        Component::ParentDir => Err(NotPlain::ParentDir),
+        Component::CurDir => Err(NotPlain::CurDir),
+    })
+}
+
 /// Checks the shape of a layer path (no I/O): relative, plain components only, and beneath one of
 /// [`LAYER_ROOTS`].
 pub fn validate_layer_path(path: &Path) -> Result<(), PlanError> {
@@ -116,20 +165,15 @@ pub fn validate_layer_path(path: &Path) -> Result<(), PlanError> {
             reason,
         })
     };
-    if path.as_os_str().is_empty() {
-        return refuse("is empty");
+    if let Err(why) = check_plain(path) {
+        return refuse(match why {
+            NotPlain::Empty => "is empty",
+            NotPlain::Absolute => "is absolute: layer paths are relative to the state dir",
+            NotPlain::ParentDir => "contains `..`: name the directory directly",
+            NotPlain::CurDir => "contains `.`: name the directory directly",
+        });
     }
     let mut components = path.components();
-    for component in path.components() {
-        match component {
-            Component::Normal(_) => {}
-            Component::RootDir | Component::Prefix(_) => {
-                return refuse("is absolute: layer paths are relative to the state dir");
-            }
-            Component::ParentDir => return refuse("contains `..`: name the directory directly"),
-            Component::CurDir => return refuse("contains `.`: name the directory directly"),
-        }
-    }
     let first = components.next().map(|c| c.as_os_str());
     if !LAYER_ROOTS.iter().any(|root| first == Some(root.as_ref())) {
         return refuse("must be beneath installation/, overlays/ or workshop_cache/");
@@ -145,11 +189,7 @@ impl MountPlan {
         name: &str,
         layers: &[P],
     ) -> Result<Self, PlanError> {
-        let state_dir = state_dir.into();
-        if !state_dir.is_absolute() {
-            return Err(PlanError::StateDirNotAbsolute { path: state_dir });
-        }
-        validate_instance_name(name)?;
+        let runtime = InstanceRuntime::new(state_dir, name)?;
         if layers.is_empty() {
             return Err(PlanError::NoLayers {
                 name: name.to_owned(),
@@ -172,34 +212,44 @@ impl MountPlan {
             }
             rel.push(layer);
         }
-        let lowerdirs = rel.iter().map(|l| state_dir.join(l)).collect();
-        let runtime_dir = state_dir.join("runtime").join(name);
+        let lowerdirs = rel.iter().map(|l| runtime.state_dir.join(l)).collect();
         Ok(Self {
-            name: name.to_owned(),
-            upper: runtime_dir.join("upper"),
-            work: runtime_dir.join("work"),
-            merged: runtime_dir.join("merged"),
-            runtime_dir,
-            state_dir,
+            runtime,
             layers: rel,
             lowerdirs,
             options: MountOptions::default(),
         })
     }
 
+    /// The instance name.
+    pub fn name(&self) -> &str {
+        &self.runtime.name
+    }
+
+    /// `runtime/NAME/{upper,work,merged}`.
+    pub fn dirs(&self) -> &RuntimeDirs {
+        &self.runtime.dirs
+    }
+
     /// The mount source shown in `/proc/self/mountinfo`: `left4me:NAME:FINGERPRINT`, where the
     /// fingerprint (FNV-1a 64) covers every path and option of the plan. A mount carrying another
     /// source was made from another plan.
     pub fn source(&self) -> String {
-        format!("left4me:{}:{:016x}", self.name, self.fingerprint())
+        format!("left4me:{}:{:016x}", self.name(), self.fingerprint())
     }
 
     fn fingerprint(&self) -> u64 {
         use std::os::unix::ffi::OsStrExt;
         let mut hash = Fnv64::new();
-        for path in [&self.state_dir, &self.upper, &self.work, &self.merged]
-            .into_iter()
-            .chain(&self.lowerdirs)
+        let dirs = self.dirs();
+        for path in [
+            &self.runtime.state_dir,
+            &dirs.upper,
+            &dirs.work,
+            &dirs.merged,
+        ]
+        .into_iter()
+        .chain(&self.lowerdirs)
         {
             hash.write(path.as_os_str().as_bytes());
             hash.write(&[0]);
@@ -256,10 +306,14 @@ mod tests {
                 "/srv/l4m/installation".as_ref()
             ]
         );
-        assert_eq!(plan.runtime_dir, Path::new("/srv/l4m/runtime/coop1"));
-        assert_eq!(plan.upper, Path::new("/srv/l4m/runtime/coop1/upper"));
-        assert_eq!(plan.work, Path::new("/srv/l4m/runtime/coop1/work"));
-        assert_eq!(plan.merged, Path::new("/srv/l4m/runtime/coop1/merged"));
+        assert_eq!(plan.dirs().dir, Path::new("/srv/l4m/runtime/coop1"));
+        assert_eq!(plan.dirs().upper, Path::new("/srv/l4m/runtime/coop1/upper"));
+        assert_eq!(plan.dirs().work, Path::new("/srv/l4m/runtime/coop1/work"));
+        assert_eq!(
+            plan.dirs().merged,
+            Path::new("/srv/l4m/runtime/coop1/merged")
+        );
+        assert_eq!(plan.name(), "coop1");
         assert_eq!(
             plan.options,
             MountOptions {
@@ -281,6 +335,25 @@ mod tests {
         let mut d = a.clone();
         d.options.nodev = false;
         assert_ne!(a.source(), d.source());
+    }
+
+    #[test]
+    fn source_is_stable() {
+        // A mount made by an older build must still match: the fingerprint is part of the
+        // contract with the mounts already on the host.
+        let plan =
+            MountPlan::new("/var/lib/left4me", "coop1", &["overlays/a", "installation"]).unwrap();
+        assert_eq!(plan.source(), "left4me:coop1:3854c43a4a3e253c");
+    }
+
+    #[test]
+    fn runtime_refusals() {
+        let e = InstanceRuntime::new("rel", "x").unwrap_err();
+        assert!(matches!(e, PlanError::StateDirNotAbsolute { .. }), "{e}");
+        let e = InstanceRuntime::new("/s", "../x").unwrap_err();
+        assert!(matches!(e, PlanError::BadName { .. }), "{e}");
+        let runtime = InstanceRuntime::new("/s", "x").unwrap();
+        assert_eq!(runtime.dirs, RuntimeDirs::new(Path::new("/s"), "x"));
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //!   (`overlays/evil -> /etc`, `overlays/x -> ../runtime`, `..`) is refused with the path named.
 //!
 //! The state dir itself is opened by path, following symlinks: it is root's configuration.
+//!
+//! [`resolve_plan`] opens every layer of a plan once; the [`ResolvedPlan`] it returns is what
+//! the caller reads cfg files from ([`ResolvedPlan::layer`]) and what [`crate::mount::prepare`]
+//! mounts, so nothing is resolved twice.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
@@ -62,18 +66,53 @@ pub fn open_state_dir(state_dir: &Path) -> Result<OwnedFd, LayerError> {
     })
 }
 
-/// Opens every layer of the plan, in plan order (topmost first).
-pub fn resolve_layers(plan: &MountPlan) -> Result<Vec<ResolvedLayer>, LayerError> {
-    let state = open_state_dir(&plan.state_dir)?;
-    plan.layers
+/// A plan with every layer opened, in plan order (topmost first).
+#[derive(Debug)]
+pub struct ResolvedPlan<'p> {
+    plan: &'p MountPlan,
+    layers: Vec<ResolvedLayer>,
+}
+
+impl<'p> ResolvedPlan<'p> {
+    /// The plan the layers were opened for.
+    pub fn plan(&self) -> &'p MountPlan {
+        self.plan
+    }
+
+    /// The opened layers, in plan order (topmost first).
+    pub fn layers(&self) -> &[ResolvedLayer] {
+        &self.layers
+    }
+
+    /// The opened layer `rel` (relative to the state dir, as in the instance spec), to read
+    /// files from with [`crate::stage::read_beneath`].
+    pub fn layer(&self, rel: &Path) -> Result<&ResolvedLayer, LayerError> {
+        let normal: PathBuf = rel.components().collect();
+        self.layers
+            .iter()
+            .find(|layer| layer.rel == normal)
+            .ok_or_else(|| LayerError::Layer {
+                path: self.plan.runtime.state_dir.join(rel),
+                reason: "is not a layer of the instance's mount plan".to_owned(),
+            })
+    }
+}
+
+/// Opens every layer of the plan, once, in plan order (topmost first).
+pub fn resolve_plan(plan: &MountPlan) -> Result<ResolvedPlan<'_>, LayerError> {
+    let state_dir = &plan.runtime.state_dir;
+    let state = open_state_dir(state_dir)?;
+    let layers = plan
+        .layers
         .iter()
-        .map(|rel| resolve_layer(state.as_fd(), &plan.state_dir, rel))
-        .collect()
+        .map(|rel| resolve_layer(state.as_fd(), state_dir, rel))
+        .collect::<Result<_, _>>()?;
+    Ok(ResolvedPlan { plan, layers })
 }
 
 /// Opens one layer `rel` beneath the state dir `state` (whose path `state_dir` is used in
 /// messages).
-pub fn resolve_layer(
+fn resolve_layer(
     state: std::os::fd::BorrowedFd<'_>,
     state_dir: &Path,
     rel: &Path,
@@ -187,9 +226,25 @@ mod tests {
             assert_eq!(layer.rel, Path::new(rel));
         }
         let plan = MountPlan::new(t.path(), "x", &["overlays/b", "installation"]).unwrap();
-        let layers = resolve_layers(&plan).unwrap();
+        let resolved = resolve_plan(&plan).unwrap();
+        let layers = resolved.layers();
         assert_eq!(layers[0].path, t.path().join("overlays/b"));
         assert_eq!(layers[1].path, t.path().join("installation"));
+        // Found by the path the spec names, trailing slash or not.
+        for rel in ["overlays/b", "overlays/b/"] {
+            assert_eq!(
+                resolved.layer(rel.as_ref()).unwrap().path,
+                t.path().join("overlays/b")
+            );
+        }
+        let e = resolved.layer("overlays/a".as_ref()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "layer {}: is not a layer of the instance's mount plan",
+                t.path().join("overlays/a").display()
+            )
+        );
     }
 
     #[test]

@@ -9,13 +9,14 @@
 
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, ResolveFlags, Uid};
 use rustix::io::Errno;
 
-use crate::plan::Owner;
-use crate::sys::{RESOLVE_STRICT, fd_path, is_symlink_at, openat2_retry};
+use crate::dirs::{self, DirError, DirSpec, Repair};
+use crate::plan::{NotPlain, Owner, check_plain};
+use crate::sys::{RESOLVE_STRICT, fd_path, openat2_retry};
 
 /// Mode of staged files.
 pub const STAGED_FILE_MODE: u32 = 0o644;
@@ -69,38 +70,46 @@ pub enum StageError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Dir(DirError),
 }
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(Errno) -> StageError + use<> {
-    let path = path.to_owned();
-    move |e| StageError::Io {
-        action,
-        path,
-        source: e.into(),
+/// Directory errors met on the way to a file, said as staging errors.
+impl From<DirError> for StageError {
+    fn from(e: DirError) -> Self {
+        match e {
+            DirError::Symlink { path } => StageError::Symlink { path },
+            DirError::NotDir { path } => StageError::NotDir { path },
+            DirError::Io {
+                action,
+                path,
+                source,
+            } => StageError::Io {
+                action,
+                path,
+                source,
+            },
+            other => StageError::Dir(other),
+        }
     }
+}
+
+/// The error of a failed `action` on `path`, as a `map_err` argument.
+fn io(action: &'static str, path: &Path) -> impl FnOnce(Errno) -> StageError + use<> {
+    let dir_error = dirs::io(action, path);
+    move |e| dir_error(e).into()
 }
 
 /// Checks a relative file path: at least one component, plain components only.
 fn validate_rel(rel: &Path) -> Result<(), StageError> {
-    let refuse = |reason| {
-        Err(StageError::BadPath {
-            path: rel.to_owned(),
-            reason,
-        })
-    };
-    if rel.as_os_str().is_empty() {
-        return refuse("is empty");
-    }
-    for component in rel.components() {
-        match component {
-            Component::Normal(_) => {}
-            Component::RootDir | Component::Prefix(_) => return refuse("must be relative"),
-            Component::ParentDir | Component::CurDir => {
-                return refuse("must not contain `.` or `..`");
-            }
-        }
-    }
-    Ok(())
+    check_plain(rel).map_err(|why| StageError::BadPath {
+        path: rel.to_owned(),
+        reason: match why {
+            NotPlain::Empty => "is empty",
+            NotPlain::Absolute => "must be relative",
+            NotPlain::ParentDir | NotPlain::CurDir => "must not contain `.` or `..`",
+        },
+    })
 }
 
 /// Writes `files` into the upper dir `upper`, owned by `owner`, creating parent directories
@@ -182,47 +191,21 @@ fn write_tmp(tmp: OwnedFd, contents: &[u8], owner: Owner, path: &Path) -> Result
     rustix::fs::fsync(&file).map_err(io("fsync", path))
 }
 
-/// Opens (creating if needed) the directory `name` in `parent`, never following a symlink.
+/// Opens (creating if needed) the directory `name` in `parent`, never following a symlink. A
+/// directory it creates is owned by `owner`, mode [`STAGED_DIR_MODE`]; one that exists is kept.
 fn ensure_owned_dir(
     parent: BorrowedFd<'_>,
     name: &Path,
     shown: &Path,
     owner: Owner,
 ) -> Result<OwnedFd, StageError> {
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW;
-    let open = || match openat2_retry(parent, name, flags, Mode::empty(), RESOLVE_STRICT) {
-        Ok(fd) => Ok(Some(fd)),
-        Err(Errno::NOENT) => Ok(None),
-        Err(Errno::LOOP) => Err(StageError::Symlink {
-            path: shown.to_owned(),
-        }),
-        Err(Errno::NOTDIR) if is_symlink_at(parent, name) => Err(StageError::Symlink {
-            path: shown.to_owned(),
-        }),
-        Err(Errno::NOTDIR) => Err(StageError::NotDir {
-            path: shown.to_owned(),
-        }),
-        Err(e) => Err(io("open", shown)(e)),
+    let spec = DirSpec {
+        owner,
+        mode: STAGED_DIR_MODE,
+        repair: Repair::Nothing,
+        resolve: ResolveFlags::empty(),
     };
-    if let Some(fd) = open()? {
-        return Ok(fd);
-    }
-    match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(STAGED_DIR_MODE)) {
-        Ok(()) | Err(Errno::EXIST) => {}
-        Err(e) => return Err(io("create", shown)(e)),
-    }
-    let fd = open()?.ok_or_else(|| io("open", shown)(Errno::NOENT))?;
-    let stat = rustix::fs::fstat(&fd).map_err(io("stat", shown))?;
-    if stat.st_uid != owner.uid || stat.st_gid != owner.gid {
-        rustix::fs::fchown(
-            &fd,
-            Some(Uid::from_raw(owner.uid)),
-            Some(Gid::from_raw(owner.gid)),
-        )
-        .map_err(io("change the owner of", shown))?;
-    }
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(STAGED_DIR_MODE)).map_err(io("chmod", shown))?;
-    Ok(fd)
+    Ok(dirs::ensure_dir(parent, name, shown, spec)?)
 }
 
 /// Whether every file is already in `upper` with these contents, owned by `owner`, as a regular

@@ -11,7 +11,7 @@ use left4me_overlay::mount::MountError;
 use left4me_overlay::stage::StageError;
 use left4me_overlay::{
     MountMethod, MountOutcome, MountPlan, MountState, RealSys, StagedFile, UnmountOutcome,
-    ensure_mounted, mount_state, prepare, unmount,
+    ensure_mounted, mount_state, prepare, resolve_plan, unmount,
 };
 
 const CFG: &str = "left4dead2/cfg/server.cfg";
@@ -48,7 +48,7 @@ fn privileged_mount_layer_order_staging_and_unmount() {
     .unwrap();
     let sys = RealSys::new();
     let files = [StagedFile::new(CFG, "hostname \"Coop #1\"\n")];
-    let report = prepare(&sys, &plan, GAME, &files).unwrap();
+    let report = prepare(&sys, &resolve_plan(&plan).unwrap(), GAME, &files).unwrap();
     println!("{report}");
     assert_eq!(report.outcome, MountOutcome::Mounted);
     assert_eq!(
@@ -57,21 +57,24 @@ fn privileged_mount_layer_order_staging_and_unmount() {
         "Linux 6.13+ takes layers by fd"
     );
 
-    let m = &plan.merged;
+    let m = &plan.dirs().merged;
     assert_eq!(read(m.join("who")), "b");
     assert_eq!(read(m.join("only_a")), "a");
     assert_eq!(read(m.join("only_installation")), "i");
     assert_eq!(read(m.join(CFG)), "hostname \"Coop #1\"\n");
-    let staged = std::fs::metadata(plan.upper.join(CFG)).unwrap();
+    let staged = std::fs::metadata(plan.dirs().upper.join(CFG)).unwrap();
     assert_eq!((staged.uid(), staged.gid()), (GAME.uid, GAME.gid));
     assert_eq!(staged.permissions().mode() & 0o7777, 0o644);
-    let cfg_dir = std::fs::metadata(plan.upper.join("left4dead2/cfg")).unwrap();
+    let cfg_dir = std::fs::metadata(plan.dirs().upper.join("left4dead2/cfg")).unwrap();
     assert_eq!((cfg_dir.uid(), cfg_dir.gid()), (GAME.uid, GAME.gid));
-    for dir in [&plan.upper, &plan.work, &plan.merged] {
+    for dir in [&plan.dirs().upper, &plan.dirs().work, &plan.dirs().merged] {
         // merged is the overlay root now: its owner is the upper dir's.
         assert_eq!(std::fs::metadata(dir).unwrap().uid(), GAME.uid, "{dir:?}");
     }
-    for dir in [plan.runtime_dir.as_path(), &plan.state_dir.join("runtime")] {
+    for dir in [
+        plan.dirs().dir.as_path(),
+        &plan.runtime.state_dir.join("runtime"),
+    ] {
         let meta = std::fs::metadata(dir).unwrap();
         assert_eq!(
             (meta.uid(), meta.permissions().mode() & 0o7777),
@@ -82,11 +85,11 @@ fn privileged_mount_layer_order_staging_and_unmount() {
 
     // Writes land in upper; the lower layers stay untouched.
     std::fs::write(m.join("who"), "written").unwrap();
-    assert_eq!(read(plan.upper.join("who")), "written");
+    assert_eq!(read(plan.dirs().upper.join("who")), "written");
     assert_eq!(read(t.path().join("overlays/b/who")), "b");
 
     // What mountinfo shows for layers given by fd: their paths, as lowerdir+ entries.
-    let MountState::Mounted(entry) = mount_state(&sys, &plan).unwrap() else {
+    let MountState::Mounted(entry) = mount_state(&sys, &plan.runtime).unwrap() else {
         panic!()
     };
     assert_eq!(entry.fs_type, "overlay");
@@ -94,28 +97,34 @@ fn privileged_mount_layer_order_staging_and_unmount() {
     assert!(entry.has_mount_option("nosuid") && entry.has_mount_option("nodev"));
     let layers = entry.overlay_layers();
     assert_eq!(layers.lowerdirs, plan.lowerdirs);
-    assert_eq!(layers.upperdir.as_deref(), Some(plan.upper.as_path()));
-    assert_eq!(layers.workdir.as_deref(), Some(plan.work.as_path()));
+    assert_eq!(
+        layers.upperdir.as_deref(),
+        Some(plan.dirs().upper.as_path())
+    );
+    assert_eq!(layers.workdir.as_deref(), Some(plan.dirs().work.as_path()));
 
     // The root-owned mode-0 work/work overlayfs leaves behind.
-    let work_work = std::fs::metadata(plan.work.join("work")).unwrap();
+    let work_work = std::fs::metadata(plan.dirs().work.join("work")).unwrap();
     assert_eq!(
         (work_work.uid(), work_work.permissions().mode() & 0o7777),
         (0, 0)
     );
 
-    let report = unmount(&sys, &plan).unwrap();
+    let report = unmount(&sys, &plan.runtime).unwrap();
     assert_eq!(report.outcome, UnmountOutcome::Unmounted { mounts: 1 });
     assert!(
-        report.removed.contains(&plan.work.join("work")),
+        report.removed.contains(&plan.dirs().work.join("work")),
         "{report:?}"
     );
-    assert!(!plan.work.join("work").exists());
+    assert!(!plan.dirs().work.join("work").exists());
     assert_eq!(Tmpfs::mounts_at(m), 0);
     assert!(!m.join("who").exists());
-    let again = unmount(&sys, &plan).unwrap();
+    let again = unmount(&sys, &plan.runtime).unwrap();
     assert_eq!(again.outcome, UnmountOutcome::NotMounted);
-    assert_eq!(mount_state(&sys, &plan).unwrap(), MountState::NotMounted);
+    assert_eq!(
+        mount_state(&sys, &plan.runtime).unwrap(),
+        MountState::NotMounted
+    );
 }
 
 #[test]
@@ -137,8 +146,8 @@ fn privileged_mount_500_layers() {
     let mounted = start.elapsed();
     println!("{report} in {mounted:?}");
     assert_eq!(report.layers, 500);
-    assert_eq!(read(plan.merged.join("who")), "498");
-    let files = std::fs::read_dir(&plan.merged).unwrap().count();
+    assert_eq!(read(plan.dirs().merged.join("who")), "498");
+    let files = std::fs::read_dir(&plan.dirs().merged).unwrap().count();
     assert_eq!(files, 499 + 1, "every f<i> plus who");
     let start = Instant::now();
     assert_eq!(
@@ -147,7 +156,7 @@ fn privileged_mount_500_layers() {
     );
     println!("500 layers: kept in {:?}", start.elapsed());
     let start = Instant::now();
-    unmount(&sys, &plan).unwrap();
+    unmount(&sys, &plan.runtime).unwrap();
     println!("500 layers: unmounted in {:?}", start.elapsed());
 
     // The classic mount(2) fallback cannot carry 500 layers in one page of options.
@@ -157,7 +166,7 @@ fn privileged_mount_500_layers() {
         matches!(e, MountError::OptionsTooLong { layers: 500, .. }),
         "{e}"
     );
-    assert_eq!(Tmpfs::mounts_at(&plan.merged), 0);
+    assert_eq!(Tmpfs::mounts_at(&plan.dirs().merged), 0);
 }
 
 #[test]
@@ -175,8 +184,8 @@ fn privileged_mount_is_idempotent_and_replaces_a_different_plan() {
         ensure_mounted(&sys, &a, GAME).unwrap().outcome,
         MountOutcome::AlreadyMounted
     );
-    assert_eq!(Tmpfs::mounts_at(&a.merged), 1);
-    assert_eq!(read(a.merged.join("who")), "a");
+    assert_eq!(Tmpfs::mounts_at(&a.dirs().merged), 1);
+    assert_eq!(read(a.dirs().merged.join("who")), "a");
 
     let report = ensure_mounted(&sys, &b, GAME).unwrap();
     println!("{report}");
@@ -184,8 +193,8 @@ fn privileged_mount_is_idempotent_and_replaces_a_different_plan() {
         matches!(report.outcome, MountOutcome::Replaced { .. }),
         "{report}"
     );
-    assert_eq!(Tmpfs::mounts_at(&b.merged), 1);
-    assert_eq!(read(b.merged.join("who")), "b");
+    assert_eq!(Tmpfs::mounts_at(&b.dirs().merged), 1);
+    assert_eq!(read(b.dirs().merged.join("who")), "b");
 
     // A layer directory swapped behind our back (renamed away, a new one made): mountinfo still
     // shows the path recorded at mount time; the stamp's inode numbers show the mount is stale.
@@ -199,8 +208,8 @@ fn privileged_mount_is_idempotent_and_replaces_a_different_plan() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(read(b.merged.join("who")), "new b");
-    unmount(&sys, &b).unwrap();
+    assert_eq!(read(b.dirs().merged.join("who")), "new b");
+    unmount(&sys, &b.runtime).unwrap();
 }
 
 #[test]
@@ -218,9 +227,9 @@ fn privileged_mount_fallback_methods() {
         let report = ensure_mounted(&sys, &plan, GAME).unwrap();
         println!("{report}");
         assert_eq!(report.method, Some(method));
-        assert_eq!(read(plan.merged.join("who")), "b");
-        assert_eq!(read(plan.merged.join("only_a")), "a");
-        let MountState::Mounted(entry) = mount_state(&sys, &plan).unwrap() else {
+        assert_eq!(read(plan.dirs().merged.join("who")), "b");
+        assert_eq!(read(plan.dirs().merged.join("only_a")), "a");
+        let MountState::Mounted(entry) = mount_state(&sys, &plan.runtime).unwrap() else {
             panic!()
         };
         println!(
@@ -232,7 +241,7 @@ fn privileged_mount_fallback_methods() {
             MountOutcome::AlreadyMounted
         );
         assert_eq!(
-            unmount(&sys, &plan).unwrap().outcome,
+            unmount(&sys, &plan.runtime).unwrap().outcome,
             UnmountOutcome::Unmounted { mounts: 1 }
         );
     }
@@ -256,7 +265,7 @@ fn privileged_mount_refuses_escapes() {
             )),
             "{e}"
         );
-        assert_eq!(Tmpfs::mounts_at(&plan.merged), 0);
+        assert_eq!(Tmpfs::mounts_at(&plan.dirs().merged), 0);
     }
     let e = MountPlan::new(t.path(), "x", &["overlays/../../etc"]).unwrap_err();
     assert_eq!(
@@ -273,7 +282,7 @@ fn privileged_mount_refuses_fuse_overlayfs_upper() {
     t.mkdir("runtime/fz/upper");
     // tmpfs has user xattrs since Linux 6.6.
     rustix::fs::setxattr(
-        &plan.upper,
+        &plan.dirs().upper,
         "user.fuseoverlayfs.foo",
         b"1",
         rustix::fs::XattrFlags::empty(),
@@ -286,10 +295,10 @@ fn privileged_mount_refuses_fuse_overlayfs_upper() {
         format!(
             "{} carries the xattr user.fuseoverlayfs.foo: the upper dir is left over from \
              fuse-overlayfs; wipe it with `left4mectl reset fz`",
-            plan.upper.display()
+            plan.dirs().upper.display()
         )
     );
-    assert_eq!(Tmpfs::mounts_at(&plan.merged), 0);
+    assert_eq!(Tmpfs::mounts_at(&plan.dirs().merged), 0);
 }
 
 #[test]
@@ -299,18 +308,28 @@ fn privileged_staging_refuses_planted_symlink() {
     t.write("outside/keep", "keep");
     let plan = MountPlan::new(t.path(), "p", &["installation"]).unwrap();
     t.mkdir("runtime/p/upper/left4dead2");
-    symlink(t.path().join("outside"), plan.upper.join("left4dead2/cfg")).unwrap();
-    let e = prepare(&RealSys::new(), &plan, GAME, &[StagedFile::new(CFG, "x")]).unwrap_err();
+    symlink(
+        t.path().join("outside"),
+        plan.dirs().upper.join("left4dead2/cfg"),
+    )
+    .unwrap();
+    let e = prepare(
+        &RealSys::new(),
+        &resolve_plan(&plan).unwrap(),
+        GAME,
+        &[StagedFile::new(CFG, "x")],
+    )
+    .unwrap_err();
     println!("{e}");
     assert!(
-        matches!(&e, MountError::Stage(StageError::Symlink { path }) if path == &plan.upper.join("left4dead2/cfg")),
+        matches!(&e, MountError::Stage(StageError::Symlink { path }) if path == &plan.dirs().upper.join("left4dead2/cfg")),
         "{e}"
     );
     assert_eq!(
         std::fs::read_dir(t.path().join("outside")).unwrap().count(),
         1
     );
-    assert_eq!(Tmpfs::mounts_at(&plan.merged), 0);
+    assert_eq!(Tmpfs::mounts_at(&plan.dirs().merged), 0);
 }
 
 #[test]
@@ -320,14 +339,14 @@ fn privileged_unmount_busy_then_free() {
     let plan = MountPlan::new(t.path(), "b", &["installation"]).unwrap();
     let sys = RealSys::new();
     ensure_mounted(&sys, &plan, GAME).unwrap();
-    let open = std::fs::File::open(plan.merged.join("who")).unwrap();
-    let e = unmount(&sys, &plan).unwrap_err();
+    let open = std::fs::File::open(plan.dirs().merged.join("who")).unwrap();
+    let e = unmount(&sys, &plan.runtime).unwrap_err();
     println!("{e}");
     assert!(matches!(e, MountError::Busy { .. }), "{e}");
-    assert_eq!(Tmpfs::mounts_at(&plan.merged), 1);
+    assert_eq!(Tmpfs::mounts_at(&plan.dirs().merged), 1);
     drop(open);
     assert_eq!(
-        unmount(&sys, &plan).unwrap().outcome,
+        unmount(&sys, &plan.runtime).unwrap().outcome,
         UnmountOutcome::Unmounted { mounts: 1 }
     );
 }
@@ -340,7 +359,7 @@ fn privileged_mount_error_carries_the_kernel_message() {
     let sys = RealSys::new();
     ensure_mounted(&sys, &outer, GAME).unwrap();
     // A state dir inside an overlay: overlayfs refuses an upper dir on overlayfs.
-    let nested = outer.merged.join("nested");
+    let nested = outer.dirs().merged.join("nested");
     std::fs::create_dir_all(nested.join("installation")).unwrap();
     let plan = MountPlan::new(&nested, "inner", &["installation"]).unwrap();
     let e = ensure_mounted(&sys, &plan, GAME).unwrap_err();
@@ -348,6 +367,6 @@ fn privileged_mount_error_carries_the_kernel_message() {
     let text = e.to_string();
     assert!(matches!(e, MountError::Mount { .. }), "{text}");
     assert!(text.contains("(kernel: "), "{text}");
-    assert_eq!(Tmpfs::mounts_at(&plan.merged), 0);
-    unmount(&sys, &outer).unwrap();
+    assert_eq!(Tmpfs::mounts_at(&plan.dirs().merged), 0);
+    unmount(&sys, &outer.runtime).unwrap();
 }

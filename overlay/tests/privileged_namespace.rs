@@ -86,22 +86,22 @@ fn role_init(state: &Path) {
 
     run_self("joiner", state, "joined", true);
     let joined = plan(state, "joined");
-    let MountState::Mounted(entry) = mount_state(&sys, &joined).unwrap() else {
+    let MountState::Mounted(entry) = mount_state(&sys, &joined.runtime).unwrap() else {
         panic!("the joiner's mount is not visible in PID 1's namespace");
     };
     assert_eq!(entry.source, joined.source());
     assert_eq!(
-        std::fs::read_to_string(joined.merged.join("who")).unwrap(),
+        std::fs::read_to_string(joined.dirs().merged.join("who")).unwrap(),
         "installation"
     );
     assert_eq!(
-        unmount(&sys, &joined).unwrap().outcome,
+        unmount(&sys, &joined.runtime).unwrap().outcome,
         UnmountOutcome::Unmounted { mounts: 1 }
     );
 
     run_self("joiner", state, "private", false);
     assert_eq!(
-        mount_state(&sys, &plan(state, "private")).unwrap(),
+        mount_state(&sys, &plan(state, "private").runtime).unwrap(),
         MountState::NotMounted
     );
 }
@@ -157,7 +157,11 @@ fn main() {
     run_self("pidns", t.path(), "", false);
     // Nothing leaked into this namespace.
     for name in ["joined", "private"] {
-        assert_eq!(Tmpfs::mounts_at(&plan(t.path(), name).merged), 0, "{name}");
+        assert_eq!(
+            Tmpfs::mounts_at(&plan(t.path(), name).dirs().merged),
+            0,
+            "{name}"
+        );
     }
     drop(t);
     println!("ok\n\ntest result: ok. 1 passed; 0 failed");

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use left4me_overlay::{
-    MountError, MountPlan, RealSys, StagedFile, plan::PlanError, read_beneath, resolve::LayerError,
-    stage::StageError,
+    InstanceRuntime, MountError, MountPlan, RealSys, ResolvedPlan, StagedFile, UnmountOutcome,
+    plan::PlanError, read_beneath, resolve::LayerError, resolve_plan, stage::StageError,
 };
 use left4me_spec::{
     Catalog, ErrorKind, HostConfig, Instance, Layout, SERVER_CFG, SpecError, alias_cfgs,
@@ -76,8 +76,9 @@ fn host_layout() -> Result<(HostConfig, Layout), SpecError> {
     left4me_spec::load_host(&Layout::config_dir_from_env(), Layout::state_dir_from_env())
 }
 
-/// `prepare NAME`: check the spec against every other instance, create the runtime dirs, stage
-/// the cfg files into the upper dir and mount the overlay (keeping a matching mount). Call
+/// `prepare NAME`: check the spec against every other instance, open every layer once, read the
+/// aliased overlays' cfg files from those layers, create the runtime dirs, stage the cfg files
+/// into the upper dir and mount the same layers (keeping a matching mount). Call
 /// `join_pid1_mount_namespace` first. Returns the log line saying what was done.
 pub fn prepare(name: &str) -> Result<String, PhaseError> {
     checked_name(name)?;
@@ -88,8 +89,9 @@ pub fn prepare(name: &str) -> Result<String, PhaseError> {
     };
     let game = lookup(Path::new("/"), &catalog.host.game_user)?;
     let plan = MountPlan::new(&catalog.layout.state_dir, name, &lower_layers(&instance))?;
-    let files = cfg_files(&plan, &instance)?;
-    let report = left4me_overlay::prepare(&RealSys::new(), &plan, game, &files)?;
+    let resolved = resolve_plan(&plan)?;
+    let files = cfg_files(&resolved, &instance)?;
+    let report = left4me_overlay::prepare(&RealSys::new(), &resolved, game, &files)?;
     Ok(report.to_string())
 }
 
@@ -106,16 +108,15 @@ fn missing_spec(layout: &Layout, name: &str) -> SpecError {
 }
 
 /// The files staged into the upper dir: each aliased overlay's server.cfg as
-/// `server_overlay_<alias>.cfg`, and the composed server.cfg that executes them.
-fn cfg_files(plan: &MountPlan, instance: &Instance) -> Result<Vec<StagedFile>, PhaseError> {
-    let state = left4me_overlay::resolve::open_state_dir(&plan.state_dir)?;
+/// `server_overlay_<alias>.cfg` (read from the layers opened for the mount), and the composed
+/// server.cfg that executes them.
+fn cfg_files(
+    resolved: &ResolvedPlan<'_>,
+    instance: &Instance,
+) -> Result<Vec<StagedFile>, PhaseError> {
     let mut files = Vec::new();
     for cfg in alias_cfgs(instance) {
-        let layer = left4me_overlay::resolve::resolve_layer(
-            std::os::fd::AsFd::as_fd(&state),
-            &plan.state_dir,
-            Path::new(&cfg.layer),
-        )?;
+        let layer = resolved.layer(Path::new(&cfg.layer))?;
         let contents = match read_beneath(&layer.fd, cfg.source)? {
             Some(contents) => contents,
             None => {
@@ -138,19 +139,18 @@ fn cfg_files(plan: &MountPlan, instance: &Instance) -> Result<Vec<StagedFile>, P
 pub fn cleanup(name: &str) -> Result<String, PhaseError> {
     checked_name(name)?;
     let (_, layout) = host_layout()?;
-    // Unmounting needs the runtime paths only; the layer list is a placeholder.
-    let plan = MountPlan::new(&layout.state_dir, name, &["installation"])?;
-    let report = left4me_overlay::unmount(&RealSys::new(), &plan)?;
+    let runtime = InstanceRuntime::new(&layout.state_dir, name)?;
+    let report = left4me_overlay::unmount(&RealSys::new(), &runtime)?;
     let removed: Vec<String> = report
         .removed
         .iter()
         .map(|p| p.display().to_string())
         .collect();
     Ok(match report.outcome {
-        left4me_overlay::UnmountOutcome::NotMounted => format!("{name}: nothing mounted"),
-        left4me_overlay::UnmountOutcome::Unmounted { mounts } => format!(
+        UnmountOutcome::NotMounted => format!("{name}: nothing mounted"),
+        UnmountOutcome::Unmounted { mounts } => format!(
             "{name}: unmounted {} ({mounts} mount{}){}",
-            plan.merged.display(),
+            runtime.dirs.merged.display(),
             if mounts == 1 { "" } else { "s" },
             if removed.is_empty() {
                 String::new()
