@@ -120,9 +120,11 @@ fn cfg_files(
         let contents = match read_beneath(&layer.fd, cfg.source)? {
             Some(contents) => contents,
             None => {
-                eprintln!(
+                log::warn!(
                     "left4me-supervisor: warning: overlay {} has no {}; `exec server_overlay_{}` will run an empty file",
-                    cfg.layer, cfg.source, cfg.alias
+                    cfg.layer,
+                    cfg.source,
+                    cfg.alias
                 );
                 format!("// {} has no {}\n", cfg.layer, cfg.source).into_bytes()
             }
