@@ -312,6 +312,30 @@ fn main() {
             "(harmless) private /tmp",
         ),
         (
+            "personality(READ_IMPLIES_EXEC)",
+            vec!["personality"],
+            ["ok", "ok", "ok", "err EPERM", "err EPERM"],
+            "seccomp (LockPersonality=)",
+        ),
+        (
+            "adjtimex (a read)",
+            vec!["adjtimex"],
+            ["ok", "ok", "ok", "err EPERM", "err EPERM"],
+            "seccomp (ProtectClock=)",
+        ),
+        (
+            "unshare(CLONE_NEWUTS)",
+            vec!["unshare", "67108864"],
+            ["ok", "err EPERM", "ok", "err EPERM", "err EPERM"],
+            "no CAP_SYS_ADMIN; seccomp (RestrictNamespaces=)",
+        ),
+        (
+            "setns(/proc/self/ns/net)",
+            vec!["setns", "/proc/self/ns/net"],
+            ["ok", "err EPERM", "ok", "err EPERM", "err EPERM"],
+            "no CAP_SYS_ADMIN; seccomp (RestrictNamespaces=)",
+        ),
+        (
             "inherited descriptors",
             vec!["fds"],
             ["ok none"; 5],
@@ -321,10 +345,23 @@ fn main() {
 
     let mut report = Report::default();
     for profile in Profile::value_variants() {
-        // The i386 gate: refused as a whole under `script`, the allow-list by its i386 numbers
-        // under `steamcmd` ("ok N" is any number the call returned).
-        let i386: [(&str, Vec<&str>, [&str; 5], &str); 2] = match profile {
+        // W^X memory (refused under `script` only) and the i386 gate: refused as a whole under
+        // `script`, the allow-list by its i386 numbers under `steamcmd` ("ok N" is any number
+        // the call returned).
+        let i386: [(&str, Vec<&str>, [&str; 5], &str); 4] = match profile {
             Profile::Script => [
+                (
+                    "mmap(PROT_WRITE|PROT_EXEC)",
+                    vec!["mmap-wx"],
+                    ["ok", "ok", "ok", "err EACCES", "err EACCES"],
+                    "PR_SET_MDWE with the filter (MemoryDenyWriteExecute=)",
+                ),
+                (
+                    "mprotect(RW -> RX)",
+                    vec!["mprotect-exec"],
+                    ["ok", "ok", "ok", "err EACCES", "err EACCES"],
+                    "PR_SET_MDWE with the filter (MemoryDenyWriteExecute=)",
+                ),
                 (
                     "int 0x80: i386 getpid",
                     vec!["int80", "20"],
@@ -339,6 +376,18 @@ fn main() {
                 ),
             ],
             Profile::Steamcmd => [
+                (
+                    "mmap(PROT_WRITE|PROT_EXEC)",
+                    vec!["mmap-wx"],
+                    ["ok"; 5],
+                    "(allowed) SteamCMD may generate code",
+                ),
+                (
+                    "mprotect(RW -> RX)",
+                    vec!["mprotect-exec"],
+                    ["ok"; 5],
+                    "(allowed) SteamCMD may generate code",
+                ),
                 (
                     "int 0x80: i386 getpid",
                     vec!["int80", "20"],
