@@ -13,6 +13,7 @@
 //! library in between decides anything.
 
 mod ffi;
+mod kernel;
 mod resources;
 
 use std::ffi::{CString, c_int, c_long};
@@ -500,6 +501,20 @@ fn main() {
         }
         "tiocsti" => pipe_ioctl(ffi::TIOCSTI),
         "fionread" => pipe_ioctl(ffi::FIONREAD),
+        // systemd's hardening directives, one kernel interface each (see `kernel`)
+        "personality" => kernel::personality(),
+        "sched-fifo" => kernel::sched_fifo(),
+        "clock-settime" => kernel::clock_settime(),
+        "adjtimex" => kernel::adjtimex(),
+        "mmap-wx" => kernel::mmap_write_exec(),
+        "mprotect-exec" => kernel::mprotect_exec(),
+        "mdwe" => kernel::mdwe(),
+        "init-module" => kernel::init_module(),
+        "syslog" => kernel::syslog(),
+        "sethostname" => kernel::sethostname(),
+        "setns" => kernel::setns(arg(1)),
+        "iopl" => kernel::iopl(),
+        "shmget" => kernel::shmget(),
         // SAFETY: an integer argument.
         "setuid0" => ret(i64::from(unsafe { ffi::setuid(0) })),
         "int80" => {

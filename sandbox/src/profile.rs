@@ -32,6 +32,18 @@ pub struct DeviceRule {
     pub reason: &'static str,
 }
 
+/// Whether a profile's programs may have memory that is writable and executable, or make
+/// memory executable that was not (`PR_SET_MDWE`, Linux 6.3+; systemd's
+/// `MemoryDenyWriteExecute=`), and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteExecute {
+    /// Refused: `mmap(PROT_WRITE|PROT_EXEC)` and `mprotect` adding `PROT_EXEC` fail with
+    /// `EACCES`. Set before the filter, inherited by every child, never undone.
+    Refused(&'static str),
+    /// Allowed (a program that generates code).
+    Allowed(&'static str),
+}
+
 /// One named policy.
 #[derive(Debug, Clone, Copy)]
 pub struct Definition {
@@ -49,6 +61,8 @@ pub struct Definition {
     /// The system call ABIs the filter admits, each with why; a call through any other kills
     /// the process.
     pub abis: &'static [(Abi, &'static str)],
+    /// Whether memory may be writable and executable.
+    pub write_execute: WriteExecute,
 }
 
 /// The system's programs and libraries.
@@ -223,6 +237,9 @@ pub const SCRIPT: Definition = Definition {
         Abi::Native,
         "the host's own programs; a 32-bit gate (int 0x80, x32) is an escape attempt",
     )],
+    write_execute: WriteExecute::Refused(
+        "bash, curl, wget, tar, unzip, 7z and python3 generate no code; a W+X page is an exploit's",
+    ),
 };
 
 /// SteamCMD: the script policy, plus the i386 system call ABI (SteamCMD is a 32-bit program),
@@ -233,6 +250,10 @@ pub const STEAMCMD: Definition = Definition {
         (Abi::Native, "the 64-bit tools around SteamCMD (bash, tar)"),
         (Abi::I386, "SteamCMD and its libraries are i386 programs"),
     ],
+    write_execute: WriteExecute::Allowed(
+        "SteamCMD is a closed i386 program (Steam's client runtime) that may generate code; \
+         not verified here, so not refused until it runs under this profile",
+    ),
     ..SCRIPT
 };
 
@@ -277,11 +298,13 @@ mod tests {
                 assert!(!reason.is_empty(), "{abi:?} has no reason");
             }
             assert_eq!(def.abis[0].0, Abi::Native, "{}", def.profile);
+            let (WriteExecute::Refused(reason) | WriteExecute::Allowed(reason)) = def.write_execute;
+            assert!(!reason.is_empty(), "{}: W^X has no reason", def.profile);
         }
     }
 
     #[test]
-    fn steamcmd_differs_from_script_only_in_the_i386_abi() {
+    fn steamcmd_differs_from_script_only_in_the_i386_abi_and_w_x() {
         assert_eq!(STEAMCMD.read_exec, SCRIPT.read_exec);
         assert_eq!(STEAMCMD.read_only, SCRIPT.read_only);
         assert_eq!(STEAMCMD.devices, SCRIPT.devices);
@@ -292,5 +315,7 @@ mod tests {
         let abis = |d: &Definition| d.abis.iter().map(|(a, _)| *a).collect::<Vec<_>>();
         assert_eq!(abis(&SCRIPT), [Abi::Native]);
         assert_eq!(abis(&STEAMCMD), [Abi::Native, Abi::I386]);
+        assert!(matches!(SCRIPT.write_execute, WriteExecute::Refused(_)));
+        assert!(matches!(STEAMCMD.write_execute, WriteExecute::Allowed(_)));
     }
 }

@@ -36,6 +36,7 @@ use left4me_contract::sandbox::SandboxArgs;
 
 use crate::mounts::{IdMap, MountError, MountOps, RealMounts, RootPlan};
 use crate::policy::{OVERLAY_DIR, Policy};
+use crate::profile::{self, WriteExecute};
 use crate::{creds, landlock, mounts, seccomp, sys};
 
 /// The whole environment of the command.
@@ -95,7 +96,7 @@ pub struct Layers {
     pub credentials: bool,
     /// Landlock.
     pub landlock: bool,
-    /// seccomp.
+    /// seccomp, and the profile's W^X memory rule (`PR_SET_MDWE`) applied just before it.
     pub seccomp: bool,
 }
 
@@ -409,11 +410,22 @@ fn child_main(
         log.push("landlock off (test)".into());
     }
 
-    // 6. seccomp
+    // 6. W^X memory (before the filter, which refuses this prctl) and seccomp
     if layers.seccomp {
+        let write_execute = match profile::definition(prepared.policy.profile).write_execute {
+            WriteExecute::Refused(_) => {
+                sys::refuse_write_execute().map_err(|e| {
+                    setup(&format!(
+                        "PR_SET_MDWE (refusing writable+executable memory needs Linux 6.3): {e}"
+                    ))
+                })?;
+                "W^X memory refused"
+            }
+            WriteExecute::Allowed(_) => "W^X memory allowed",
+        };
         let installed = seccomp::install(&prepared.policy).map_err(|e| chain(&e))?;
         log.push(format!(
-            "seccomp profile {}: {installed}",
+            "seccomp profile {}: {installed}; {write_execute}",
             prepared.policy.profile
         ));
     } else {

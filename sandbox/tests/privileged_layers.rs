@@ -93,6 +93,16 @@ fn main() {
     let blocked = format!("127.0.0.1:{}", listeners.blocked_port());
     let allowed = format!("127.0.0.1:{}", listeners.allowed_port());
     let capture = env.base.join("stdout");
+    // A tool kit in the host's /tmp, granted with --allow-exec: it must appear at its own path
+    // on top of the sandbox's private /tmp (which hides everything else of the host's /tmp).
+    let kit = std::path::PathBuf::from(format!("/tmp/left4me-sbxkit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&kit);
+    std::fs::create_dir_all(kit.join("bin")).unwrap();
+    std::fs::copy("/bin/true", kit.join("bin/tool")).unwrap();
+    let host_tmp_file = format!("{}-host-file", kit.display());
+    std::fs::write(&host_tmp_file, "the host's /tmp\n").unwrap();
+    let kit_tool = kit.join("bin/tool").display().to_string();
+    let kit_write = kit.join("bin/written").display().to_string();
 
     // probe, args, expected result per column (mounts, +creds, +landlock, +seccomp, all), and
     // the conclusion; the same under every profile.
@@ -278,6 +288,54 @@ fn main() {
             "no CAP_SETUID; seccomp",
         ),
         (
+            "exec a tool kit in the host's /tmp (--allow-exec)",
+            vec!["exec", &kit_tool],
+            ["ok exit status: 0"; 5],
+            "(harmless) mounted over the private /tmp",
+        ),
+        (
+            "write into the tool kit",
+            vec!["write", &kit_write],
+            ["err EROFS"; 5],
+            "read-only bind",
+        ),
+        (
+            "see the host's /tmp beside the kit",
+            vec!["exists", &host_tmp_file],
+            ["err ENOENT"; 5],
+            "private /tmp",
+        ),
+        (
+            "write /tmp beside the kit",
+            vec!["write", "/tmp/beside-the-kit"],
+            ["ok"; 5],
+            "(harmless) private /tmp",
+        ),
+        (
+            "personality(READ_IMPLIES_EXEC)",
+            vec!["personality"],
+            ["ok", "ok", "ok", "err EPERM", "err EPERM"],
+            "seccomp (LockPersonality=)",
+        ),
+        (
+            "adjtimex (a read)",
+            vec!["adjtimex"],
+            ["ok", "ok", "ok", "err EPERM", "err EPERM"],
+            "seccomp (ProtectClock=)",
+        ),
+        (
+            "unshare(CLONE_NEWUTS)",
+            vec!["unshare", "67108864"],
+            ["ok", "err EPERM", "ok", "err EPERM", "err EPERM"],
+            "no CAP_SYS_ADMIN; seccomp (RestrictNamespaces=)",
+        ),
+        (
+            "setns(/proc/self/ns/net)",
+            vec!["setns", "/proc/self/ns/net"],
+            ["ok", "err EPERM", "ok", "err EPERM", "err EPERM"],
+            "no CAP_SYS_ADMIN; seccomp (RestrictNamespaces=)",
+        ),
+        (
             "inherited descriptors",
             vec!["fds"],
             ["ok none"; 5],
@@ -287,10 +345,23 @@ fn main() {
 
     let mut report = Report::default();
     for profile in Profile::value_variants() {
-        // The i386 gate: refused as a whole under `script`, the allow-list by its i386 numbers
-        // under `steamcmd` ("ok N" is any number the call returned).
-        let i386: [(&str, Vec<&str>, [&str; 5], &str); 2] = match profile {
+        // W^X memory (refused under `script` only) and the i386 gate: refused as a whole under
+        // `script`, the allow-list by its i386 numbers under `steamcmd` ("ok N" is any number
+        // the call returned).
+        let i386: [(&str, Vec<&str>, [&str; 5], &str); 4] = match profile {
             Profile::Script => [
+                (
+                    "mmap(PROT_WRITE|PROT_EXEC)",
+                    vec!["mmap-wx"],
+                    ["ok", "ok", "ok", "err EACCES", "err EACCES"],
+                    "PR_SET_MDWE with the filter (MemoryDenyWriteExecute=)",
+                ),
+                (
+                    "mprotect(RW -> RX)",
+                    vec!["mprotect-exec"],
+                    ["ok", "ok", "ok", "err EACCES", "err EACCES"],
+                    "PR_SET_MDWE with the filter (MemoryDenyWriteExecute=)",
+                ),
                 (
                     "int 0x80: i386 getpid",
                     vec!["int80", "20"],
@@ -305,6 +376,18 @@ fn main() {
                 ),
             ],
             Profile::Steamcmd => [
+                (
+                    "mmap(PROT_WRITE|PROT_EXEC)",
+                    vec!["mmap-wx"],
+                    ["ok"; 5],
+                    "(allowed) SteamCMD may generate code",
+                ),
+                (
+                    "mprotect(RW -> RX)",
+                    vec!["mprotect-exec"],
+                    ["ok"; 5],
+                    "(allowed) SteamCMD may generate code",
+                ),
                 (
                     "int 0x80: i386 getpid",
                     vec!["int80", "20"],
@@ -325,7 +408,7 @@ fn main() {
                 ports: vec![listeners.allowed_port()],
             },
         );
-        policy.extra_exec = vec![probe_dir()];
+        policy.extra_exec = vec![probe_dir(), kit.clone()];
         println!(
             "\nprofile {profile}\n{:<44} {}",
             "probe",
@@ -366,5 +449,7 @@ fn main() {
         }
     }
     drop(victim);
+    let _ = std::fs::remove_dir_all(&kit);
+    let _ = std::fs::remove_file(&host_tmp_file);
     report.finish("privileged_layers", env);
 }

@@ -422,12 +422,188 @@ fn main() {
             &["err EPERM"],
             "seccomp (and no CAP_SETUID)",
         ),
+        // systemd's hardening directives, one row each (the parity table of the README)
+        (
+            "LockPersonality: personality(READ_IMPLIES_EXEC)",
+            &["personality"],
+            &["err EPERM"],
+            "seccomp",
+        ),
+        (
+            "RestrictRealtime: sched_setscheduler(SCHED_FIFO)",
+            &["sched-fifo"],
+            &["err EPERM"],
+            "seccomp (and RLIMIT_RTPRIO 0)",
+        ),
+        (
+            "ProtectClock: clock_settime(CLOCK_REALTIME)",
+            &["clock-settime"],
+            &["err EPERM"],
+            "seccomp (and no CAP_SYS_TIME)",
+        ),
+        (
+            "ProtectClock: adjtimex",
+            &["adjtimex"],
+            &["err EPERM"],
+            "seccomp",
+        ),
+        (
+            "ProtectClock: /dev/rtc0",
+            &["exists", "/dev/rtc0"],
+            &["err ENOENT"],
+            "mount tree (no such device)",
+        ),
+        (
+            "ProtectKernelTunables: write /proc/sys/kernel/ostype",
+            &["write", "/proc/sys/kernel/ostype"],
+            &["err ENOENT"],
+            "procfs subset=pid (and read-only, Landlock)",
+        ),
+        (
+            "ProtectKernelTunables: /sys",
+            &["read-dir", "/sys"],
+            &["err ENOENT"],
+            "mount tree",
+        ),
+        (
+            "ProtectKernelModules: finit_module",
+            &["init-module"],
+            &["err EPERM"],
+            "seccomp (and no CAP_SYS_MODULE)",
+        ),
+        (
+            "ProtectKernelLogs: syslog(SIZE_BUFFER)",
+            &["syslog"],
+            &["err EPERM"],
+            "seccomp",
+        ),
+        (
+            "ProtectKernelLogs: read /dev/kmsg",
+            &["read", "/dev/kmsg"],
+            &["err ENOENT"],
+            "mount tree",
+        ),
+        (
+            "ProtectControlGroups: /sys/fs/cgroup",
+            &["read-dir", "/sys/fs/cgroup"],
+            &["err ENOENT"],
+            "mount tree",
+        ),
+        (
+            "ProtectHostname: sethostname(the current name)",
+            &["sethostname"],
+            &["err EPERM"],
+            "seccomp (and no CAP_SYS_ADMIN)",
+        ),
+        (
+            "RestrictNamespaces: unshare(CLONE_NEWUTS)",
+            &["unshare", "67108864"],
+            &["err EPERM"],
+            "seccomp",
+        ),
+        (
+            "RestrictNamespaces: unshare(CLONE_NEWIPC)",
+            &["unshare", "134217728"],
+            &["err EPERM"],
+            "seccomp",
+        ),
+        (
+            "RestrictNamespaces: unshare(CLONE_NEWPID)",
+            &["unshare", "536870912"],
+            &["err EPERM"],
+            "seccomp",
+        ),
+        (
+            "RestrictNamespaces: unshare(CLONE_NEWNET)",
+            &["unshare", "1073741824"],
+            &["err EPERM"],
+            "seccomp",
+        ),
+        (
+            "RestrictNamespaces: unshare(CLONE_NEWCGROUP)",
+            &["unshare", "33554432"],
+            &["err EPERM"],
+            "seccomp",
+        ),
+        (
+            "RestrictNamespaces: unshare(CLONE_NEWTIME)",
+            &["unshare", "128"],
+            &["err EPERM"],
+            "seccomp",
+        ),
+        (
+            "RestrictNamespaces: clone(CLONE_NEWNET)",
+            &["clone", "1073741824"],
+            &["err EPERM"],
+            "seccomp",
+        ),
+        (
+            "RestrictNamespaces: setns(/proc/self/ns/net)",
+            &["setns", "/proc/self/ns/net"],
+            &["err EPERM", "err EACCES (open)"],
+            "seccomp",
+        ),
+        (
+            "PrivateDevices: /dev/mem",
+            &["exists", "/dev/mem"],
+            &["err ENOENT"],
+            "mount tree (five devices only)",
+        ),
+        (
+            "PrivateDevices: list /dev",
+            &["read-dir", "/dev"],
+            &["err EACCES"],
+            "Landlock",
+        ),
+        (
+            "PrivateDevices: iopl(3)",
+            &["iopl"],
+            &["err EPERM"],
+            "seccomp (and no CAP_SYS_RAWIO)",
+        ),
+        (
+            "PrivateIPC: shmget(IPC_PRIVATE)",
+            &["shmget"],
+            &["err EPERM"],
+            "seccomp",
+        ),
+        (
+            "KeyringMode: keyctl(session keyring)",
+            &["keyctl"],
+            &["err EPERM"],
+            "seccomp",
+        ),
+        ("SystemCallFilter: bpf", &["bpf"], &["err EPERM"], "seccomp"),
+        (
+            "SystemCallFilter: perf_event_open",
+            &["perf"],
+            &["err EPERM"],
+            "seccomp",
+        ),
     ];
     // Every profile stops the same escapes; they differ only at the i386 gate (a 64-bit probe
     // can enter it with `int 0x80`).
     for profile in Profile::value_variants() {
-        let i386: [(&str, &[&str], &[&str], &str); 2] = match profile {
+        let i386: [(&str, &[&str], &[&str], &str); 5] = match profile {
             Profile::Script => [
+                (
+                    "MemoryDenyWriteExecute: PR_GET_MDWE",
+                    &["mdwe"],
+                    &["ok 1"],
+                    "PR_SET_MDWE (REFUSE_EXEC_GAIN)",
+                ),
+                (
+                    "MemoryDenyWriteExecute: mmap(PROT_WRITE|PROT_EXEC)",
+                    &["mmap-wx"],
+                    &["err EACCES"],
+                    "PR_SET_MDWE",
+                ),
+                (
+                    "MemoryDenyWriteExecute: mprotect(RW -> RX)",
+                    &["mprotect-exec"],
+                    &["err EACCES"],
+                    "PR_SET_MDWE",
+                ),
                 (
                     "int 0x80 (i386 getpid) from a 64-bit binary",
                     &["int80", "20"],
@@ -442,6 +618,24 @@ fn main() {
                 ),
             ],
             Profile::Steamcmd => [
+                (
+                    "MemoryDenyWriteExecute: PR_GET_MDWE",
+                    &["mdwe"],
+                    &["ok 0"],
+                    "(allowed) SteamCMD may generate code",
+                ),
+                (
+                    "MemoryDenyWriteExecute: mmap(PROT_WRITE|PROT_EXEC)",
+                    &["mmap-wx"],
+                    &["ok"],
+                    "(allowed) SteamCMD may generate code",
+                ),
+                (
+                    "MemoryDenyWriteExecute: mprotect(RW -> RX)",
+                    &["mprotect-exec"],
+                    &["ok"],
+                    "(allowed) SteamCMD may generate code",
+                ),
                 (
                     "int 0x80 (i386 getpid) from a 64-bit binary",
                     &["int80", "20"],

@@ -33,6 +33,9 @@ use left4me_tests::{BootedSystem, STATE_DIR, game_tree::lookup_user, require_roo
 const MAX_EXPOSURE: f64 = 2.5;
 const PROBE: &str = "/usr/local/bin/left4me-escape-probe";
 const ABSTRACT_NAME: &str = "left4me-escape-test";
+/// Root's admin dir (DESIGN.md §2) and the job ledger in it.
+const ADMIN_DIR: &str = "/var/lib/left4me-admin";
+const LEDGER: &str = "/var/lib/left4me-admin/left4me.db";
 
 /// Private and special addresses the peer gets (each answers on TCP 80 and UDP 5353).
 const DENIED_TARGETS: &[(&str, &str)] = &[
@@ -204,7 +207,7 @@ fn main_script(victim_pid: u32) -> String {
          $P 'environment' env\n\
          # Files.\n\
          $P 'read /etc/shadow' read /etc/shadow\n\
-         $P 'read the SQLite db' read {STATE_DIR}/left4me.db\n\
+         $P 'read the SQLite db' read {LEDGER}\n\
          $P 'read another overlay' read {STATE_DIR}/overlays/victim/secret.txt\n\
          $P 'read the game install' read {STATE_DIR}/installation/srcds_run\n\
          $P 'read /proc/1/environ' read /proc/1/environ\n\
@@ -262,6 +265,24 @@ fn main_script(victim_pid: u32) -> String {
          $P 'bpf' bpf\n\
          $P 'perf_event_open' perf\n\
          $P 'keyctl' keyctl\n\
+         # systemd's hardening directives, kept by the runner itself (sandbox/README.md parity table).\n\
+         $P 'personality(READ_IMPLIES_EXEC)' personality\n\
+         $P 'sched_setscheduler(SCHED_FIFO)' sched-fifo\n\
+         $P 'clock_settime' clock-settime\n\
+         $P 'adjtimex' adjtimex\n\
+         $P 'mmap(PROT_WRITE|PROT_EXEC)' mmap-wx\n\
+         $P 'mprotect(RW -> RX)' mprotect-exec\n\
+         $P 'PR_GET_MDWE' mdwe\n\
+         $P 'finit_module' init-module\n\
+         $P 'syslog' syslog\n\
+         $P 'read /dev/kmsg' read /dev/kmsg\n\
+         $P 'sethostname' sethostname\n\
+         $P 'setns(/proc/self/ns/net)' setns /proc/self/ns/net\n\
+         $P 'unshare(CLONE_NEWUTS)' unshare 67108864\n\
+         $P 'write /proc/sys/kernel/ostype' write /proc/sys/kernel/ostype\n\
+         $P 'list /sys/fs/cgroup' read-dir /sys/fs/cgroup\n\
+         $P 'iopl(3)' iopl\n\
+         $P 'shmget' shmget\n\
          # Archives with hostile entries, unpacked three ways into /tmp.\n\
          curl -fsS -o /tmp/evil.tar http://{FILE_HOST}/evil.tar\n\
          mkdir -p /tmp/x1/a/b/c /tmp/x2/a/b/c /tmp/x3/a/b/c\n\
@@ -452,6 +473,41 @@ fn expectations(sandbox: (u32, u32)) -> Vec<Expect> {
         expect("bpf", "err EPERM", SECCOMP),
         expect("perf_event_open", "err EPERM", SECCOMP),
         expect("keyctl", "err EPERM", SECCOMP),
+        // systemd's hardening directives: the runner's own policy (the unit sets most of them
+        // too; its filter answers EPERM first where it refuses a call ours lets through).
+        expect("personality(READ_IMPLIES_EXEC)", "err EPERM", SECCOMP),
+        expect("sched_setscheduler(SCHED_FIFO)", "err EPERM", SECCOMP),
+        expect("clock_settime", "err EPERM", SECCOMP),
+        expect("adjtimex", "err EPERM", SECCOMP),
+        expect(
+            "mmap(PROT_WRITE|PROT_EXEC)",
+            "err EPERM",
+            "the unit's MemoryDenyWriteExecute= (EPERM), then the runner's PR_SET_MDWE (EACCES)",
+        ),
+        expect(
+            "mprotect(RW -> RX)",
+            "err EPERM",
+            "the unit's MemoryDenyWriteExecute= (EPERM), then the runner's PR_SET_MDWE (EACCES)",
+        ),
+        expect(
+            "PR_GET_MDWE",
+            "ok 1",
+            "runner: PR_SET_MDWE under the script profile",
+        ),
+        expect("finit_module", "err EPERM", SECCOMP),
+        expect("syslog", "err EPERM", SECCOMP),
+        expect("read /dev/kmsg", "err ENOENT", "mount tree"),
+        expect("sethostname", "err EPERM", SECCOMP),
+        expect("setns(/proc/self/ns/net)", "err EPERM", SECCOMP),
+        expect("unshare(CLONE_NEWUTS)", "err EPERM", SECCOMP),
+        expect(
+            "write /proc/sys/kernel/ostype",
+            "err ENOENT",
+            "procfs subset=pid",
+        ),
+        expect("list /sys/fs/cgroup", "err ENOENT", "mount tree"),
+        expect("iopl(3)", "err EPERM", SECCOMP),
+        expect("shmget", "err EPERM", SECCOMP),
         expect_contains(
             "tar (GNU defaults)",
             "landed: []",
@@ -544,9 +600,13 @@ fn booted_escape_suite() -> Result<()> {
         "left4me:left4me",
         &format!("{STATE_DIR}/overlays"),
     ])?;
+    // Root's admin dir, as tmpfiles.d makes it on an installed system.
+    sys.run_ok([
+        "install", "-d", "-m", "0700", "-o", "root", "-g", "root", ADMIN_DIR,
+    ])?;
     define_overlay(&sys, "warmup", &script_overlay("true\n", ""))?;
     build_ok(&sys, "warmup")?; // the ledger now exists
-    let db = std::fs::metadata(sys.host_path(format!("{STATE_DIR}/left4me.db")))?;
+    let db = std::fs::metadata(sys.host_path(LEDGER))?;
     ensure!(
         db.permissions().mode() & 0o777 == 0o600,
         "left4me.db mode {:o}",
@@ -710,7 +770,7 @@ fn booted_escape_suite() -> Result<()> {
         &script_overlay(
             "mkdir -p left4dead2/cfg\n\
              ln -s /etc/shadow left4dead2/cfg/leak.cfg\n\
-             ln -s ../../../../../var/lib/left4me/left4me.db left4dead2/db.vpk\n\
+             ln -s ../../../../../var/lib/left4me-admin/left4me.db left4dead2/db.vpk\n\
              echo linked\n",
             "",
         ),
@@ -882,7 +942,7 @@ fn booted_escape_suite() -> Result<()> {
     std::fs::create_dir_all(&links)?;
     let targets = [
         ("leak_shadow", "/etc/shadow"),
-        ("leak_db", "/var/lib/left4me/left4me.db"),
+        ("leak_db", LEDGER),
         ("leak_victim", "/var/lib/left4me/overlays/victim/secret.txt"),
     ];
     for (name, target) in targets {

@@ -11,8 +11,16 @@
 //! │               stderr → /proc/self/fd/…
 //! ├── proc        a fresh procfs, read-only, hidepid=invisible,subset=pid
 //! ├── tmp         a fresh tmpfs, mode 1777, nosuid,nodev,noexec
-//! └── overlay     the output directory, idmapped (sandbox uid ↔ owner uid), nosuid,nodev,noexec
+//! ├── overlay     the output directory, idmapped (sandbox uid ↔ owner uid), nosuid,nodev,noexec
+//! └── DIR         each --allow-exec directory, read-only, nosuid,nodev
 //! ```
+//!
+//! The sandbox's own file systems (`/proc`, `/tmp`, `/overlay`) are mounted first, then the
+//! host's paths, each preceded by the directories it needs: a host path beneath `/tmp` (a tool
+//! kit in `/tmp/tools`, a checkout built under `/tmp`) is mounted at its own path on top of the
+//! sandbox's fresh `/tmp`, its parent directories made root-owned in that tmpfs. A host path
+//! that cannot sit at its own path (in `/proc` or `/overlay`, or `/`, `/tmp`, `/dev` or a
+//! parent of a device) is refused ([`MountError::Reserved`]).
 //!
 //! `plan`: [`RootPlan`] is that tree as data (pure, built from the policy and a host root so it
 //! is tested on a fixture). `build`: [`build_root`] carries a plan out through [`MountOps`].
@@ -57,6 +65,18 @@ pub enum MountError {
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// A host path of the policy collides with a mount point of the sandbox's own.
+    #[error(
+        "cannot make {path} visible in the sandbox at the same path: it would collide with the \
+         sandbox's own {reserved}; use a directory outside /proc and /overlay, and not /tmp, \
+         /dev or a parent of them"
+    )]
+    Reserved {
+        /// The host path (an `--allow-exec` directory or a file the profile reads).
+        path: PathBuf,
+        /// The sandbox's own mount point it collides with.
+        reserved: PathBuf,
     },
     /// A mount step failed.
     #[error("{step} failed")]

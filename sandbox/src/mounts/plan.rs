@@ -10,6 +10,9 @@ use rustix::mount::MountAttrFlags;
 use super::MountError;
 use crate::policy::{OVERLAY_DIR, Policy, TMP_DIR, under};
 
+/// Where the sandbox's procfs is mounted.
+const PROC_DIR: &str = "/proc";
+
 /// What kind of bind mount a [`Step::Bind`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BindKind {
@@ -67,6 +70,16 @@ pub enum Step {
     Overlay(PathBuf),
 }
 
+impl Step {
+    /// Where inside the sandbox this step makes something.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Dir(path) | Self::Proc(path) | Self::Tmpfs(path) | Self::Overlay(path) => path,
+            Self::Symlink { path, .. } | Self::Bind { path, .. } => path,
+        }
+    }
+}
+
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -121,6 +134,28 @@ pub(super) fn join_link(link: &Path, target: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// Refuses a host path that cannot be placed at its own path inside: the root itself, a path in
+/// the sandbox's procfs or output directory (neither can hold a mount point), or a path that is
+/// or contains one of the sandbox's own mount points (`/tmp`, `/dev`, `/dev/null`, …). A path
+/// beneath `/tmp` or `/dev` is fine: it is mounted on the sandbox's own tmpfs or `/dev`.
+fn check_host_path<'a>(path: &Path, own: impl Iterator<Item = &'a Step>) -> Result<(), MountError> {
+    let refuse = |reserved: &Path| MountError::Reserved {
+        path: path.to_path_buf(),
+        reserved: reserved.to_path_buf(),
+    };
+    if top_level(path).is_none() {
+        return Err(refuse(Path::new("/")));
+    }
+    for step in own {
+        let mine = step.path();
+        let inside_only = matches!(step, Step::Proc(_) | Step::Overlay(_));
+        if mine.starts_with(path) || (inside_only && path.starts_with(mine)) {
+            return Err(refuse(mine));
+        }
+    }
+    Ok(())
 }
 
 impl RootPlan {
@@ -201,7 +236,17 @@ impl RootPlan {
             }
         }
         for path in &policy.extra_exec {
-            if !visible(path, &trees) {
+            // Beneath a tree already bound, or beneath another --allow-exec directory: seen
+            // through that bind already (binding it again would mean a mount point inside a
+            // read-only tree).
+            let nested = policy
+                .extra_exec
+                .iter()
+                .any(|other| other != path && path.starts_with(other));
+            let listed = extra
+                .iter()
+                .any(|s| matches!(s, Step::Bind { path: p, .. } if p == path));
+            if !visible(path, &trees) && !nested && !listed {
                 extra.push(Step::Bind {
                     source: path.clone(),
                     path: path.clone(),
@@ -210,20 +255,29 @@ impl RootPlan {
             }
         }
 
-        let mut mounts = Vec::new();
+        // The sandbox's own file systems first: a host path of the policy that lies beneath
+        // one of them (a tool kit in /tmp/tools, a checkout's target dir under /tmp) is then
+        // mounted on top of the fresh file system, at the same path.
+        let own = vec![
+            Step::Proc(PathBuf::from(PROC_DIR)),
+            Step::Tmpfs(PathBuf::from(TMP_DIR)),
+            Step::Overlay(PathBuf::from(OVERLAY_DIR)),
+        ];
+        let mut host_steps = Vec::new();
         for (path, target) in symlinks {
-            mounts.push(Step::Symlink { path, target });
+            host_steps.push(Step::Symlink { path, target });
         }
         for tree in trees {
-            mounts.push(Step::Bind {
+            host_steps.push(Step::Bind {
                 source: tree.clone(),
                 path: tree,
                 kind: BindKind::Tree,
             });
         }
-        mounts.extend(extra);
+        host_steps.extend(extra);
+        let mut devices = Vec::new();
         for device in &policy.devices {
-            mounts.push(Step::Bind {
+            devices.push(Step::Bind {
                 source: device.path.clone(),
                 path: device.path.clone(),
                 kind: BindKind::Device,
@@ -235,33 +289,31 @@ impl RootPlan {
             ("stdout", "/proc/self/fd/1"),
             ("stderr", "/proc/self/fd/2"),
         ] {
-            mounts.push(Step::Symlink {
+            devices.push(Step::Symlink {
                 path: Path::new("/dev").join(name),
                 target: PathBuf::from(target),
             });
         }
-        mounts.push(Step::Proc(PathBuf::from("/proc")));
-        mounts.push(Step::Tmpfs(PathBuf::from(TMP_DIR)));
-        mounts.push(Step::Overlay(PathBuf::from(OVERLAY_DIR)));
-
-        // Every parent directory first, sorted so parents precede children.
-        let mut dirs = BTreeSet::new();
-        for step in &mounts {
-            let path = match step {
-                Step::Symlink { path, .. } | Step::Bind { path, .. } => path,
-                Step::Proc(path) | Step::Tmpfs(path) | Step::Overlay(path) => path,
-                Step::Dir(_) => continue,
-            };
-            let mut parent = path.parent();
-            while let Some(dir) = parent {
-                if dir != Path::new("/") {
-                    dirs.insert(dir.to_path_buf());
-                }
-                parent = dir.parent();
-            }
+        for step in &host_steps {
+            check_host_path(step.path(), own.iter().chain(&devices))?;
         }
-        let mut steps: Vec<Step> = dirs.into_iter().map(Step::Dir).collect();
-        steps.extend(mounts);
+
+        // Each step preceded by the directories it needs that do not exist yet at that point
+        // (so a directory beneath /tmp is made in the sandbox's own tmpfs, after its mount).
+        let mut steps = Vec::new();
+        let mut made = BTreeSet::new();
+        for step in own.into_iter().chain(host_steps).chain(devices) {
+            let path = step.path().to_path_buf();
+            let mut parents: Vec<&Path> = path.ancestors().skip(1).collect();
+            parents.reverse();
+            for dir in parents {
+                if dir != Path::new("/") && made.insert(dir.to_path_buf()) {
+                    steps.push(Step::Dir(dir.to_path_buf()));
+                }
+            }
+            made.insert(path);
+            steps.push(step);
+        }
         Ok(Self { steps })
     }
 }

@@ -77,25 +77,25 @@ fn plan_binds_what_the_policy_names() {
     assert_eq!(
         lines,
         [
-            "dir /dev",
-            "dir /opt",
-            "dir /run",
-            "dir /run/systemd",
-            "dir /run/systemd/resolve",
+            "proc at /proc",
+            "tmpfs at /tmp",
+            "overlay at /overlay",
             "symlink /bin -> usr/bin",
             "symlink /lib -> usr/lib",
             "bind Tree /etc at /etc",
             "bind Tree /usr at /usr",
+            "dir /run",
+            "dir /run/systemd",
+            "dir /run/systemd/resolve",
             "bind File /run/systemd/resolve/stub-resolv.conf at /run/systemd/resolve/stub-resolv.conf",
+            "dir /opt",
             "bind Tree /opt/tool at /opt/tool",
+            "dir /dev",
             "bind Device /dev/null at /dev/null",
             "symlink /dev/fd -> /proc/self/fd",
             "symlink /dev/stdin -> /proc/self/fd/0",
             "symlink /dev/stdout -> /proc/self/fd/1",
             "symlink /dev/stderr -> /proc/self/fd/2",
-            "proc at /proc",
-            "tmpfs at /tmp",
-            "overlay at /overlay",
         ]
     );
 }
@@ -129,16 +129,16 @@ fn build_root_sequence() {
         "open_tree /dev/null",
         "setattr /dev/null NOEXEC,NOSUID,RDONLY",
         "tmpfs /tmp mode=0755,size=1m,nr_inodes=4096",
-        "mkdir /tmp/dev 755",
-    ];
-    assert_eq!(calls[..expected_start.len()], expected_start);
-    let expected_end = [
         "mkdir /tmp/proc 555",
         "proc /tmp/proc hidepid=invisible,subset=pid",
         "mkdir /tmp/tmp 755",
         "tmpfs /tmp/tmp mode=1777",
         "mkdir /tmp/overlay 755",
         "move_mount <output> -> /tmp/overlay",
+    ];
+    assert_eq!(calls[..expected_start.len()], expected_start);
+    let expected_end = [
+        "symlink /tmp/dev/stderr -> /proc/self/fd/2",
         "readonly /tmp",
         "pivot_root /tmp",
     ];
@@ -146,6 +146,54 @@ fn build_root_sequence() {
     assert!(calls.contains(&"create /tmp/dev/null".to_string()));
     assert!(calls.contains(&"move_mount /dev/null -> /tmp/dev/null".to_string()));
     assert!(calls.contains(&"move_mount /usr -> /tmp/usr".to_string()));
+}
+
+/// A host path beneath the sandbox's own /tmp (a tool kit in /tmp, a checkout under /tmp) is
+/// mounted on the sandbox's fresh tmpfs, after it, at the same path.
+#[test]
+fn plan_mounts_host_paths_under_tmp_on_the_sandbox_tmpfs() {
+    let host = host();
+    std::fs::create_dir_all(host.path().join("tmp/kit/bin")).unwrap();
+    let mut policy = policy(host.path());
+    policy.extra_exec = vec![
+        PathBuf::from("/tmp/kit"),
+        PathBuf::from("/tmp/kit/bin"),
+        PathBuf::from("/tmp/kit"),
+    ];
+    let plan = RootPlan::new(&policy, host.path()).unwrap();
+    let lines: Vec<String> = plan.steps.iter().map(ToString::to_string).collect();
+    let at = |line: &str| lines.iter().position(|l| l == line);
+    let tmpfs = at("tmpfs at /tmp").expect("the sandbox's /tmp");
+    let kit = at("bind Tree /tmp/kit at /tmp/kit").expect("the kit, once");
+    assert!(tmpfs < kit, "{lines:#?}");
+    assert!(!lines.contains(&"dir /tmp".to_string()), "{lines:#?}");
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("/tmp/kit")).count(),
+        1,
+        "nested and repeated --allow-exec dirs are bound once: {lines:#?}"
+    );
+}
+
+#[test]
+fn plan_refuses_host_paths_on_the_sandbox_mount_points() {
+    let host = host();
+    for (path, reserved) in [
+        ("/tmp", "/tmp"),
+        ("/dev", "/dev/null"),
+        ("/overlay/tools", "/overlay"),
+        ("/proc/tools", "/proc"),
+        ("/", "/"),
+    ] {
+        std::fs::create_dir_all(host.path().join(path.trim_start_matches('/'))).unwrap();
+        let mut policy = policy(host.path());
+        policy.extra_exec = vec![PathBuf::from(path)];
+        let err = RootPlan::new(&policy, host.path()).unwrap_err();
+        assert!(
+            matches!(&err, MountError::Reserved { path: p, reserved: r }
+                if p == Path::new(path) && r == Path::new(reserved)),
+            "{path}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -109,6 +109,7 @@ const PRCTL_OPTIONS: &[u64] = &[
     libc::PR_GET_NO_NEW_PRIVS as u64,
     libc::PR_CAP_AMBIENT as u64,
     0x5356_4d41, // PR_SET_VMA: glibc names anonymous mappings
+    66,          // PR_GET_MDWE: whether W+X memory is refused (a query)
 ];
 
 /// `MSG_FASTOPEN` in the flags of the send calls.
@@ -496,7 +497,7 @@ pub fn build_tools(network: &Network) -> Result<Vec<Allowed>, SeccompError> {
         libc::SYS_prctl,
         "prctl",
         "process name, death signal, reading capabilities and no_new_privs",
-        "only PR_{SET,GET}_PDEATHSIG, PR_GET_DUMPABLE, PR_{SET,GET}_NAME, PR_GET_SECCOMP, PR_CAPBSET_READ, PR_{SET,GET}_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_SET_VMA",
+        "only PR_{SET,GET}_PDEATHSIG, PR_GET_DUMPABLE, PR_{SET,GET}_NAME, PR_GET_SECCOMP, PR_CAPBSET_READ, PR_{SET,GET}_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_SET_VMA, PR_GET_MDWE",
         prctl,
     ));
     list.push(when(
