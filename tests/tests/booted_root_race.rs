@@ -36,8 +36,9 @@ const OTHER: &str = "other";
 const INSTANCE_OVERLAY: &str = "rov";
 const KEEP_OVERLAY: &str = "keep";
 const ATTACKER: &str = "/usr/local/libexec/left4me-race-attacker";
-const STOP_DIR: &str = "/run/left4me-race";
-const STOP_FILE: &str = "/run/left4me-race/stop";
+/// On the root file system (the host cannot see into the system's /run tmpfs).
+const STOP_DIR: &str = "/srv/left4me-race";
+const STOP_FILE: &str = "/srv/left4me-race/stop";
 const AS_GAME_USER: &[&str] = &[
     "setpriv",
     "--reuid=left4me",
