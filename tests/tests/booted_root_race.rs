@@ -410,10 +410,20 @@ fn reset_failed(sys: &BootedSystem) -> Result<()> {
     Ok(())
 }
 
-/// Starts the instance, unattacked; it must come up.
+/// Starts the instance, unattacked (it must come up), and writes a game tree in its upper dir.
 fn start(sys: &BootedSystem) -> Result<()> {
     ctl_ok(sys, &["start", INSTANCE])?;
-    Ok(())
+    game_tree_in(sys, &format!("{STATE_DIR}/runtime/{INSTANCE}/upper"))
+}
+
+/// A runtime dir to remove: of the running instance in even rounds, laid out by hand (the
+/// instance stopped) in odd ones.
+fn runtime_for_round(sys: &BootedSystem, round: usize) -> Result<()> {
+    if round.is_multiple_of(2) {
+        start(sys)
+    } else {
+        runtime_by_hand(sys, INSTANCE)
+    }
 }
 
 #[test]
@@ -435,7 +445,6 @@ fn booted_root_race_stop() -> Result<()> {
     let mut race = Race::set_up("race-stop", INSTANCE_OVERLAY)?;
     for round in 0..START_ROUNDS {
         start(&race.sys)?;
-        game_tree_in(&race.sys, &format!("{STATE_DIR}/runtime/{INSTANCE}/upper"))?;
         race.attacked(round, &["stop", INSTANCE])?;
         race.check(round, "stop")?;
         reset_failed(&race.sys)?;
@@ -447,12 +456,7 @@ fn booted_root_race_stop() -> Result<()> {
 fn booted_root_race_reset() -> Result<()> {
     let mut race = Race::set_up("race-reset", INSTANCE_OVERLAY)?;
     for round in 0..REMOVE_ROUNDS {
-        if round % 2 == 0 {
-            start(&race.sys)?;
-            game_tree_in(&race.sys, &format!("{STATE_DIR}/runtime/{INSTANCE}/upper"))?;
-        } else {
-            runtime_by_hand(&race.sys, INSTANCE)?;
-        }
+        runtime_for_round(&race.sys, round)?;
         race.attacked(round, &["reset", INSTANCE])?;
         race.check(round, "reset")?;
         reset_failed(&race.sys)?;
@@ -470,12 +474,7 @@ fn booted_root_race_delete() -> Result<()> {
         if !spec.exists() {
             create_instance(&race.sys)?;
         }
-        if round % 2 == 0 {
-            start(&race.sys)?;
-            game_tree_in(&race.sys, &format!("{STATE_DIR}/runtime/{INSTANCE}/upper"))?;
-        } else {
-            runtime_by_hand(&race.sys, INSTANCE)?;
-        }
+        runtime_for_round(&race.sys, round)?;
         race.attacked(round, &["delete", INSTANCE, "--yes"])?;
         race.check(round, "delete")?;
         reset_failed(&race.sys)?;
