@@ -272,10 +272,11 @@ impl Race {
         ));
         ensure!(
             self.swaps > 0 && self.plants > 0 && self.refused > 0,
-            "{verb}: the attacker never raced ({} swaps, {} plants, {} refused)",
+            "{verb}: the attacker never raced ({} swaps, {} plants, {} refused):\n{}",
             self.swaps,
             self.plants,
-            self.refused
+            self.refused,
+            self.verdicts.join("\n")
         );
         self.sys.shutdown()?;
         Ok(())
