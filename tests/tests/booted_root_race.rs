@@ -14,7 +14,9 @@
 //! - no overlay mount is left stale (each belongs to a running instance, at its `merged`).
 //!
 //! Whether the verb itself succeeded under attack is reported, not required: refusing is a
-//! correct answer to an attack. Needs root; run by `make test`.
+//! correct answer to an attack. A last test shows the attacker finding the old hole on an
+//! install from before the ownership rule, and `systemd-tmpfiles --create` (the upgrade step of
+//! `make install`) closing it. Needs root; run by `make test`.
 
 mod booted_support;
 
@@ -176,8 +178,34 @@ impl Race {
         Snapshot::take(&roots, &skip).context("snapshot the canaries")
     }
 
-    /// Runs `verb` (a `left4mectl` argv) while the attacker races; returns its output.
+    /// Runs `verb` (a `left4mectl` argv) while the attacker races, records what happened and
+    /// requires that every try on a root-owned dir was refused; returns the verb's output.
     fn attacked(&mut self, round: usize, verb: &[&str]) -> Result<Output> {
+        let (out, attack) = self.race(verb)?;
+        self.swaps += attack.swaps;
+        self.plants += attack.plants;
+        self.refused += attack.refused;
+        self.verdicts.push(format!(
+            "round {round}: `left4mectl {}` {} [{}]",
+            verb.join(" "),
+            if out.status.success() {
+                "ok".to_owned()
+            } else {
+                format!("refused ({})", first_line(&text(&out)))
+            },
+            attack.counts
+        ));
+        ensure!(
+            attack.findings.is_empty(),
+            "round {round} of `left4mectl {}`: the game user could change root's dirs:\n{}",
+            verb.join(" "),
+            attack.findings.join("\n")
+        );
+        Ok(out)
+    }
+
+    /// Runs `verb` while the attacker races; the verb's output and what the attacker did.
+    fn race(&self, verb: &[&str]) -> Result<(Output, Attack)> {
         let sys = &self.sys;
         let stop = sys.host_path(STOP_FILE);
         let _ = std::fs::remove_file(&stop);
@@ -220,28 +248,7 @@ impl Race {
         let mut rest = String::new();
         stdout.read_to_string(&mut rest)?;
         let _ = std::fs::remove_file(&stop);
-        let out = out?;
-        let attack = parse_attack(&rest)?;
-        self.swaps += attack.swaps;
-        self.plants += attack.plants;
-        self.refused += attack.refused;
-        self.verdicts.push(format!(
-            "round {round}: `left4mectl {}` {} [{}]",
-            verb.join(" "),
-            if out.status.success() {
-                "ok".to_owned()
-            } else {
-                format!("refused ({})", first_line(&text(&out)))
-            },
-            attack.counts
-        ));
-        ensure!(
-            attack.findings.is_empty(),
-            "round {round} of `left4mectl {}`: the game user could change root's dirs:\n{}",
-            verb.join(" "),
-            attack.findings.join("\n")
-        );
-        Ok(out)
+        Ok((out?, parse_attack(&rest)?))
     }
 
     /// Nothing outside the instance changed, and no overlay mount is stale.
@@ -518,4 +525,51 @@ fn booted_root_race_overlay_rm() -> Result<()> {
         race.check(round, "overlay rm")?;
     }
     race.finish("overlay rm")
+}
+
+/// The upgrade step closes the old hole: on an install from before the ownership rule (state
+/// dir and root's working dirs the game user's) the attacker can rename `runtime` and
+/// `overlays` and plant links next to them; after `systemd-tmpfiles --create left4me.conf`
+/// (what `make install` runs) every such try fails with EACCES, and the tree is exactly as a
+/// fresh install has it.
+#[test]
+fn booted_root_race_upgrade_closes_the_old_hole() -> Result<()> {
+    let race = Race::set_up("race-upgrade", INSTANCE_OVERLAY)?;
+    let old_layout = format!(
+        "cd {STATE_DIR} && chown left4me:left4me . installation overlays workshop_cache \
+         runtime && chmod 0750 . installation overlays workshop_cache"
+    );
+    race.sys.run_ok(["sh", "-c", &old_layout])?;
+    let (_, before) = race.race(&["list"])?;
+    for hole in [
+        "rename /var/lib/left4me/runtime",
+        "rename /var/lib/left4me/overlays",
+    ] {
+        ensure!(
+            before
+                .findings
+                .iter()
+                .any(|f| f.starts_with(&format!("HOLE {hole}"))),
+            "on the old layout the attacker should {hole}: {:?}",
+            before.findings
+        );
+    }
+    race.sys
+        .run_ok(["systemd-tmpfiles", "--create", "left4me.conf"])?;
+    let (_, after) = race.race(&["list"])?;
+    ensure!(
+        after.findings.is_empty() && after.refused > 0 && after.swaps > 0,
+        "after the upgrade step: {} {:?}",
+        after.counts,
+        after.findings
+    );
+    race.check(0, "the upgrade")?;
+    report(&format!(
+        "upgrade: old layout [{}] {} holes; after systemd-tmpfiles [{}] none",
+        before.counts,
+        before.findings.len(),
+        after.counts
+    ));
+    race.sys.shutdown()?;
+    Ok(())
 }
