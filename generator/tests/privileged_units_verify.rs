@@ -113,3 +113,89 @@ fn privileged_server_unit_security_score() {
         "exposure above 1.5 (threshold 15 of 100):\n{stdout}"
     );
 }
+
+/// uid and gid of `user` in `<root>/etc/passwd`.
+fn ids_in(root: &Path, user: &str) -> (u32, u32) {
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    passwd
+        .lines()
+        .find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            (f[0] == user).then(|| (f[2].parse().unwrap(), f[3].parse().unwrap()))
+        })
+        .unwrap_or_else(|| panic!("{user} not in {passwd}"))
+}
+
+/// The ownership rule (DESIGN.md section 2) as `make install` applies it: the installed
+/// tmpfiles.d gives the state dir and every dir root works in to root, the admin dir is root's
+/// alone, and on an old install (the game user's state dir) `systemd-tmpfiles --create`
+/// resets owner and mode of those dirs but leaves their content alone.
+#[test]
+fn privileged_tmpfiles_give_roots_dirs_to_root_also_on_upgrade() {
+    use std::os::unix::fs::{MetadataExt, chown};
+    let root = installed_root("tmpfiles");
+    let run = |argv: &[&str]| {
+        let out = Command::new(argv[0])
+            .args(&argv[1..])
+            .arg(format!("--root={}", root.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{argv:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["systemd-sysusers", "left4me.conf"]);
+    let (uid, gid) = ids_in(&root, "left4me");
+    // An install made before the rule: everything the game user's, 0750, with content.
+    let state = root.join("var/lib/left4me");
+    for dir in ["installation", "overlays/maps", "workshop_cache", "runtime"] {
+        std::fs::create_dir_all(state.join(dir)).unwrap();
+    }
+    std::fs::write(state.join("left4me.db"), "old ledger").unwrap();
+    std::fs::write(state.join("overlays/maps/a.vpk"), "vpk").unwrap();
+    for path in [
+        "",
+        "installation",
+        "overlays",
+        "overlays/maps",
+        "overlays/maps/a.vpk",
+        "workshop_cache",
+        "left4me.db",
+    ] {
+        let path = state.join(path);
+        chown(&path, Some(uid), Some(gid)).unwrap();
+        let mode = if path.is_dir() { 0o750 } else { 0o640 };
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap();
+    }
+
+    run(&["systemd-tmpfiles", "--create", "left4me.conf"]);
+
+    let owner = |path: &Path| {
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777)
+    };
+    for dir in [
+        "var/lib/left4me",
+        "var/lib/left4me/installation",
+        "var/lib/left4me/overlays",
+        "var/lib/left4me/workshop_cache",
+        "var/lib/left4me/runtime",
+        "var/lib/left4me/game",
+        "etc/left4me",
+    ] {
+        assert_eq!(owner(&root.join(dir)), (0, 0, 0o755), "{dir}");
+    }
+    assert_eq!(
+        owner(&root.join("var/lib/left4me-admin")),
+        (0, 0, 0o700),
+        "the admin dir"
+    );
+    // Content keeps its owner: an overlay stays the game user's, the old ledger is left alone.
+    assert_eq!(owner(&state.join("overlays/maps")), (uid, gid, 0o750));
+    assert_eq!(owner(&state.join("overlays/maps/a.vpk")), (uid, gid, 0o640));
+    assert_eq!(owner(&state.join("left4me.db")), (uid, gid, 0o640));
+    std::fs::remove_dir_all(&root).unwrap();
+}

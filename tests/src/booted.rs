@@ -45,7 +45,8 @@ pub const ROUTE_DEVICE: &str = "a";
 pub const PEER_DEVICE: &str = "b";
 /// The address of [`ROUTE_DEVICE`].
 pub const ROUTE_ADDRESS: &str = "192.0.2.1/24";
-/// The user that owns the state dir once the project is installed.
+/// The game user: owns only the leaves it must write (`runtime/NAME/upper`,
+/// overlay content); root owns the state dir (DESIGN.md section 2).
 pub const GAME_USER: &str = "left4me";
 
 /// The `container=` value the booted systemd sees.
@@ -515,15 +516,13 @@ impl BootedSystem {
     /// `installation/srcds_run` (a copy of `srcds_run`, the stand-in server),
     /// `installation/left4dead2/{cfg,addons,maps}`, and
     /// `.steam/sdk32`/`sdk64` pointing at a stand-in steamcmd's
-    /// `linux32`/`linux64` with a `steamclient.so` each. Owned by
-    /// [`GAME_USER`] when that user exists (after `install_project`).
+    /// `linux32`/`linux64` with a `steamclient.so` each. Root's, like a game
+    /// installed by hand: the game user only reads it.
     pub fn install_game_tree(&self, srcds_run: &Path) -> Result<GameTree, BootError> {
-        let owner = game_tree::lookup_user(&self.root, GAME_USER);
         Ok(game_tree::lay_out(
             &self.state_dir(),
             Path::new(STATE_DIR),
             srcds_run,
-            owner,
         )?)
     }
 

@@ -1,6 +1,9 @@
 //! A stand-in game install in a state directory: the `installation/` tree with
 //! a given `srcds_run`, and the Steam client layout of DESIGN.md section 7
 //! (`~/.steam/sdk32` and `sdk64` pointing at steamcmd's `linux32`/`linux64`).
+//!
+//! Everything is root's, as a game installed by hand is (DESIGN.md section 2:
+//! the game user owns only the leaves it must write; it only reads the game).
 
 use std::io;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -22,13 +25,6 @@ pub enum GameTreeError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot give {path} to uid {uid}: {source}")]
-    Chown {
-        path: PathBuf,
-        uid: u32,
-        #[source]
-        source: io::Error,
-    },
 }
 
 /// Where the pieces of the stand-in game install are, as paths inside the
@@ -43,14 +39,13 @@ pub struct GameTree {
 
 /// Lays out the game tree in the state directory at `host_state` (a host
 /// path), which the booted system sees at `state_inside`. `srcds_run` is
-/// copied in as `installation/srcds_run`. With `owner`, everything created is
-/// given to that uid/gid (the game user); the directories made are
-/// `installation/`, `.steam/` and their contents.
+/// copied in as `installation/srcds_run`. The directories made are
+/// `installation/`, `.steam/` and their contents, all owned by the caller
+/// (root).
 pub fn lay_out(
     host_state: &Path,
     state_inside: &Path,
     srcds_run: &Path,
-    owner: Option<(u32, u32)>,
 ) -> Result<GameTree, GameTreeError> {
     let installation = host_state.join("installation");
     for dir in ["left4dead2/cfg", "left4dead2/addons", "left4dead2/maps"] {
@@ -87,10 +82,6 @@ pub fn lay_out(
         }
     }
 
-    if let Some((uid, gid)) = owner {
-        chown_tree(&installation, uid, gid)?;
-        chown_tree(&steam, uid, gid)?;
-    }
     Ok(GameTree {
         installation: state_inside.join("installation"),
         steamcmd: steamcmd_inside,
@@ -109,27 +100,6 @@ fn write(path: &Path, contents: &str) -> Result<(), GameTreeError> {
         path: path.to_owned(),
         source,
     })
-}
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) -> Result<(), GameTreeError> {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|source| {
-        GameTreeError::Chown {
-            path: path.to_owned(),
-            uid,
-            source,
-        }
-    })?;
-    if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-        let entries = std::fs::read_dir(path).map_err(|source| GameTreeError::Chown {
-            path: path.to_owned(),
-            uid,
-            source,
-        })?;
-        for entry in entries.flatten() {
-            chown_tree(&entry.path(), uid, gid)?;
-        }
-    }
-    Ok(())
 }
 
 /// The uid and gid of `user` in the `etc/passwd` beneath `root`.
@@ -166,7 +136,7 @@ mod tests {
         let server = dir.join("srcds-standin");
         std::fs::write(&server, "#!/bin/sh\n").unwrap();
         let state = dir.join("state");
-        let tree = lay_out(&state, Path::new("/var/lib/left4me"), &server, None).unwrap();
+        let tree = lay_out(&state, Path::new("/var/lib/left4me"), &server).unwrap();
         assert_eq!(
             tree.installation,
             Path::new("/var/lib/left4me/installation")
@@ -192,7 +162,7 @@ mod tests {
                 .is_file()
         );
         // Laying out twice is fine (a test may call it after a reboot).
-        lay_out(&state, Path::new("/var/lib/left4me"), &server, None).unwrap();
+        lay_out(&state, Path::new("/var/lib/left4me"), &server).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod booted;
+pub mod canary;
 pub mod cgroup;
 pub mod exec;
 pub mod game_tree;
@@ -20,6 +21,7 @@ pub use booted::{
     BootError, BootedSystem, Builder, DEFAULT_MASKED, GAME_USER, PEER_DEVICE, ROUTE_ADDRESS,
     ROUTE_DEVICE, STATE_DIR, release_binary, target_dir, workspace_dir,
 };
+pub use canary::Snapshot;
 pub use game_tree::GameTree;
 pub use leftovers::{Leftovers, SystemIdentity, overlay_and_tmpfs_mounts, reap_stale};
 

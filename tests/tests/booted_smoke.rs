@@ -346,14 +346,26 @@ fn booted_the_installed_project_is_there_after_boot() -> Result<()> {
         ensure!(sys.host_path(path).is_file(), "{path} is not installed");
     }
     sys.run_ok(["systemctl", "cat", "left4me-server@.service"])?;
-    let owner = sys.run_stdout(["stat", "-c", "%U:%G %a", "/var/lib/left4me"])?;
-    ensure!(owner == "left4me:left4me 750", "state dir is {owner}");
+    // The ownership rule (DESIGN.md section 2): root owns the state dir and the dirs it works
+    // in by path; the admin dir is root's alone.
+    for (dir, expected) in [
+        ("/var/lib/left4me", "root:root 755"),
+        ("/var/lib/left4me/runtime", "root:root 755"),
+        ("/var/lib/left4me/overlays", "root:root 755"),
+        ("/var/lib/left4me/installation", "root:root 755"),
+        ("/var/lib/left4me/workshop_cache", "root:root 755"),
+        ("/var/lib/left4me/game", "root:root 755"),
+        ("/var/lib/left4me-admin", "root:root 700"),
+    ] {
+        let owner = sys.run_stdout(["stat", "-c", "%U:%G %a", dir])?;
+        ensure!(owner == expected, "{dir} is {owner}, not {expected}");
+    }
 
     let srcds = left4me_tests::release_binary("srcds-standin");
     let tree = sys.install_game_tree(&srcds)?;
     let srcds_run = tree.installation.join("srcds_run");
     let owner = sys.run_stdout(["stat", "-c", "%U %a", srcds_run.to_str().unwrap()])?;
-    ensure!(owner == "left4me 755", "srcds_run is {owner}");
+    ensure!(owner == "root 755", "srcds_run is {owner}");
     let client = sys.run_stdout([
         "runuser",
         "-u",

@@ -103,11 +103,13 @@ fn demo() -> Result<()> {
         "/var/lib/left4me/overlays/maps/left4dead2/addons/custom_campaign.vpk",
         "not really a vpk",
     )?;
+    // The content is the game user's, as a build publishes it; overlays/ stays root's.
     demo.sys.run_ok([
         "chown",
         "-R",
         "left4me:left4me",
-        "/var/lib/left4me/overlays",
+        "/var/lib/left4me/overlays/tickrate",
+        "/var/lib/left4me/overlays/maps",
     ])?;
     println!(
         "    and two overlays: overlays/maps (an addon) and overlays/tickrate (with its own server.cfg)"

@@ -95,8 +95,9 @@ pub fn write(sys: &BootedSystem, inside: &str, text: &str) -> Result<()> {
     std::fs::write(&path, text).with_context(|| format!("write {}", path.display()))
 }
 
-/// Creates overlay `name` in the state dir with `files` (relative path, contents), owned by
-/// the game user.
+/// Creates overlay `name` in the state dir with `files` (relative path, contents): the
+/// content dir `overlays/NAME` and everything in it owned by the game user, as a build
+/// publishes it; `overlays/` itself stays root's (DESIGN.md section 2).
 pub fn make_overlay(sys: &BootedSystem, name: &str, files: &[(&str, &str)]) -> Result<()> {
     for (rel, contents) in files {
         write(sys, &format!("{STATE_DIR}/overlays/{name}/{rel}"), contents)?;
@@ -105,7 +106,7 @@ pub fn make_overlay(sys: &BootedSystem, name: &str, files: &[(&str, &str)]) -> R
         "chown",
         "-R",
         "left4me:left4me",
-        &format!("{STATE_DIR}/overlays"),
+        &format!("{STATE_DIR}/overlays/{name}"),
     ])?;
     Ok(())
 }
