@@ -468,7 +468,7 @@ pub enum OverlayVerb {
 
     /// List recorded builds, newest first
     #[command(
-        long_about = "List the builds recorded in the job ledger (<state dir>/left4me.db), \
+        long_about = "List the builds recorded in the job ledger (<admin dir>/left4me.db), \
             newest first: id, overlay, start, duration, status (success, failed, interrupted, \
             abandoned, running), the script's exit status and what happened. --log adds the \
             last 50 lines of each build's output.\n\n\

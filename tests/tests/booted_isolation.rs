@@ -12,6 +12,7 @@ use booted_support::*;
 use left4me_tests::{BootedSystem, STATE_DIR, require_root};
 
 const CONFIG_DIR: &str = "/etc/left4me";
+const ADMIN_DIR: &str = "/var/lib/left4me-admin";
 
 /// Runs `script` with `sh -c` in the mount and user namespaces of `pid`, as the game user:
 /// what the game process itself could do with its files. Returns (exit status, output).
@@ -58,9 +59,10 @@ fn booted_an_instance_sees_nothing_of_another() -> Result<()> {
         "chown",
         "-R",
         "left4me:left4me",
-        &format!("{STATE_DIR}/overlays"),
+        &format!("{STATE_DIR}/overlays/.maps.build-0a1b2c3d"),
     ])?;
-    write(&sys, &format!("{STATE_DIR}/left4me.db"), "ledger\n")?;
+    // World-readable on purpose: the admin dir itself must keep it from the game.
+    write(&sys, &format!("{ADMIN_DIR}/left4me.db"), "ledger\n")?;
     let game = game_pid(&sys, "a")?;
     let b_cfg_path = runtime_path(&sys, "b", "upper/left4dead2/cfg/server.cfg");
     let b_before = std::fs::read_to_string(&b_cfg_path)?;
@@ -87,7 +89,7 @@ fn booted_an_instance_sees_nothing_of_another() -> Result<()> {
         format!("{CONFIG_DIR}/instances/b.toml"),
         format!("{STATE_DIR}/overlays/maps/left4dead2/addons/maps.vpk"),
         format!("{STATE_DIR}/overlays/.maps.build-0a1b2c3d/left4dead2/x"),
-        format!("{STATE_DIR}/left4me.db"),
+        format!("{ADMIN_DIR}/left4me.db"),
     ];
     for path in &others {
         let (code, out) = as_game(&sys, &game, &format!("cat {path}"))?;
