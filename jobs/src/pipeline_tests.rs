@@ -1,5 +1,5 @@
-//! The whole pipeline against the recording double: no root, no systemd. As root the game
-//! user is `nobody` (the passwd lookup refuses uid 0), otherwise the test's own user.
+//! The whole pipeline against the recording double: no systemd, but root (privileged: the state
+//! dir and `overlays/` must be root's, and the build dir is handed to the game user, `nobody`).
 
 use std::ffi::OsString;
 use std::fs;
@@ -10,8 +10,14 @@ use crate::job::{JobKind, Limits, NetworkPolicy};
 use crate::testing::{Call, RecordingRunner, Scenario, TempDir, current_ids};
 use crate::{OverlayDirs, Profile};
 
+/// One fixture at a time: a child another test's thread forks (the seeding `cp`) holds a copy
+/// of every descriptor until it execs, the overlay's lock among them, and a second run of the
+/// same fixture would find its overlay busy.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A host under a temp dir, with its passwd file, and a job of overlay `maps`.
 struct Fixture {
+    _serial: std::sync::MutexGuard<'static, ()>,
     dir: TempDir,
     host: Host,
     job: Job,
@@ -20,15 +26,19 @@ struct Fixture {
 
 impl Fixture {
     fn new(tag: &str) -> Self {
+        assert_eq!(
+            current_ids().uid,
+            0,
+            "privileged test: run as root (make test does, as CI does)"
+        );
+        let serial = SERIAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = TempDir::new(&format!("pipeline-{tag}"));
-        let me = current_ids();
-        let game = if me.uid == 0 {
-            Ids {
-                uid: 65534,
-                gid: 65534,
-            }
-        } else {
-            me
+        fs::create_dir(dir.path().join("state")).unwrap();
+        let game = Ids {
+            uid: 65534,
+            gid: 65534,
         };
         let passwd = dir.path().join("passwd");
         fs::write(
@@ -40,8 +50,9 @@ impl Fixture {
         )
         .unwrap();
         let host = Host {
-            database: dir.path().join("left4me.db"),
-            runtime_root: dir.path().join("runtime"),
+            database: dir.path().join("admin/left4me.db"),
+            runtime_root: dir.path().join("state/runtime"),
+            locks_dir: dir.path().join("admin/locks"),
             run_dir: dir.path().join("run"),
             passwd,
             etc_resolv_conf: dir.path().join("resolv.conf"),
@@ -60,11 +71,12 @@ impl Fixture {
                 tasks_max: 512,
                 timeout: "1h".into(),
             },
-            output: OverlayDirs::new(&dir.path().join("overlays"), "maps"),
+            output: OverlayDirs::new(&dir.path().join("state"), "maps"),
             game_user: "game".into(),
             sandbox_user: "sandbox".into(),
         };
         Fixture {
+            _serial: serial,
             dir,
             host,
             job,
@@ -72,16 +84,12 @@ impl Fixture {
         }
     }
 
-    /// `overlays/maps` with one file, owned by the game user.
+    /// `overlays/maps` with one file, owned by the game user (`overlays/` is root's).
     fn with_content(self, text: &str) -> Self {
         let current = self.job.output.current();
         fs::create_dir_all(&current).unwrap();
         fs::write(current.join("v"), text).unwrap();
-        for path in [
-            self.job.output.overlays.as_path(),
-            &current,
-            &current.join("v"),
-        ] {
+        for path in [&current, &current.join("v")] {
             std::os::unix::fs::lchown(path, Some(self.game.uid), Some(self.game.gid)).unwrap();
         }
         self
@@ -119,7 +127,8 @@ impl Fixture {
 
     /// The hidden build and old dirs left behind.
     fn leftovers(&self) -> usize {
-        let (builds, olds) = self.job.output.leftovers().unwrap();
+        let overlays = self.job.output.open(false).unwrap().unwrap();
+        let (builds, olds) = overlays.leftovers().unwrap();
         builds.len() + olds.len()
     }
 }
@@ -166,7 +175,7 @@ fn success_publishes_and_records() {
     assert_eq!(args[at("--profile") + 1], "script");
     assert!(args.iter().any(|a| a == "--no-network"));
     assert!(args.iter().any(|a| a == "echo $$OVERLAY"));
-    assert!(Path::new(&args[at("--output") + 1]).starts_with(&fx.job.output.overlays));
+    assert!(Path::new(&args[at("--output") + 1]).starts_with(fx.job.output.overlays()));
 
     let rows = fx.ledger();
     assert_eq!(rows.len(), 1);
