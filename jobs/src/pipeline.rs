@@ -43,6 +43,8 @@ pub enum JobError {
     #[error(transparent)]
     Check(#[from] CheckError),
     #[error(transparent)]
+    Dir(#[from] left4me_statedir::DirError),
+    #[error(transparent)]
     Publish(#[from] PublishError),
     #[error(transparent)]
     Stream(#[from] StreamError),
@@ -331,7 +333,11 @@ fn publish_output(
     output_guard: &mut BuildDirGuard<'_>,
     progress: &mut dyn Progress,
 ) -> Result<(Status, Vec<Retired>), JobError> {
-    let problems = check::check_output(&plan.output, game)?;
+    let build = overlays
+        .dir()
+        .open_dir(overlays.names().build_name(&plan.id))?;
+    let problems = check::check_output(&build, game)?;
+    drop(build);
     if !problems.is_empty() {
         return Ok((Status::Failed(Failure::Refused(problems)), Vec::new()));
     }
