@@ -14,20 +14,15 @@ use rustix::io::Errno;
 pub enum CheckError {
     #[error(transparent)]
     Dir(#[from] DirError),
-    #[error("cannot {action} {}: {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> CheckError + 'a {
-    move |errno| CheckError::Io {
-        action,
-        path: path.to_path_buf(),
-        source: errno.into(),
+    move |errno| {
+        CheckError::Dir(DirError::Io {
+            action,
+            path: path.to_path_buf(),
+            source: errno.into(),
+        })
     }
 }
 
