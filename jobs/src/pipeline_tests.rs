@@ -506,3 +506,25 @@ fn a_build_that_exhausts_the_inodes_fails_and_changes_nothing() {
     assert_eq!(fx.ledger()[0].status, LedgerStatus::Failed);
     assert!(unmounted.success());
 }
+
+#[test]
+fn a_busy_overlay_is_refused_before_anything_changes() {
+    let fx = Fixture::new("busy").with_content("1");
+    fs::create_dir(fx.job.output.overlays().join(".maps.build-0a0a0a0a")).unwrap();
+    // `overlay rm maps` (or another build) holds the overlay.
+    let _held = fx.job.output.lock(&fx.host.locks_dir).unwrap();
+    let runner = fx.scenario(Scenario::exiting(&[], 0));
+    let err = fx.run(&runner, &Stop::new()).0.unwrap_err();
+    assert!(
+        matches!(&err, JobError::Preflight(p) if p.is_usage()),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "overlay maps is busy: another left4me process is working on it; try again when it is \
+         done"
+    );
+    assert_eq!(fx.leftovers(), 1, "the stale build dir is not touched");
+    assert_eq!(fx.content(), "1");
+    assert!(runner.calls().is_empty());
+}
