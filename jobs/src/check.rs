@@ -1,33 +1,37 @@
 //! The output check: what a finished job wrote must be fit to become a lower layer of
 //! instances before it is published.
 
-use std::fs;
-use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use left4me_contract::Ids;
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use left4me_statedir::{Dir, DirError};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
-
-use crate::PathIo;
 
 /// Why the output could not be checked (not: why it was refused; those are the problems).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     #[error(transparent)]
-    Io(#[from] PathIo),
+    Dir(#[from] DirError),
 }
 
-fn kind_of(file_type: fs::FileType) -> Option<&'static str> {
-    use std::os::unix::fs::FileTypeExt as _;
-    if file_type.is_fifo() {
-        Some("FIFO")
-    } else if file_type.is_socket() {
-        Some("socket")
-    } else if file_type.is_char_device() || file_type.is_block_device() {
-        Some("device node")
-    } else {
-        None
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> CheckError + 'a {
+    move |errno| {
+        CheckError::Dir(DirError::Io {
+            action,
+            path: path.to_path_buf(),
+            source: errno.into(),
+        })
+    }
+}
+
+fn kind_of(file_type: FileType) -> Option<&'static str> {
+    match file_type {
+        FileType::Fifo => Some("FIFO"),
+        FileType::Socket => Some("socket"),
+        FileType::CharacterDevice | FileType::BlockDevice => Some("device node"),
+        _ => None,
     }
 }
 
@@ -38,46 +42,56 @@ pub const MAX_PROBLEMS: usize = 10;
 /// special files (a FIFO would hang the game), no set-id bits, everything owned by the game
 /// user, and no symlink that leaves the overlay (absolute, or `..` past its top, checked both
 /// by its text and by resolving it beneath the output dir). Returns the problems found.
-pub fn check_output(root: &Path, owner: Ids) -> Result<Vec<String>, CheckError> {
-    let root_fd = rustix::fs::open(root, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
-        .map_err(|e| PathIo::at("open", root)(e.into()))?;
+///
+/// The walk goes through descriptors (`root` and directories opened beneath it without
+/// following a link): the game user owns the tree and may swap things in it meanwhile, which
+/// can hide a file from the check but never make root read outside the tree.
+pub fn check_output(root: &Dir, owner: Ids) -> Result<Vec<String>, CheckError> {
     let mut problems = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = root.join(&rel);
-        let mut entries: Vec<_> = fs::read_dir(&dir)
-            .map_err(PathIo::at("read", &dir))?
-            .collect::<Result<_, _>>()
-            .map_err(PathIo::at("read", &dir))?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let rel_path = rel.join(entry.file_name());
-            let meta =
-                fs::symlink_metadata(entry.path()).map_err(PathIo::at("stat", &entry.path()))?;
+    let mut stack: Vec<(Option<Dir>, PathBuf)> = vec![(None, PathBuf::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let dir = dir.as_ref().unwrap_or(root);
+        let mut names = dir.entries()?;
+        names.sort();
+        for name in names {
+            let rel_path = rel.join(&name);
+            let path = dir.path().join(&name);
+            let stat = match rustix::fs::statat(dir.fd(), &name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) => stat,
+                Err(Errno::NOENT) => continue,
+                Err(errno) => return Err(io("stat", &path)(errno)),
+            };
             let shown = rel_path.display();
-            let file_type = meta.file_type();
-            if meta.uid() != owner.uid {
+            let file_type = FileType::from_raw_mode(stat.st_mode);
+            if stat.st_uid != owner.uid {
                 problems.push(format!(
                     "{shown} is owned by uid {}, not the game user",
-                    meta.uid()
+                    stat.st_uid
                 ));
             }
-            if meta.mode() & 0o6000 != 0 && !file_type.is_symlink() {
+            if stat.st_mode & 0o6000 != 0 && file_type != FileType::Symlink {
                 problems.push(format!("{shown} has a set-uid or set-gid bit"));
             }
             if let Some(kind) = kind_of(file_type) {
                 problems.push(format!("{shown} is a {kind}"));
-            } else if file_type.is_symlink() {
-                let target =
-                    fs::read_link(entry.path()).map_err(PathIo::at("read", &entry.path()))?;
-                if let Some(why) = symlink_escape(&root_fd, &rel_path, &target) {
+            } else if file_type == FileType::Symlink {
+                let target = rustix::fs::readlinkat(dir.fd(), &name, Vec::new())
+                    .map_err(io("read", &path))?;
+                let target = Path::new(std::ffi::OsStr::from_bytes(target.as_bytes()));
+                if let Some(why) = symlink_escape(&root.fd(), &rel_path, target) {
                     problems.push(format!(
                         "symlink {shown} -> {} {why}; an overlay may only link within itself",
                         target.display()
                     ));
                 }
-            } else if file_type.is_dir() {
-                stack.push(rel_path);
+            } else if file_type == FileType::Directory {
+                match dir.open_dir(&name) {
+                    Ok(child) => stack.push((Some(child), rel_path)),
+                    // Gone meanwhile: only the game user, who owns the content anyway, can
+                    // do that.
+                    Err(err) if err.is_not_found() => {}
+                    Err(err) => return Err(err.into()),
+                }
             }
             if problems.len() >= MAX_PROBLEMS {
                 return Ok(problems);
@@ -122,24 +136,31 @@ fn symlink_escape(root: &impl rustix::fd::AsFd, rel: &Path, target: &Path) -> Op
 mod tests {
     use super::*;
     use crate::testing::{TempDir, current_ids as me};
+    use std::fs;
     use std::os::unix::fs::symlink;
 
+    /// Needs root: the output is opened beneath a root-owned dir, as the pipeline does.
     #[test]
-    fn output_check_finds_escaping_links() {
+    fn privileged_output_check_finds_escaping_links() {
         let dir = TempDir::new("check");
-        let root = dir.path().join("out");
+        let out = dir.path().join("out");
+        let check = |owner| {
+            let state = left4me_statedir::StateDir::open(dir.path()).unwrap();
+            check_output(&state.open_dir("out").unwrap(), owner)
+        };
+        let root = out;
         fs::create_dir_all(root.join("a/b")).unwrap();
         fs::write(root.join("a/b/file"), "x").unwrap();
         symlink("b/file", root.join("a/ok")).unwrap();
         symlink("../a/b/file", root.join("a/ok2")).unwrap();
         symlink("missing/x", root.join("a/dangling")).unwrap();
-        assert!(check_output(&root, me()).unwrap().is_empty());
+        assert!(check(me()).unwrap().is_empty());
 
         symlink("/etc/shadow", root.join("a/abs")).unwrap();
         symlink("../../etc", root.join("a/up")).unwrap();
         symlink(".", root.join("self")).unwrap();
         symlink("self/..", root.join("sneaky")).unwrap();
-        let problems = check_output(&root, me()).unwrap();
+        let problems = check(me()).unwrap();
         assert_eq!(problems.len(), 3, "{problems:#?}");
         assert!(
             problems[0].starts_with("symlink sneaky -> self/.. resolves outside"),

@@ -14,7 +14,7 @@ use crate::content::{self, ContentError, OverlayDirs};
 use crate::resolver::{self, ResolverPlan};
 use crate::unit::TransientUnit;
 
-/// Where jobs keep their lock files and resolv.conf files while they run.
+/// Where jobs keep their resolv.conf files while they run (root's: created 0700).
 pub const RUN_DIR: &str = "/run/left4me/builds";
 
 /// What a job is, for the ledger and the unit's name.
@@ -102,7 +102,9 @@ pub struct Host {
     pub database: PathBuf,
     /// `<state_dir>/runtime`: where instances mount their overlays (for retiring old content).
     pub runtime_root: PathBuf,
-    /// Lock files and resolv.conf files of running jobs ([`RUN_DIR`]).
+    /// Root's locks dir (`<admin_dir>/locks`): the overlay's lock.
+    pub locks_dir: PathBuf,
+    /// The resolv.conf files of running jobs ([`RUN_DIR`]).
     pub run_dir: PathBuf,
     /// The passwd file the users are looked up in.
     pub passwd: PathBuf,
@@ -113,11 +115,13 @@ pub struct Host {
 }
 
 impl Host {
-    /// The real host's paths, with the ledger at `database` and instances under `runtime_root`.
-    pub fn new(database: PathBuf, runtime_root: PathBuf) -> Self {
+    /// The real host's paths, with the ledger at `database`, instances under `runtime_root`
+    /// and root's locks in `locks_dir`.
+    pub fn new(database: PathBuf, runtime_root: PathBuf, locks_dir: PathBuf) -> Self {
         Host {
             database,
             runtime_root,
+            locks_dir,
             run_dir: PathBuf::from(RUN_DIR),
             passwd: PathBuf::from(left4me_contract::passwd::PASSWD),
             etc_resolv_conf: PathBuf::from(resolver::ETC_RESOLV_CONF),

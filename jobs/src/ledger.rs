@@ -5,9 +5,10 @@
 //! marks such rows `abandoned`. Times are Unix milliseconds. The status is stored as text
 //! ([`LedgerStatus::as_str`]) and read back as the enum.
 //!
-//! The database belongs to root (mode 0600): the state dir is the game user's, so a file there
-//! that root did not create is refused rather than opened (a crafted database is an attack on
-//! the SQLite parser running as root).
+//! The database belongs to root (mode 0600) and lives in root's admin dir (DESIGN.md §2, mode
+//! 0700), never in the state dir: [`Ledger::open`] creates that dir when missing and refuses
+//! one that is not root's alone, and refuses a database file root did not create (a crafted
+//! database is an attack on the SQLite parser running as root).
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -102,6 +103,13 @@ pub enum LedgerError {
         path.display()
     )]
     Foreign { path: PathBuf, uid: u32 },
+    #[error(
+        "build ledger dir {}: owned by uid {uid} with mode {mode:04o}, but it must be root's \
+         alone (mode 0700): run `systemd-tmpfiles --create left4me.conf` or fix its owner and \
+         mode",
+        path.display()
+    )]
+    AdminDir { path: PathBuf, uid: u32, mode: u32 },
     #[error("build ledger {}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -157,14 +165,18 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Opens the ledger at `path`, creating it (mode 0600) when `create` is set; `None` when it
-    /// does not exist and `create` is not set. Side files it had to remove first are in
-    /// [`Ledger::removed_side_files`], for the caller to warn about.
+    /// Opens the ledger at `path`, creating it (mode 0600) and its dir (root's admin dir, mode
+    /// 0700) when `create` is set; `None` when it does not exist and `create` is not set. Side
+    /// files it had to remove first are in [`Ledger::removed_side_files`], for the caller to
+    /// warn about.
     pub fn open(path: &Path, create: bool) -> Result<Option<Self>, LedgerError> {
         let sqlite = |source| LedgerError::Sqlite {
             path: path.to_path_buf(),
             source,
         };
+        if !check_admin_dir(path.parent().unwrap_or(Path::new(".")), create)? {
+            return Ok(None);
+        }
         match std::fs::symlink_metadata(path) {
             Ok(meta) => {
                 let me = rustix::process::geteuid().as_raw();
@@ -184,10 +196,10 @@ impl Ledger {
                 });
             }
         }
-        // The state dir belongs to the game user: a journal it planted would be played back
-        // into root's database at open. Remove any that root did not write (unlinking never
-        // follows a symlink). A planted file racing this check is a known gap: the remedy is
-        // a root-owned directory for the ledger.
+        // A journal another user planted would be played back into root's database at open.
+        // The admin dir is root's alone, so none can appear there now; one left from a ledger
+        // that lived in the game user's state dir before is removed (unlinking never follows a
+        // symlink).
         let mut removed = Vec::new();
         for suffix in ["-journal", "-wal", "-shm"] {
             let mut side = path.as_os_str().to_owned();
@@ -365,6 +377,38 @@ fn row_to_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
 }
 
 /// Now, in Unix milliseconds.
+/// Creates the ledger's dir `dir` (0700) when missing and `create` is set, and checks it is
+/// this user's alone (root's, in production): `Ok(false)` when it is missing otherwise.
+fn check_admin_dir(dir: &Path, create: bool) -> Result<bool, LedgerError> {
+    let io_error = |source| LedgerError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if create {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_error)?;
+    }
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_error(e)),
+    };
+    let mode = meta.mode() & 0o7777;
+    let me = rustix::process::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != me || mode & 0o077 != 0 {
+        return Err(LedgerError::AdminDir {
+            path: dir.to_path_buf(),
+            uid: meta.uid(),
+            mode,
+        });
+    }
+    Ok(true)
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -382,7 +426,7 @@ mod tests {
     #[test]
     fn records_and_lists_builds() {
         let dir = TempDir::new("ledger-rw");
-        let path = dir.path().join("left4me.db");
+        let path = dir.path().join("admin/left4me.db");
         assert!(Ledger::open(&path, false).unwrap().is_none());
         let ledger = Ledger::open(&path, true).unwrap().unwrap();
         assert_eq!(
@@ -435,7 +479,9 @@ mod tests {
     #[test]
     fn adds_the_kind_column_to_an_old_ledger() {
         let dir = TempDir::new("ledger-old");
-        let path = dir.path().join("left4me.db");
+        let path = dir.path().join("admin/left4me.db");
+        Ledger::open(&path, true).unwrap();
+        std::fs::remove_file(&path).unwrap();
         let old = Connection::open(&path).unwrap();
         old.execute_batch(SCHEMA).unwrap();
         old.execute(
@@ -457,9 +503,9 @@ mod tests {
     #[test]
     fn removes_planted_side_files() {
         let dir = TempDir::new("ledger-side");
-        let path = dir.path().join("left4me.db");
+        let path = dir.path().join("admin/left4me.db");
         Ledger::open(&path, true).unwrap();
-        let wal = dir.path().join("left4me.db-wal");
+        let wal = dir.path().join("admin/left4me.db-wal");
         std::os::unix::fs::symlink("/nonexistent", &wal).unwrap();
         let ledger = Ledger::open(&path, false).unwrap().unwrap();
         assert_eq!(ledger.removed_side_files(), std::slice::from_ref(&wal));
@@ -469,10 +515,36 @@ mod tests {
     #[test]
     fn refuses_a_symlinked_database() {
         let dir = TempDir::new("ledger-link");
-        let real = dir.path().join("real.db");
+        let real = dir.path().join("admin/real.db");
         Ledger::open(&real, true).unwrap();
-        let link = dir.path().join("left4me.db");
+        let link = dir.path().join("admin/left4me.db");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         assert!(Ledger::open(&link, true).is_err());
+    }
+
+    #[test]
+    fn creates_its_dir_root_only_and_refuses_an_open_one() {
+        let dir = TempDir::new("ledger-dir");
+        let path = dir.path().join("admin/left4me.db");
+        assert!(Ledger::open(&path, false).unwrap().is_none());
+        assert!(!dir.path().join("admin").exists());
+        Ledger::open(&path, true).unwrap().unwrap();
+        let mode = std::fs::metadata(dir.path().join("admin"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::set_permissions(
+            dir.path().join("admin"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        for create in [false, true] {
+            let err = Ledger::open(&path, create).unwrap_err().to_string();
+            assert!(
+                err.contains("mode 0755") && err.contains("systemd-tmpfiles --create left4me.conf"),
+                "{err}"
+            );
+        }
     }
 }

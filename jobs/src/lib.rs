@@ -8,17 +8,18 @@
 //! without touching the host; [`pipeline::run`] carries it out and returns a [`Report`] whose
 //! [`Status`] is an enum. The pieces, one module each:
 //!
-//! - [`preflight`]: root, systemd, the users, the job lock, the disk;
+//! - [`preflight`]: root, systemd, the users, the overlay's lock, the disk (bytes and inodes);
 //! - [`mod@unit`]: the transient unit's properties and the runner's typed command line
 //!   ([`left4me_contract::SandboxArgs`]), with [`netrange`] and [`resolver`] for its network;
 //! - [`systemd`]: the narrow seam through which `systemd-run` and `systemctl` are called
 //!   ([`UnitRunner`]); `testing` (the `testing` feature) has its recording double;
 //! - [`stream`]: the output, sanitized, line by line to the caller's [`Progress`];
-//! - [`disk`]: the guard that stops a job filling the state dir's file system;
+//! - [`disk`]: the guard that stops a job filling the state dir's file system (bytes or inodes);
 //! - [`verdict`]: systemd-run's summary judged into a [`Status`];
 //! - [`content`], [`check`], [`publish`]: the output dir, its check, the `RENAME_EXCHANGE`
-//!   publish and the retirement of replaced content while instances still mount it;
-//! - [`ledger`]: the SQLite job ledger.
+//!   publish and the retirement of replaced content while instances still mount it, all through
+//!   descriptors of the root-owned `overlays/` (`left4me-statedir`), never by path;
+//! - [`ledger`]: the SQLite job ledger, in root's admin dir.
 //!
 //! What this crate must not do: parse command-line arguments, print (everything goes through
 //! [`Progress`] and the returned values), read spec files, or know about instances beyond

@@ -1,23 +1,24 @@
 //! One run of a job, start to end: [`run`].
 //!
-//! In order: the [`crate::preflight`] checks and the job's lock; earlier unfinished
-//! rows of the ledger marked abandoned; stale build dirs removed and old content that no mount
-//! uses any more retired; the output dir created (owned by the game user) and seeded with the
-//! current content; the resolver file written; the run recorded in the ledger; the unit run with
+//! In order: the [`crate::preflight`] checks and the overlay's lock; `overlays/` opened beneath
+//! the state dir (every later action on content goes through that descriptor); earlier
+//! unfinished rows of the ledger marked abandoned; stale build dirs removed and old content that
+//! no mount uses any more retired; the output dir created by root and handed to the game user,
+//! and seeded with the current content; the resolver file written in root's run dir; the run recorded in the ledger; the unit run with
 //! its output streamed ([`crate::stream`]); the outcome judged ([`crate::verdict`]); then, only
 //! on success, the output checked ([`crate::check`]) and published ([`crate::publish`]), or
 //! else deleted. The ledger row is completed either way.
 
 use std::fs;
 use std::io::{self, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use left4me_contract::Ids;
 
 use crate::check::{self, CheckError};
-use crate::content::{self, ContentError};
+use crate::content::{self, ContentError, Overlays};
 use crate::disk::DiskGuard;
 use crate::error_chain;
 use crate::job::{Host, Job, Plan, Resolver};
@@ -42,15 +43,18 @@ pub enum JobError {
     #[error(transparent)]
     Check(#[from] CheckError),
     #[error(transparent)]
+    Dir(#[from] left4me_statedir::DirError),
+    #[error(transparent)]
     Publish(#[from] PublishError),
     #[error(transparent)]
     Stream(#[from] StreamError),
-    #[error("cannot remove the stale build dir {}", path.display())]
-    RemoveStale {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(
+        "{} is not root's own directory (owner uid {uid}, mode {mode:04o}): the build's \
+         resolv.conf is written there as root; run `systemd-tmpfiles --create left4me.conf` or \
+         remove it",
+        path.display()
+    )]
+    RunDir { path: PathBuf, uid: u32, mode: u32 },
     #[error("cannot write {}", path.display())]
     Resolver {
         path: PathBuf,
@@ -80,21 +84,26 @@ pub struct Report {
     pub log_tail: Vec<String>,
 }
 
-/// Removes a path when dropped unless disarmed.
-struct Cleanup {
-    path: Option<PathBuf>,
-    dir: bool,
+/// Removes a build dir (an entry of `overlays/`) when dropped unless disarmed.
+struct BuildDirGuard<'a> {
+    overlays: &'a Overlays,
+    entry: Option<String>,
 }
 
-impl Drop for Cleanup {
+impl Drop for BuildDirGuard<'_> {
     fn drop(&mut self) {
-        if let Some(path) = &self.path {
-            let _ = if self.dir {
-                fs::remove_dir_all(path)
-            } else {
-                fs::remove_file(path)
-            };
+        if let Some(entry) = &self.entry {
+            let _ = self.overlays.remove(entry);
         }
+    }
+}
+
+/// Removes a file of root's run dir when dropped.
+struct FileGuard(PathBuf);
+
+impl Drop for FileGuard {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
     }
 }
 
@@ -110,9 +119,12 @@ pub fn run(
 ) -> Result<Report, JobError> {
     preflight::check_host(runner)?;
     let game = preflight::check_users(job, host)?;
-    preflight::ensure_owned_dir(&job.output.overlays, game)?;
-    let _lock = preflight::lock(job, host)?;
+    let _lock = job
+        .output
+        .lock(&host.locks_dir)
+        .map_err(PreflightError::from)?;
     preflight::check_no_earlier_unit(job, runner)?;
+    let overlays = job.output.open(true)?.expect("create opens or fails");
     let ledger = Ledger::open(&host.database, true)?.expect("create opens or fails");
     for path in ledger.removed_side_files() {
         progress.event(Event::Warning(&Warning::ForeignLedgerFile(path.clone())));
@@ -121,12 +133,12 @@ pub fn run(
     if abandoned > 0 {
         progress.event(Event::Abandoned(abandoned));
     }
-    clear_leftovers(job, host, progress)?;
-    let guard = preflight::check_disk(&job.output.overlays)?;
+    clear_leftovers(&overlays, host, progress)?;
+    let guard = preflight::check_disk(overlays.dir().path())?;
 
-    let (mut output_guard, seeded) = create_output(job, plan, game)?;
+    let (mut output_guard, seeded) = create_output(&overlays, plan, game)?;
     let _resolv_guard = match &plan.resolver {
-        Some(resolver) => Some(write_resolver(resolver)?),
+        Some(resolver) => Some(write_resolver(resolver, &host.run_dir)?),
         None => None,
     };
     progress.event(Event::Starting(&Start {
@@ -160,9 +172,9 @@ pub fn run(
             return Err(err.into());
         }
     };
-    let (status, bytes_written) = judge_run(job, &streamed, &guard, &plan.output);
+    let (status, bytes_written) = judge_run(job, &streamed, &guard, &overlays, plan);
     let (status, retired) = if status == Status::Succeeded {
-        publish_output(job, plan, host, game, &mut output_guard, progress)?
+        publish_output(&overlays, plan, host, game, &mut output_guard, progress)?
     } else {
         (status, Vec::new())
     };
@@ -193,38 +205,40 @@ pub fn run(
     })
 }
 
-/// The fresh output dir, seeded with the current content; removed when the returned guard
-/// drops, unless the output was published.
-fn create_output(job: &Job, plan: &Plan, game: Ids) -> Result<(Cleanup, Seeded), JobError> {
-    content::create_owned_dir(&plan.output, game)?;
-    let guard = Cleanup {
-        path: Some(plan.output.clone()),
-        dir: true,
+/// The fresh output dir, created by root in `overlays/` for the game user and seeded with the
+/// current content; removed when the returned guard drops, unless the output was published.
+fn create_output<'a>(
+    overlays: &'a Overlays,
+    plan: &Plan,
+    game: Ids,
+) -> Result<(BuildDirGuard<'a>, Seeded), JobError> {
+    let build = overlays.create_build(&plan.id, game)?;
+    let guard = BuildDirGuard {
+        overlays,
+        entry: Some(overlays.names().build_name(&plan.id)),
     };
-    let current = job.output.current();
-    let seeded = if current.is_dir() {
-        let stats = content::seed(&current, &plan.output, game)?;
-        Seeded::From {
-            dir: current,
-            stats,
-        }
-    } else {
-        Seeded::Empty
+    let seeded = match overlays.current()? {
+        Some(current) => Seeded::From {
+            stats: content::seed(&current, &build, game)?,
+            dir: current.path().to_path_buf(),
+        },
+        None => Seeded::Empty,
     };
     Ok((guard, seeded))
 }
 
 /// Removes the build dirs of earlier runs that never ended and retires old content.
-fn clear_leftovers(job: &Job, host: &Host, progress: &mut dyn Progress) -> Result<(), JobError> {
-    let (builds, _) = job.output.leftovers()?;
+fn clear_leftovers(
+    overlays: &Overlays,
+    host: &Host,
+    progress: &mut dyn Progress,
+) -> Result<(), JobError> {
+    let (builds, _) = overlays.leftovers()?;
     for stale in builds {
-        fs::remove_dir_all(&stale).map_err(|source| JobError::RemoveStale {
-            path: stale.clone(),
-            source,
-        })?;
-        progress.event(Event::StaleBuildRemoved(&stale));
+        overlays.remove(&stale)?;
+        progress.event(Event::StaleBuildRemoved(&overlays.path(&stale)));
     }
-    for retired in publish::retire(&job.output, &host.runtime_root)? {
+    for retired in publish::retire(overlays, &host.runtime_root)? {
         if let Retired::Removed(path) = retired {
             progress.event(Event::OldContentRemoved(&path));
         }
@@ -232,8 +246,36 @@ fn clear_leftovers(job: &Job, host: &Host, progress: &mut dyn Progress) -> Resul
     Ok(())
 }
 
-/// Writes the job's resolv.conf (readable by the unit's user); removed when the guard drops.
-fn write_resolver(resolver: &Resolver) -> Result<Cleanup, JobError> {
+/// Creates root's run dir (0700) when missing and refuses one root does not own alone: a
+/// file root writes there by path must not be redirectable.
+fn ensure_run_dir(run_dir: &Path) -> Result<(), JobError> {
+    let io_error = |source| JobError::Resolver {
+        path: run_dir.to_path_buf(),
+        source,
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(run_dir)
+        .map_err(io_error)?;
+    for dir in [Some(run_dir), run_dir.parent()].into_iter().flatten() {
+        let meta = fs::symlink_metadata(dir).map_err(io_error)?;
+        let mode = meta.mode() & 0o7777;
+        if !meta.is_dir() || meta.uid() != 0 || mode & 0o022 != 0 {
+            return Err(JobError::RunDir {
+                path: dir.to_path_buf(),
+                uid: meta.uid(),
+                mode,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes the job's resolv.conf (readable by the unit's user) in root's `run_dir`; removed
+/// when the guard drops.
+fn write_resolver(resolver: &Resolver, run_dir: &Path) -> Result<FileGuard, JobError> {
+    ensure_run_dir(run_dir)?;
     let error = |source| JobError::Resolver {
         path: resolver.path.clone(),
         source,
@@ -243,19 +285,23 @@ fn write_resolver(resolver: &Resolver) -> Result<Cleanup, JobError> {
         .write(true)
         .create_new(true)
         .mode(0o644)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32) // fits in i32 (0o400000)
         .open(&resolver.path)
         .map_err(error)?;
-    let cleanup = Cleanup {
-        path: Some(resolver.path.clone()),
-        dir: false,
-    };
+    let cleanup = FileGuard(resolver.path.clone());
     file.write_all(resolver.plan.render().as_bytes())
         .map_err(error)?;
     Ok(cleanup)
 }
 
 /// The run's status, with the disk checked once more, and the output's size.
-fn judge_run(job: &Job, streamed: &Streamed, guard: &DiskGuard, output: &Path) -> (Status, u64) {
+fn judge_run(
+    job: &Job,
+    streamed: &Streamed,
+    guard: &DiskGuard,
+    overlays: &Overlays,
+    plan: &Plan,
+) -> (Status, u64) {
     let mut status = judge(
         &streamed.summary,
         streamed.run_status,
@@ -269,38 +315,47 @@ fn judge_run(job: &Job, streamed: &Streamed, guard: &DiskGuard, output: &Path) -
     {
         status = Status::Failed(failure);
     }
-    (status, content::tree_size(output))
+    let bytes = overlays
+        .dir()
+        .open_dir(overlays.names().build_name(&plan.id))
+        .and_then(|build| build.usage())
+        .map_or(0, |usage| usage.bytes);
+    (status, bytes)
 }
 
 /// Checks the output and, when it passes, exchanges it with the content dir; the previous
 /// content becomes `.NAME.old-ID` and old dirs no mount uses are removed.
 fn publish_output(
-    job: &Job,
+    overlays: &Overlays,
     plan: &Plan,
     host: &Host,
     game: Ids,
-    output_guard: &mut Cleanup,
+    output_guard: &mut BuildDirGuard<'_>,
     progress: &mut dyn Progress,
 ) -> Result<(Status, Vec<Retired>), JobError> {
-    let problems = check::check_output(&plan.output, game)?;
+    let build = overlays
+        .dir()
+        .open_dir(overlays.names().build_name(&plan.id))?;
+    let problems = check::check_output(&build, game)?;
+    drop(build);
     if !problems.is_empty() {
         return Ok((Status::Failed(Failure::Refused(problems)), Vec::new()));
     }
-    let swapped = publish::swap_in(&job.output.current(), &plan.output)?;
+    let swapped = publish::swap_in(overlays, &plan.id)?;
     // From here the output is live content or, after an exchange, the previous content that
     // running instances may still have mounted: never delete it.
-    output_guard.path = None;
+    output_guard.entry = None;
     if swapped {
-        let old = job.output.old(&plan.id);
-        if let Err(error) = fs::rename(&plan.output, &old) {
+        let names = overlays.names();
+        let (build, old) = (names.build_name(&plan.id), names.old_name(&plan.id));
+        if let Err(error) = overlays.dir().rename(&build, &old) {
             progress.event(Event::Warning(&Warning::OldContentStays {
                 at: plan.output.clone(),
-                to: old,
                 error,
             }));
         }
     }
-    let retired = match publish::retire(&job.output, &host.runtime_root) {
+    let retired = match publish::retire(overlays, &host.runtime_root) {
         Ok(retired) => retired,
         Err(err) => {
             progress.event(Event::Warning(&Warning::RetireFailed(err)));
@@ -312,4 +367,4 @@ fn publish_output(
 
 #[cfg(test)]
 #[path = "pipeline_tests.rs"]
-mod tests;
+mod privileged_tests;

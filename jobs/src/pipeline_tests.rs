@@ -1,5 +1,5 @@
-//! The whole pipeline against the recording double: no root, no systemd. As root the game
-//! user is `nobody` (the passwd lookup refuses uid 0), otherwise the test's own user.
+//! The whole pipeline against the recording double: no systemd, but root (privileged: the state
+//! dir and `overlays/` must be root's, and the build dir is handed to the game user, `nobody`).
 
 use std::ffi::OsString;
 use std::fs;
@@ -10,8 +10,14 @@ use crate::job::{JobKind, Limits, NetworkPolicy};
 use crate::testing::{Call, RecordingRunner, Scenario, TempDir, current_ids};
 use crate::{OverlayDirs, Profile};
 
+/// One fixture at a time: a child another test's thread forks (the seeding `cp`) holds a copy
+/// of every descriptor until it execs, the overlay's lock among them, and a second run of the
+/// same fixture would find its overlay busy.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A host under a temp dir, with its passwd file, and a job of overlay `maps`.
 struct Fixture {
+    _serial: std::sync::MutexGuard<'static, ()>,
     dir: TempDir,
     host: Host,
     job: Job,
@@ -20,15 +26,19 @@ struct Fixture {
 
 impl Fixture {
     fn new(tag: &str) -> Self {
+        assert_eq!(
+            current_ids().uid,
+            0,
+            "privileged test: run as root (make test does, as CI does)"
+        );
+        let serial = SERIAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = TempDir::new(&format!("pipeline-{tag}"));
-        let me = current_ids();
-        let game = if me.uid == 0 {
-            Ids {
-                uid: 65534,
-                gid: 65534,
-            }
-        } else {
-            me
+        fs::create_dir(dir.path().join("state")).unwrap();
+        let game = Ids {
+            uid: 65534,
+            gid: 65534,
         };
         let passwd = dir.path().join("passwd");
         fs::write(
@@ -40,8 +50,9 @@ impl Fixture {
         )
         .unwrap();
         let host = Host {
-            database: dir.path().join("left4me.db"),
-            runtime_root: dir.path().join("runtime"),
+            database: dir.path().join("admin/left4me.db"),
+            runtime_root: dir.path().join("state/runtime"),
+            locks_dir: dir.path().join("admin/locks"),
             run_dir: dir.path().join("run"),
             passwd,
             etc_resolv_conf: dir.path().join("resolv.conf"),
@@ -60,11 +71,12 @@ impl Fixture {
                 tasks_max: 512,
                 timeout: "1h".into(),
             },
-            output: OverlayDirs::new(&dir.path().join("overlays"), "maps"),
+            output: OverlayDirs::new(&dir.path().join("state"), "maps"),
             game_user: "game".into(),
             sandbox_user: "sandbox".into(),
         };
         Fixture {
+            _serial: serial,
             dir,
             host,
             job,
@@ -72,16 +84,12 @@ impl Fixture {
         }
     }
 
-    /// `overlays/maps` with one file, owned by the game user.
+    /// `overlays/maps` with one file, owned by the game user (`overlays/` is root's).
     fn with_content(self, text: &str) -> Self {
         let current = self.job.output.current();
         fs::create_dir_all(&current).unwrap();
         fs::write(current.join("v"), text).unwrap();
-        for path in [
-            self.job.output.overlays.as_path(),
-            &current,
-            &current.join("v"),
-        ] {
+        for path in [&current, &current.join("v")] {
             std::os::unix::fs::lchown(path, Some(self.game.uid), Some(self.game.gid)).unwrap();
         }
         self
@@ -119,7 +127,8 @@ impl Fixture {
 
     /// The hidden build and old dirs left behind.
     fn leftovers(&self) -> usize {
-        let (builds, olds) = self.job.output.leftovers().unwrap();
+        let overlays = self.job.output.open(false).unwrap().unwrap();
+        let (builds, olds) = overlays.leftovers().unwrap();
         builds.len() + olds.len()
     }
 }
@@ -166,7 +175,7 @@ fn success_publishes_and_records() {
     assert_eq!(args[at("--profile") + 1], "script");
     assert!(args.iter().any(|a| a == "--no-network"));
     assert!(args.iter().any(|a| a == "echo $$OVERLAY"));
-    assert!(Path::new(&args[at("--output") + 1]).starts_with(&fx.job.output.overlays));
+    assert!(Path::new(&args[at("--output") + 1]).starts_with(fx.job.output.overlays()));
 
     let rows = fx.ledger();
     assert_eq!(rows.len(), 1);
@@ -333,4 +342,189 @@ fn a_networked_job_gets_its_resolver_for_the_run_only() {
     let at = args.iter().position(|a| a == "--allow-port").unwrap();
     assert_eq!(args[at + 1], "443");
     drop(fx.dir);
+}
+
+/// A canary dir outside the state dir: `canary/.maps.build-0a0a0a0a/keep`,
+/// `canary/.maps.old-0b0b0b0b/keep` and `canary/keep`, shaped like what a build would remove.
+fn plant_canary(fx: &Fixture) -> std::path::PathBuf {
+    let canary = fx.dir.path().join("canary");
+    for dir in [".maps.build-0a0a0a0a", ".maps.old-0b0b0b0b", "maps"] {
+        fs::create_dir_all(canary.join(dir)).unwrap();
+        fs::write(canary.join(dir).join("keep"), "keep me").unwrap();
+    }
+    fs::write(canary.join("keep"), "keep me").unwrap();
+    canary
+}
+
+fn canary_intact(canary: &Path) -> bool {
+    [
+        ".maps.build-0a0a0a0a/keep",
+        ".maps.old-0b0b0b0b/keep",
+        "maps/keep",
+        "keep",
+    ]
+    .iter()
+    .all(|f| fs::read_to_string(canary.join(f)).is_ok_and(|t| t == "keep me"))
+}
+
+#[test]
+fn an_overlays_dir_swapped_for_a_symlink_is_refused_before_any_removal() {
+    let fx = Fixture::new("swapped");
+    let canary = plant_canary(&fx);
+    std::os::unix::fs::symlink(&canary, fx.job.output.overlays()).unwrap();
+    let runner = fx.scenario(Scenario::exiting(&[], 0));
+    let err = fx.run(&runner, &Stop::new()).0.unwrap_err();
+    assert!(err.to_string().contains("overlays"), "{err}");
+    assert!(
+        canary_intact(&canary),
+        "the build removed the canary's dirs"
+    );
+    assert!(
+        !runner.calls().iter().any(|c| matches!(c, Call::Start(_))),
+        "nothing ran"
+    );
+}
+
+#[test]
+fn stale_and_old_dirs_are_removed_without_following_links_in_them() {
+    let fx = Fixture::new("links").with_content("1");
+    let canary = plant_canary(&fx);
+    let overlays = fx.job.output.overlays();
+    // What the game user may leave in dirs it owns: links where directories were.
+    fs::create_dir(overlays.join(".maps.build-0a0a0a0a")).unwrap();
+    std::os::unix::fs::symlink(&canary, overlays.join(".maps.build-0a0a0a0a/sub")).unwrap();
+    fs::create_dir(overlays.join(".maps.old-0b0b0b0b")).unwrap();
+    std::os::unix::fs::symlink(&canary, overlays.join(".maps.old-0b0b0b0b/sub")).unwrap();
+    std::os::unix::fs::symlink(&canary, overlays.join(".maps.old-0c0c0c0c")).unwrap();
+    // The content links out too: the seeding copies the link, never what it points to; the
+    // check refuses it, and the refused build dir is removed without following it.
+    std::os::unix::fs::symlink(&canary, fx.job.output.current().join("out")).unwrap();
+    let mut scenario = Scenario::exiting(&[], 0);
+    scenario.files = vec![("v".into(), "2".into())];
+    let (report, events) = fx.run(&fx.scenario(scenario), &Stop::new());
+    let report = report.unwrap();
+    assert!(
+        matches!(&report.status, Status::Failed(Failure::Refused(p)) if p[0].starts_with("symlink out ->")),
+        "{:?}",
+        report.status
+    );
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert!(events[0].starts_with("StaleBuildRemoved"), "{events:?}");
+    assert!(canary_intact(&canary));
+    assert_eq!(fx.content(), "1");
+    assert_eq!(fx.leftovers(), 0);
+}
+
+#[test]
+fn the_seed_copies_as_the_game_user_even_when_it_cannot_reach_overlays() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let fx = Fixture::new("seed").with_content("1");
+    fs::create_dir_all(fx.job.output.current().join("left4dead2/addons")).unwrap();
+    fs::write(
+        fx.job.output.current().join("left4dead2/addons/a.vpk"),
+        "vpk",
+    )
+    .unwrap();
+    for p in ["left4dead2", "left4dead2/addons", "left4dead2/addons/a.vpk"] {
+        std::os::unix::fs::lchown(
+            fx.job.output.current().join(p),
+            Some(fx.game.uid),
+            Some(fx.game.gid),
+        )
+        .unwrap();
+    }
+    // Root's alone: the copy reaches both dirs through the descriptors it inherits.
+    fs::set_permissions(fx.job.output.overlays(), fs::Permissions::from_mode(0o700)).unwrap();
+    let mut scenario = Scenario::exiting(&[], 0);
+    scenario.files = vec![("v".into(), "2".into())];
+    let mut events = Vec::new();
+    let plan = fx.job.plan(&fx.host).unwrap();
+    let report = run(
+        &fx.job,
+        &plan,
+        &fx.host,
+        &fx.scenario(scenario),
+        &Stop::new(),
+        &mut |event: Event<'_>| {
+            if let Event::Starting(start) = event {
+                events.push(start.seeded.clone());
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(report.status, Status::Succeeded);
+    assert!(
+        matches!(&events[..], [Seeded::From { stats, .. }] if stats.files == 2 && stats.bytes == 4),
+        "{events:?}"
+    );
+    let copied = fx.job.output.current().join("left4dead2/addons/a.vpk");
+    assert_eq!(fs::read_to_string(&copied).unwrap(), "vpk");
+    assert_eq!(fs::metadata(&copied).unwrap().uid(), fx.game.uid);
+}
+
+#[test]
+fn a_build_that_exhausts_the_inodes_fails_and_changes_nothing() {
+    let fx = Fixture::new("inodes");
+    let state = fx.dir.path().join("state");
+    let mounted = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "nr_inodes=2000,mode=0755",
+            "left4me-test",
+        ])
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a tmpfs on {}", state.display());
+    let fx = fx.with_content("1");
+    let mut scenario = Scenario::exiting(&[], 0);
+    scenario.files = (0..1600)
+        .map(|i| (format!("empty/{i}").into(), String::new()))
+        .collect();
+    let report = fx.run(&fx.scenario(scenario), &Stop::new()).0;
+    let leftovers = fx.leftovers();
+    let content = fx.content();
+    let unmounted = std::process::Command::new("umount")
+        .arg("--lazy")
+        .arg(&state)
+        .status()
+        .unwrap();
+    let report = report.unwrap();
+    assert!(
+        matches!(
+            report.status,
+            Status::Failed(Failure::InodesRanLow { .. } | Failure::InodesLeftLow { .. })
+        ),
+        "{:?}",
+        report.status
+    );
+    assert!(report.status.detail().contains("inodes"));
+    assert_eq!(content, "1");
+    assert_eq!(leftovers, 0, "the build dir was removed");
+    assert_eq!(fx.ledger()[0].status, LedgerStatus::Failed);
+    assert!(unmounted.success());
+}
+
+#[test]
+fn a_busy_overlay_is_refused_before_anything_changes() {
+    let fx = Fixture::new("busy").with_content("1");
+    fs::create_dir(fx.job.output.overlays().join(".maps.build-0a0a0a0a")).unwrap();
+    // `overlay rm maps` (or another build) holds the overlay.
+    let _held = fx.job.output.lock(&fx.host.locks_dir).unwrap();
+    let runner = fx.scenario(Scenario::exiting(&[], 0));
+    let err = fx.run(&runner, &Stop::new()).0.unwrap_err();
+    assert!(
+        matches!(&err, JobError::Preflight(p) if p.is_usage()),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "overlay maps is busy: another left4me process is working on it; try again when it is \
+         done"
+    );
+    assert_eq!(fx.leftovers(), 1, "the stale build dir is not touched");
+    assert_eq!(fx.content(), "1");
+    assert!(runner.calls().is_empty());
 }

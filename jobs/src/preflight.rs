@@ -1,15 +1,15 @@
 //! What must hold before a job starts: root and a running systemd, the game and sandbox users,
-//! the content dir's parent, one job per name at a time (a lock file, and a look for a unit of
-//! an earlier run whose left4mectl was killed), and room on the state dir's file system.
+//! one job per name at a time (the overlay's lock, taken by the pipeline, and a look for a unit
+//! of an earlier run whose left4mectl was killed), and room (bytes and inodes) on the state
+//! dir's file system.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use left4me_contract::passwd::{self, Ids, PasswdError};
-use rustix::fs::FlockOperation;
 
-use crate::disk::{DiskGuard, disk_reserve, disk_space};
+use crate::content::ContentError;
+use crate::disk::{DiskGuard, Reserve, room};
 use crate::format_bytes;
 use crate::job::{Host, Job};
 use crate::systemd::UnitRunner;
@@ -23,35 +23,9 @@ pub enum PreflightError {
     NoSystemd,
     #[error(transparent)]
     User(#[from] PasswdError),
-    #[error("cannot create {}", path.display())]
-    CreateDir {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot give {} to the game user", path.display())]
-    Chown {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot open the build lock {}", path.display())]
-    OpenLock {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error(
-        "overlay {name} is being built already (by another left4mectl); wait for it: \
-         `left4mectl overlay jobs {name}`"
-    )]
-    Busy { name: String },
-    #[error("cannot lock {}", path.display())]
-    Lock {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// The overlay's lock (busy: another left4mectl builds or removes it) or its dir.
+    #[error(transparent)]
+    Content(#[from] ContentError),
     #[error(
         "an earlier build of overlay {name} still runs as {unit} (its left4mectl was stopped); \
          wait for it or `systemctl stop {unit}`"
@@ -75,6 +49,16 @@ pub enum PreflightError {
         free: u64,
         reserve: u64,
     },
+    #[error(
+        "the file system of {} has {free} free inodes, not more than the {reserve} builds keep \
+         free; remove files first",
+        path.display()
+    )]
+    NoInodes {
+        path: PathBuf,
+        free: u64,
+        reserve: u64,
+    },
 }
 
 impl PreflightError {
@@ -84,9 +68,8 @@ impl PreflightError {
             self,
             PreflightError::NotRoot
                 | PreflightError::NoSystemd
-                | PreflightError::Busy { .. }
                 | PreflightError::StillRunning { .. }
-        )
+        ) || matches!(self, PreflightError::Content(c) if c.is_busy())
     }
 }
 
@@ -110,56 +93,6 @@ pub fn check_users(job: &Job, host: &Host) -> Result<Ids, PreflightError> {
     Ok(game)
 }
 
-/// Creates `dir` (with its parents) when it is missing and gives it to `owner`.
-pub fn ensure_owned_dir(dir: &Path, owner: Ids) -> Result<(), PreflightError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::create_dir_all(dir).map_err(|source| PreflightError::CreateDir {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    std::os::unix::fs::chown(dir, Some(owner.uid), Some(owner.gid)).map_err(|source| {
-        PreflightError::Chown {
-            path: dir.to_path_buf(),
-            source,
-        }
-    })
-}
-
-/// The exclusive lock on the jobs of one name; released when dropped.
-#[derive(Debug)]
-pub struct JobLock(#[allow(dead_code)] fs::File);
-
-/// Takes the lock of `job`'s name in `host.run_dir` (created when missing), without waiting.
-pub fn lock(job: &Job, host: &Host) -> Result<JobLock, PreflightError> {
-    fs::create_dir_all(&host.run_dir).map_err(|source| PreflightError::CreateDir {
-        path: host.run_dir.clone(),
-        source,
-    })?;
-    let path = host.run_dir.join(format!("{}.lock", job.name));
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|source| PreflightError::OpenLock {
-            path: path.clone(),
-            source,
-        })?;
-    match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(JobLock(file)),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(PreflightError::Busy {
-            name: job.name.clone(),
-        }),
-        Err(e) => Err(PreflightError::Lock {
-            path,
-            source: e.into(),
-        }),
-    }
-}
-
 /// Refuses to start while a unit of an earlier run of the same job is still loaded (its
 /// left4mectl was killed; the lock died with it, the unit did not).
 pub fn check_no_earlier_unit(job: &Job, runner: &dyn UnitRunner) -> Result<(), PreflightError> {
@@ -181,18 +114,26 @@ pub fn check_no_earlier_unit(job: &Job, runner: &dyn UnitRunner) -> Result<(), P
     }
 }
 
-/// The disk guard for `dir`, when its file system has more than the reserve free.
+/// The disk guard for `dir`, when its file system has more than the reserves free (bytes and
+/// inodes).
 pub fn check_disk(dir: &Path) -> Result<DiskGuard, PreflightError> {
-    let (free, total) = disk_space(dir).map_err(|source| PreflightError::Stat {
+    let room = room(dir).map_err(|source| PreflightError::Stat {
         path: dir.to_path_buf(),
         source,
     })?;
-    let reserve = disk_reserve(total);
-    if free <= reserve {
+    let reserve = Reserve::for_room(&room);
+    if room.bytes_free <= reserve.bytes {
         return Err(PreflightError::NoRoom {
             path: dir.to_path_buf(),
-            free,
-            reserve,
+            free: room.bytes_free,
+            reserve: reserve.bytes,
+        });
+    }
+    if reserve.inodes > 0 && room.inodes_free <= reserve.inodes {
+        return Err(PreflightError::NoInodes {
+            path: dir.to_path_buf(),
+            free: room.inodes_free,
+            reserve: reserve.inodes,
         });
     }
     Ok(DiskGuard {

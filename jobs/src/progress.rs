@@ -1,7 +1,6 @@
 //! What a running job tells its caller, as it happens: the library never prints; the caller's
 //! [`Progress`] decides how (left4mectl prints each output line with the elapsed time).
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -69,11 +68,10 @@ pub enum Warning {
     /// A ledger side file (journal, WAL) another user planted was removed before the open.
     #[error("removing {}: not written by this user", .0.display())]
     ForeignLedgerFile(PathBuf),
-    #[error("the previous content stays in {}: cannot move it to {}: {error}", at.display(), to.display())]
+    #[error("the previous content stays in {}: {error}", at.display())]
     OldContentStays {
         at: PathBuf,
-        to: PathBuf,
-        error: io::Error,
+        error: left4me_statedir::DirError,
     },
     #[error("old content not removed: {0}")]
     RetireFailed(PublishError),

@@ -15,15 +15,13 @@
 //! are kept.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use rustix::fs::{CWD, RenameFlags};
-use rustix::io::Errno;
+use rustix::fs::AtFlags;
 
 use crate::PathIo;
-use crate::content::OverlayDirs;
+use crate::content::{ContentError, Overlays};
 
 /// Why the publish or the retirement failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,21 +29,25 @@ pub enum PublishError {
     #[error(transparent)]
     Io(#[from] PathIo),
     #[error(transparent)]
-    Content(#[from] crate::content::ContentError),
+    Content(#[from] ContentError),
+    #[error(transparent)]
+    Dir(#[from] left4me_statedir::DirError),
     #[error("cannot read the mount table: {0}")]
     MountTable(String),
 }
 
-/// Puts `fresh` in place of `current`. When `current` exists the two are exchanged atomically
-/// and the previous content is returned at `fresh`'s path; otherwise `fresh` is renamed.
-pub fn swap_in(current: &Path, fresh: &Path) -> Result<bool, PublishError> {
-    match rustix::fs::renameat_with(CWD, fresh, CWD, current, RenameFlags::EXCHANGE) {
-        Ok(()) => Ok(true),
-        Err(Errno::NOENT) if !current.exists() => {
-            fs::rename(fresh, current).map_err(PathIo::at("rename", fresh))?;
-            Ok(false)
-        }
-        Err(e) => Err(PathIo::at("exchange", current)(e.into()).into()),
+/// Puts the build dir of run `id` in place of `overlays/NAME`. When that exists the two are
+/// exchanged atomically (`RENAME_EXCHANGE`, through the descriptor of `overlays/`) and the
+/// previous content is left at the build dir's name; otherwise the build dir is renamed.
+pub fn swap_in(overlays: &Overlays, id: &str) -> Result<bool, PublishError> {
+    let names = overlays.names();
+    let (current, fresh) = (names.name.as_str(), names.build_name(id));
+    if overlays.dir().contains(current)? {
+        overlays.dir().exchange(&fresh, current)?;
+        Ok(true)
+    } else {
+        overlays.dir().rename(&fresh, current)?;
+        Ok(false)
     }
 }
 
@@ -112,18 +114,18 @@ pub enum Retired {
     },
 }
 
-/// Deletes the old content dirs of overlay `dirs` that no mount made before their swap still
+/// Deletes the old content dirs of the overlay that no mount made before their swap still
 /// uses. `runtime` is `<state_dir>/runtime`.
-pub fn retire(dirs: &OverlayDirs, runtime: &Path) -> Result<Vec<Retired>, PublishError> {
-    let (_, olds) = dirs.leftovers()?;
+pub fn retire(overlays: &Overlays, runtime: &Path) -> Result<Vec<Retired>, PublishError> {
+    let (_, olds) = overlays.leftovers()?;
     if olds.is_empty() {
         return Ok(Vec::new());
     }
-    let uses = mounts_using(&dirs.current(), runtime)?;
+    let uses = mounts_using(&overlays.names().current(), runtime)?;
     let mut done = Vec::new();
     for old in olds {
         // The rename that retired it set its ctime; mounts made later use the new content.
-        let retired_at = ctime(&old);
+        let retired_at = ctime(overlays, &old);
         let mut instances: Vec<String> = uses
             .iter()
             .filter(|u| match (u.mounted_at, retired_at) {
@@ -134,58 +136,21 @@ pub fn retire(dirs: &OverlayDirs, runtime: &Path) -> Result<Vec<Retired>, Publis
             .collect();
         instances.sort();
         instances.dedup();
+        let path = overlays.path(&old);
         if instances.is_empty() {
-            fs::remove_dir_all(&old).map_err(PathIo::at("remove", &old))?;
-            done.push(Retired::Removed(old));
+            overlays.remove(&old)?;
+            done.push(Retired::Removed(path));
         } else {
-            done.push(Retired::Kept {
-                path: old,
-                instances,
-            });
+            done.push(Retired::Kept { path, instances });
         }
     }
     Ok(done)
 }
 
-fn ctime(path: &Path) -> Option<SystemTime> {
-    let meta = fs::symlink_metadata(path).ok()?;
-    let secs = u64::try_from(meta.ctime()).ok()?;
-    let nanos = u32::try_from(meta.ctime_nsec()).ok()?;
+/// The ctime of the entry `name` of `overlays/` (not followed).
+fn ctime(overlays: &Overlays, name: &str) -> Option<SystemTime> {
+    let stat = rustix::fs::statat(overlays.dir().fd(), name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    let secs = u64::try_from(stat.st_ctime).ok()?;
+    let nanos = u32::try_from(stat.st_ctime_nsec).ok()?;
     Some(SystemTime::UNIX_EPOCH + std::time::Duration::new(secs, nanos))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::TempDir;
-
-    #[test]
-    fn swap_exchanges_or_renames() {
-        let dir = TempDir::new("swap");
-        let current = dir.path().join("maps");
-        let fresh = dir.path().join(".maps.build-1");
-        fs::create_dir(&fresh).unwrap();
-        fs::write(fresh.join("v"), "1").unwrap();
-        assert!(!swap_in(&current, &fresh).unwrap());
-        assert!(!fresh.exists());
-        fs::create_dir(&fresh).unwrap();
-        fs::write(fresh.join("v"), "2").unwrap();
-        assert!(swap_in(&current, &fresh).unwrap());
-        assert_eq!(fs::read_to_string(current.join("v")).unwrap(), "2");
-        assert_eq!(fs::read_to_string(fresh.join("v")).unwrap(), "1");
-    }
-
-    #[test]
-    fn retire_removes_unused_old_dirs() {
-        let dir = TempDir::new("retire");
-        let dirs = OverlayDirs::new(dir.path(), "maps");
-        fs::create_dir_all(dirs.old("1").join("x")).unwrap();
-        fs::create_dir_all(dirs.build("2")).unwrap();
-        let (builds, olds) = dirs.leftovers().unwrap();
-        assert_eq!(builds, [dirs.build("2")]);
-        assert_eq!(olds, [dirs.old("1")]);
-        let done = retire(&dirs, &dir.path().join("runtime")).unwrap();
-        assert_eq!(done, [Retired::Removed(dirs.old("1"))]);
-        assert!(!dirs.old("1").exists());
-    }
 }

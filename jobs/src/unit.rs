@@ -242,7 +242,7 @@ mod tests {
                 tasks_max: 512,
                 timeout: "1h".into(),
             },
-            output: crate::OverlayDirs::new(Path::new("/var/lib/left4me/overlays"), "maps"),
+            output: crate::OverlayDirs::new(Path::new("/var/lib/left4me"), "maps"),
             game_user: "left4me".into(),
             sandbox_user: "l4d2-sandbox".into(),
         }

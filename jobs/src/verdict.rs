@@ -71,6 +71,16 @@ pub enum Failure {
         format_bytes(*reserve)
     )]
     DiskLeftLow { free: u64, reserve: u64 },
+    #[error(
+        "the state dir's file system ran out of inodes ({free} free, builds keep {reserve} free; \
+         too many files): the build was killed"
+    )]
+    InodesRanLow { free: u64, reserve: u64 },
+    #[error(
+        "the build left the state dir's file system with {free} free inodes, less than the \
+         {reserve} builds keep free (too many files)"
+    )]
+    InodesLeftLow { free: u64, reserve: u64 },
     /// The kernel's OOM killer sends SIGKILL; when it hits the runner's direct child, systemd
     /// sees an exit status (137), not an oom-kill result.
     #[error(

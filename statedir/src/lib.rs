@@ -8,7 +8,7 @@
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` ([`Dir::open_dir`]), and acts on names
 //! relative to those descriptors: create ([`Dir::create_dir`]), rename and exchange
 //! ([`Dir::rename`], [`Dir::exchange`]), remove a tree without following a link or crossing a
-//! mount ([`Dir::remove_tree`]).
+//! mount ([`Dir::remove_tree`]), and count what a tree holds ([`Dir::usage`]).
 //!
 //! It also holds the locks that serialize root's work on one instance or overlay ([`Lock`]),
 //! kept in root's admin dir.
@@ -21,7 +21,9 @@
 mod dir;
 mod lock;
 mod remove;
+mod usage;
 
 pub use dir::{Dir, DirError, StateDir};
 pub use lock::{Lock, LockError, Subject};
 pub use remove::RemoveError;
+pub use usage::Usage;

@@ -200,3 +200,19 @@ fn privileged_remove_tree_against_a_racing_swapper() {
         );
     }
 }
+
+#[test]
+fn privileged_usage_counts_files_and_follows_no_link() {
+    require_root();
+    let s = Scratch::new("usage");
+    let content = s.state().join("overlays/maps");
+    fs::create_dir_all(content.join("left4dead2/addons")).unwrap();
+    fs::write(content.join("left4dead2/addons/a.vpk"), "12345").unwrap();
+    fs::write(content.join("top"), "ab").unwrap();
+    symlink(s.canary(), content.join("left4dead2/link-to-canary")).unwrap();
+    symlink(s.canary().join("deep/file"), content.join("file-link")).unwrap();
+    let state = StateDir::open(&s.state()).unwrap();
+    let usage = state.open_dir("overlays/maps").unwrap().usage().unwrap();
+    assert_eq!(usage, left4me_statedir::Usage { files: 2, bytes: 7 });
+    assert!(s.canary_intact());
+}

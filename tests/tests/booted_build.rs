@@ -123,10 +123,30 @@ fn jobs_json(sys: &BootedSystem, overlay: &str) -> Result<Vec<serde_json::Value>
     serde_json::from_str(&out).with_context(|| format!("jobs json:\n{out}"))
 }
 
+/// A build on an install whose `overlays/` is still the game user's (tmpfiles.d from before
+/// the ownership rule) is refused, naming the fix, and changes nothing; then the state dir
+/// and `overlays/` are made root's, as tmpfiles.d now says.
+fn refuses_a_game_user_owned_overlays_dir(sys: &BootedSystem) -> Result<()> {
+    root_owned_overlays(sys)?;
+    let overlays = format!("{STATE_DIR}/overlays");
+    sys.run_ok(["chown", "left4me:left4me", &overlays])?;
+    define_overlay(
+        sys,
+        "early",
+        &script_overlay("echo never\n", "network = false\n"),
+    )?;
+    build_fails(sys, "early", "systemd-tmpfiles --create left4me.conf")?;
+    ensure!(build_dirs(sys)?.is_empty(), "{:?}", build_dirs(sys)?);
+    root_owned_overlays(sys)?;
+    ctl_ok(sys, &["overlay", "rm", "early", "--yes"])?;
+    Ok(())
+}
+
 #[test]
 fn booted_build_recipes_swap_and_ledger() -> Result<()> {
     require_root();
     let sys = boot(builder("builds"))?;
+    refuses_a_game_user_owned_overlays_dir(&sys)?;
     let hosts = start_hosts(&sys, &[])?;
     use_test_resolver(&sys)?;
     let (game_uid, _) = lookup_user(sys.root(), "left4me").context("the game user")?;

@@ -7,7 +7,6 @@
 //! Definitions are written like specs: validated first (`OverlayDef::parse`, the code
 //! `left4mectl validate` runs), atomically, under the config dir's lock.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use left4me_spec::{Catalog, ErrorKind, OverlayDef, OverlayKind, SpecError, list_names};
@@ -16,8 +15,9 @@ use serde::Serialize;
 use crate::Ctx;
 use crate::cli::{OverlayCreateArgs, OverlayKindArg};
 use left4me_contract::passwd::{self, PASSWD};
-use left4me_jobs::publish::{self, Retired};
-use left4me_jobs::{Ledger, OverlayDirs, Record, Warning, content, format_bytes, format_duration};
+use left4me_jobs::{
+    CopyStats, Ledger, OverlayDirs, Record, Warning, format_bytes, format_duration,
+};
 
 use crate::editor::{Edited, edit_until_valid};
 use crate::error::{EXIT_OK, UsageError};
@@ -25,6 +25,9 @@ use crate::output::{emit, fields, format_utc, table};
 use crate::store::{self, Replace};
 
 pub(crate) mod build;
+mod remove;
+
+pub use remove::remove;
 
 /// Refuses a name that breaks the naming rule, naming the rule.
 pub fn check_overlay_name(name: &str) -> Result<(), UsageError> {
@@ -124,31 +127,33 @@ pub fn render_def(name: &str, args: &OverlayCreateArgs, script: Option<&str>) ->
     text
 }
 
-/// Creates `overlays/NAME` owned by the game user when it is missing (as root); says what it
-/// did, or why not.
+/// Creates `overlays/NAME` owned by the game user when it is missing (as root, through the
+/// descriptor of `overlays/`, under the overlay's lock); says what it did, or why not.
 fn ensure_content_dir(catalog: &Catalog, name: &str) -> String {
     let dir = catalog.layout.overlay_content(name);
-    if dir.is_dir() {
-        return format!("content {} exists", dir.display());
-    }
     let setting = "game_user in /etc/left4me/host.toml";
     let game = match passwd::lookup(Path::new(PASSWD), &catalog.host.game_user, setting) {
         Ok(game) => game,
         Err(err) => return format!("content dir {} not created: {err}", dir.display()),
     };
-    let overlays = catalog.layout.state_dir.join("overlays");
-    if !overlays.is_dir() {
-        return format!(
-            "content dir {} not created: {} does not exist (install left4me first)",
-            dir.display(),
-            overlays.display()
-        );
-    }
-    match content::create_owned_dir(&dir, game) {
-        Ok(()) => format!(
+    let dirs = OverlayDirs::new(&catalog.layout.state_dir, name);
+    let created =
+        dirs.lock(&catalog.layout.locks_dir())
+            .and_then(|_lock| match dirs.open(false)? {
+                Some(overlays) => overlays.create_content(game).map(Some),
+                None => Ok(None),
+            });
+    match created {
+        Ok(Some(true)) => format!(
             "created {}, owned by {}",
             dir.display(),
             catalog.host.game_user
+        ),
+        Ok(Some(false)) => format!("content {} exists", dir.display()),
+        Ok(None) => format!(
+            "content dir {} not created: {} does not exist (install left4me first)",
+            dir.display(),
+            dirs.overlays().display()
         ),
         Err(err) => format!("content dir not created: {err}"),
     }
@@ -349,6 +354,8 @@ struct OverlayJson<'a> {
     file: PathBuf,
     content: PathBuf,
     content_exists: bool,
+    #[serde(skip)]
+    usage: Result<Option<CopyStats>, String>,
     used_by: Vec<String>,
     last_build: Option<Record>,
 }
@@ -363,6 +370,9 @@ pub fn show(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
         def: &def,
         file: catalog.layout.overlay_def_file(name),
         content_exists: content.is_dir(),
+        usage: OverlayDirs::new(&catalog.layout.state_dir, name)
+            .content_usage()
+            .map_err(|err| err.to_string()),
         content,
         used_by: users(&catalog, name),
         last_build,
@@ -377,14 +387,14 @@ pub fn show(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
         ("file", shown.file.display().to_string()),
         (
             "content",
-            if shown.content_exists {
-                format!(
+            match &shown.usage {
+                Ok(Some(usage)) => format!(
                     "{} ({} in files)",
                     shown.content.display(),
-                    format_bytes(content::tree_size(&shown.content))
-                )
-            } else {
-                format!("{} (missing)", shown.content.display())
+                    format_bytes(usage.bytes)
+                ),
+                Ok(None) => format!("{} (missing)", shown.content.display()),
+                Err(err) => format!("{} (size unknown: {err})", shown.content.display()),
             },
         ),
         ("used by", or_dash(shown.used_by.join(", "))),
@@ -507,95 +517,6 @@ pub fn list(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
         &cells,
     ))?;
     Ok(EXIT_OK)
-}
-
-/// `overlay rm NAME [--keep-content] [--yes]`.
-pub fn remove(ctx: &Ctx, name: &str, keep_content: bool, yes: bool) -> anyhow::Result<u8> {
-    let _lock = ctx.lock()?;
-    let catalog = ctx.catalog()?;
-    let file = catalog.layout.overlay_def_file(name);
-    load_def(&catalog, name).or_else(|err| {
-        if err.downcast_ref::<SpecError>().is_some() {
-            Ok(OverlayDef {
-                name: name.to_owned(),
-                kind: OverlayKind::Manual,
-            })
-        } else {
-            Err(err)
-        }
-    })?;
-    let users = users(&catalog, name);
-    if !users.is_empty() {
-        return Err(UsageError::new(format!(
-            "overlay {name} is used by {}: remove overlays/{name} from their overlays lists \
-             first; nothing was changed",
-            users.join(", ")
-        ))
-        .into());
-    }
-    let dirs = OverlayDirs::new(&catalog.layout.state_dir.join("overlays"), name);
-    let runtime = catalog.layout.runtime_root();
-    let mounted = publish::mounts_using(&dirs.current(), &runtime)?;
-    if !mounted.is_empty() {
-        let mut names: Vec<String> = mounted.into_iter().map(|m| m.instance).collect();
-        names.sort();
-        names.dedup();
-        return Err(UsageError::new(format!(
-            "overlay {name} is still mounted by {}: stop them first (`left4mectl stop {}`); \
-             nothing was changed",
-            names.join(", "),
-            names.join(" ")
-        ))
-        .into());
-    }
-    let content = dirs.current();
-    if !yes && !keep_content && content.exists() {
-        confirm(name, &file, &content)?;
-    }
-    std::fs::remove_file(&file).map_err(|source| store::StoreError::Write {
-        path: file.clone(),
-        source,
-    })?;
-    let mut done = vec![format!("removed {}", file.display())];
-    let (builds, _) = dirs.leftovers()?;
-    for path in builds {
-        std::fs::remove_dir_all(&path)?;
-    }
-    for retired in publish::retire(&dirs, &runtime)? {
-        if let Retired::Removed(path) = retired {
-            done.push(format!("removed {}", path.display()));
-        }
-    }
-    if !keep_content && content.exists() {
-        std::fs::remove_dir_all(&content)?;
-        done.push(format!("removed {}", content.display()));
-    }
-    emit(&format!("overlay {name}: {}\n", done.join(", ")))?;
-    Ok(EXIT_OK)
-}
-
-fn confirm(name: &str, file: &Path, content: &Path) -> anyhow::Result<()> {
-    if !std::io::stdin().is_terminal() {
-        return Err(UsageError::new(format!(
-            "not removing overlay {name} without confirmation: stdin is not a terminal; pass \
-             --yes (or --keep-content to keep {})",
-            content.display()
-        ))
-        .into());
-    }
-    eprint!(
-        "Remove overlay {name}? This deletes {} and its content {}. [y/N] ",
-        file.display(),
-        content.display()
-    );
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
-        Ok(())
-    } else {
-        Err(UsageError::new(format!("not removing overlay {name}: not confirmed")).into())
-    }
 }
 
 #[cfg(test)]

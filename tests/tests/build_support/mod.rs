@@ -261,6 +261,17 @@ pub fn text(out: &Output) -> String {
     )
 }
 
+/// Makes the state dir and `overlays/` root's (DESIGN.md §2) when the installed tmpfiles.d
+/// still gave them to the game user (installs from before the ownership rule): builds refuse
+/// a game-user-owned `overlays/`. A no-op once tmpfiles.d says root.
+pub fn root_owned_overlays(sys: &BootedSystem) -> Result<()> {
+    let state = left4me_tests::STATE_DIR;
+    let overlays = format!("{state}/overlays");
+    sys.run_ok(["chown", "root:root", state, &overlays])?;
+    sys.run_ok(["chmod", "0755", state, &overlays])?;
+    Ok(())
+}
+
 /// Writes overlay definition `name` (inside the system's /etc/left4me/overlays).
 pub fn define_overlay(sys: &BootedSystem, name: &str, toml: &str) -> Result<()> {
     let path = sys.host_path(format!("/etc/left4me/overlays/{name}.toml"));

@@ -79,11 +79,15 @@ pub fn build(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<u8> {
             tasks_max: limits.tasks_max,
             timeout: limits.timeout.to_string(),
         },
-        output: OverlayDirs::new(&catalog.layout.state_dir.join("overlays"), name),
+        output: OverlayDirs::new(&catalog.layout.state_dir, name),
         game_user: catalog.host.game_user.clone(),
         sandbox_user: catalog.host.sandbox_user.clone(),
     };
-    let host = Host::new(catalog.layout.database(), catalog.layout.runtime_root());
+    let host = Host::new(
+        catalog.layout.database(),
+        catalog.layout.runtime_root(),
+        catalog.layout.locks_dir(),
+    );
     let plan = job.plan(&host)?;
     match mode {
         Mode::DryRun => {
