@@ -98,6 +98,26 @@ pub fn read(path: &Path) -> Result<String, StoreError> {
     })
 }
 
+/// Removes the spec file `path` durably (the directory is synced); `false` when it was not
+/// there. The config dir is root's (DESIGN.md §2), so acting by path is safe here.
+pub fn remove(path: &Path) -> Result<bool, StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(StoreError::Write {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    }
+    if let Some(dir) = path.parent() {
+        // The removal is durable before we say so; a failed fsync changes nothing.
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(true)
+}
+
 /// A hidden file next to a spec, removed when dropped unless [`TempFile::keep`] is called.
 #[derive(Debug)]
 pub struct TempFile {
