@@ -90,9 +90,10 @@ pub fn lock(config_dir: &Path, waiting: impl FnOnce(&Path)) -> Result<SpecLock, 
     Ok(SpecLock { _file: file })
 }
 
-/// Reads a spec file as text.
+/// Reads a spec file as text: a regular file of at most 1 MiB, never a link, a FIFO or a
+/// device ([`left4me_spec::read_spec`]).
 pub fn read(path: &Path) -> Result<String, StoreError> {
-    fs::read_to_string(path).map_err(|source| StoreError::Read {
+    left4me_spec::read_spec(path).map_err(|source| StoreError::Read {
         path: path.to_path_buf(),
         source,
     })

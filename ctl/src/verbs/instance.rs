@@ -78,7 +78,7 @@ struct Origins {
 impl Origins {
     /// Re-reads the instance's file and blueprint (both valid: the instance resolved).
     fn of(instance: &Instance, catalog: &Catalog) -> Option<Self> {
-        let text = std::fs::read_to_string(&instance.file).ok()?;
+        let text = left4me_spec::read_spec(&instance.file).ok()?;
         let own = InstanceFile::parse(&instance.name, &instance.file, &text)
             .ok()?
             .settings;
@@ -351,7 +351,7 @@ fn validate_all(ctx: &Ctx) -> anyhow::Result<u8> {
     for (name, checked) in &overlays {
         let file = layout.overlay_def_file(name);
         let result = checked.clone().and_then(|()| {
-            let text = std::fs::read_to_string(&file).map_err(|err| SpecError {
+            let text = left4me_spec::read_spec(&file).map_err(|err| SpecError {
                 kind: left4me_spec::ErrorKind::Io,
                 file: file.clone(),
                 key: None,
@@ -388,7 +388,7 @@ fn validate_file(ctx: &Ctx, path: &Path) -> anyhow::Result<u8> {
                 path.display()
             ))
         })?;
-    let text = match std::fs::read_to_string(path) {
+    let text = match left4me_spec::read_spec(path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             return Err(UsageError::new(format!("{}: no such file", path.display())).into());
