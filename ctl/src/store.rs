@@ -23,15 +23,34 @@ pub const SPEC_MODE: u32 = 0o644;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create directory {}: {source}{}", path.display(), hint(source))]
+    #[error(
+        "cannot create directory {}: {source}{}",
+        left4me_contract::printable::path(path),
+        hint(source)
+    )]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("cannot lock {}: {source}{}", path.display(), hint(source))]
+    #[error(
+        "cannot lock {}: {source}{}",
+        left4me_contract::printable::path(path),
+        hint(source)
+    )]
     Lock { path: PathBuf, source: io::Error },
-    #[error("cannot write {}: {source}{}", path.display(), hint(source))]
+    #[error(
+        "cannot write {}: {source}{}",
+        left4me_contract::printable::path(path),
+        hint(source)
+    )]
     Write { path: PathBuf, source: io::Error },
-    #[error("cannot read {}: {source}{}", path.display(), hint(source))]
+    #[error(
+        "cannot read {}: {source}{}",
+        left4me_contract::printable::path(path),
+        hint(source)
+    )]
     Read { path: PathBuf, source: io::Error },
-    #[error("{} already exists; change it with `edit` or `set`, or pick another name", path.display())]
+    #[error(
+        "{} already exists; change it with `edit` or `set`, or pick another name",
+        left4me_contract::printable::path(path)
+    )]
     Exists { path: PathBuf },
 }
 

@@ -76,3 +76,12 @@ fn set_refuses_a_huge_spec() {
         "{run:#?}"
     );
 }
+
+#[test]
+fn validate_shows_an_odd_file_name_on_one_line() {
+    let fx = Fixture::standard();
+    let odd = fx.path("etc/instances/a\nb\u{1b}[2J.toml");
+    let run = fx.run(&["validate", odd.to_str().unwrap()]);
+    run.assert_refused("no such file");
+    assert!(!run.stderr.contains('\u{1b}'), "{run:#?}");
+}

@@ -385,13 +385,17 @@ fn validate_file(ctx: &Ctx, path: &Path) -> anyhow::Result<u8> {
         .ok_or_else(|| {
             UsageError::new(format!(
                 "{}: expected a NAME.toml spec file",
-                path.display()
+                left4me_contract::printable::path(path)
             ))
         })?;
     let text = match left4me_spec::read_spec(path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Err(UsageError::new(format!("{}: no such file", path.display())).into());
+            return Err(UsageError::new(format!(
+                "{}: no such file",
+                left4me_contract::printable::path(path)
+            ))
+            .into());
         }
         Err(source) => {
             return Err(store::StoreError::Read {
@@ -424,7 +428,10 @@ fn validate_file(ctx: &Ctx, path: &Path) -> anyhow::Result<u8> {
             }
         }
     };
-    emit(&format!("{}: ok ({what})\n", path.display()))?;
+    emit(&format!(
+        "{}: ok ({what})\n",
+        left4me_contract::printable::path(path)
+    ))?;
     Ok(EXIT_OK)
 }
 
