@@ -5,6 +5,9 @@
 mod common;
 mod fakes;
 
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+
 use fakes::{ACTIVE, CRASHED, Fakes, STOPPED};
 
 #[test]
@@ -171,6 +174,7 @@ fn delete_removes_runtime_and_spec() {
         removal_calls(&f),
         [
             "systemctl disable --no-reload left4me-server@coop1.service",
+            "systemctl stop left4me-server@coop1.service",
             "systemctl mask --runtime left4me-server@coop1.service",
             "systemctl stop left4me-server@coop1.service",
             "supervisor cleanup coop1",
@@ -197,6 +201,7 @@ fn reset_keeps_the_spec() {
     assert_eq!(
         removal_calls(&f),
         [
+            "systemctl stop left4me-server@coop1.service",
             "systemctl mask --runtime left4me-server@coop1.service",
             "systemctl stop left4me-server@coop1.service",
             "supervisor cleanup coop1",
@@ -217,15 +222,22 @@ fn removal_calls(f: &Fakes) -> Vec<String> {
 fn a_failed_reset_lets_the_unit_start_again() {
     let f = Fakes::new();
     f.fx.write("state/runtime/coop1/upper/left4dead2/standin.log", "log\n");
-    f.set("exit-stop", "1");
+    // A state dir others may write breaks the ownership rule: reset refuses to work in it.
+    fs::set_permissions(f.fx.path("state"), fs::Permissions::from_mode(0o777)).unwrap();
     let run = f.run(&["reset", "coop1"]);
     assert_eq!(run.status, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("not removing [ROOT]/state/runtime/coop1: [ROOT]/state is writable by group or others (mode 0777)"),
+        "{run:#?}"
+    );
     assert!(f.fx.path("state/runtime/coop1/upper").is_dir());
     assert_eq!(
         removal_calls(&f),
         [
+            "systemctl stop left4me-server@coop1.service",
             "systemctl mask --runtime left4me-server@coop1.service",
             "systemctl stop left4me-server@coop1.service",
+            "supervisor cleanup coop1",
             "systemctl unmask --runtime left4me-server@coop1.service",
         ]
     );
@@ -243,6 +255,7 @@ fn reset_leaves_a_unit_masked_by_the_operator_masked() {
     assert_eq!(
         removal_calls(&f),
         [
+            "systemctl stop left4me-server@coop1.service",
             "systemctl stop left4me-server@coop1.service",
             "supervisor cleanup coop1"
         ]

@@ -288,14 +288,20 @@ pub fn stop(ctx: &Ctx, names: &[String]) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-/// Blocks the unit's starts (until the guard is dropped), disables it for `delete`, and stops
-/// it, leaving it neither active nor failed. Returns its state before and the guard.
+/// Stops the unit (disabling it first for `delete`) and blocks its starts until the guard is
+/// dropped, leaving it neither active nor failed. Returns its state before and the guard.
+///
+/// The first stop is the unit's own (its stop signal, its `ExecStopPost=` cleanup); then the
+/// starts are blocked, and a second stop ends a start that came in between (a masked unit
+/// keeps none of its settings, so that one is systemd's default stop; `cleanup` follows).
 fn stop_for_removal(unit: &str, disable: bool) -> Result<(UnitState, StartsBlocked), SystemdError> {
     let before = systemd::show_one(unit)?;
     if disable {
-        // Before masking: the wants link goes, whatever the mask makes of the unit file.
         systemctl(&["disable", "--no-reload", unit])?;
     }
+    // A start that comes in meanwhile cancels this stop job ("Job … canceled"): the stop
+    // after the starts are blocked is the one that must succeed.
+    let _ = systemctl(&["stop", unit]);
     let blocked = systemd::block_starts(unit, &before)?;
     systemctl(&["stop", unit])?;
     let after = systemd::show_one(unit)?;

@@ -1,0 +1,120 @@
+//! `left4mectl reset` racing starts, in a booted systemd (needs root): while a thread keeps
+//! asking systemd to start the instance (as an operator's script or `Restart=` would), reset
+//! must succeed or fail cleanly, never remove anything through a mounted game tree, never leave
+//! the unit unable to start, and leave at most one overlay mount of the instance.
+
+mod booted_support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use booted_support::*;
+use left4me_tests::{STATE_DIR, require_root};
+
+const ROUNDS: usize = 4;
+
+#[test]
+fn booted_reset_while_starts_keep_coming() -> Result<()> {
+    require_root();
+    let sys = boot(builder("reset-race"))?;
+    // The ownership rule (DESIGN.md §2): root owns the state dir.
+    sys.run_ok(["chown", "root:root", STATE_DIR])?;
+    sys.run_ok(["chmod", "0755", STATE_DIR])?;
+    make_overlay(
+        &sys,
+        "maps",
+        &[("left4dead2/addons/maps.vpk", "not really a vpk\n")],
+    )?;
+    ctl_ok(
+        &sys,
+        &[
+            "create",
+            "vs1",
+            "--port",
+            "27020",
+            "--overlay",
+            "overlays/maps",
+        ],
+    )?;
+    ctl_ok(&sys, &["start", "vs1"])?;
+    let vpk = sys
+        .state_dir()
+        .join("overlays/maps/left4dead2/addons/maps.vpk");
+    let srcds = sys.state_dir().join("installation/srcds_run");
+
+    let mut outcomes = Vec::new();
+    for round in 0..ROUNDS {
+        let stop = AtomicBool::new(false);
+        let starts = AtomicUsize::new(0);
+        let reset = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = sys.run(["systemctl", "start", "--no-block", &unit("vs1")]);
+                    starts.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+            let reset = ctl(&sys, &["reset", "vs1"]);
+            // Keep starting a little after the reset, then stop.
+            std::thread::sleep(Duration::from_millis(300));
+            stop.store(true, Ordering::Relaxed);
+            reset
+        })?;
+        let said = text(&reset);
+        report(&format!(
+            "round {round}: reset exited {} during {} starts: {}",
+            reset.status,
+            starts.load(Ordering::Relaxed),
+            said.trim()
+        ));
+        ensure!(
+            reset.status.success() || (reset.status.code() == Some(1) && said.contains("error: ")),
+            "round {round}: reset neither succeeded nor failed cleanly:\n{said}"
+        );
+        ensure!(
+            !said.contains("warning: "),
+            "round {round}: reset left something behind:\n{said}"
+        );
+        ensure!(
+            prop(&sys, "vs1", "UnitFileState")? != "masked-runtime",
+            "round {round}: reset left the unit masked"
+        );
+        // Whatever the starts did meanwhile, settle and look.
+        wait_settled(&sys)?;
+        let mounts = merged_mounts(&sys, "vs1")?;
+        ensure!(
+            mounts.len() <= 1,
+            "round {round}: more than one overlay mount: {mounts:?}"
+        );
+        let all = state_overlay_mounts(&sys)?;
+        ensure!(all.len() <= 1, "round {round}: overlay mounts {all:?}");
+        ensure!(
+            vpk.is_file() && srcds.is_file(),
+            "round {round}: reset removed the lower layers through the mounted game tree"
+        );
+        outcomes.push(reset.status.success());
+    }
+    report(&format!(
+        "{} of {ROUNDS} resets succeeded, the others failed cleanly",
+        outcomes.iter().filter(|ok| **ok).count()
+    ));
+
+    // Afterwards the instance still starts, from a runtime dir prepare made whole.
+    ctl_ok(&sys, &["restart", "vs1"])?;
+    ensure!(state(&sys, "vs1")? == "active/running");
+    ensure!(merged_mounts(&sys, "vs1")?.len() == 1);
+    finish(sys, &["vs1"])
+}
+
+/// Waits until no job of the instance is queued or running.
+fn wait_settled(sys: &left4me_tests::BootedSystem) -> Result<()> {
+    for _ in 0..200 {
+        let jobs = sys.run_stdout(["systemctl", "list-jobs", "--no-legend", &unit("vs1")])?;
+        if jobs.trim().is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    anyhow::bail!("jobs of vs1 still pending after 20 s")
+}
