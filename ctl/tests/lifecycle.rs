@@ -320,3 +320,36 @@ fn logs_is_journalctl() {
         ["journalctl -u left4me-server@coop1.service --lines=5"]
     );
 }
+
+#[test]
+fn reset_waits_for_the_instance_lock_that_prepare_holds() {
+    let f = Fakes::new();
+    f.fx.write("state/runtime/coop1/upper/left4dead2/standin.log", "log\n");
+    // A prepare of coop1 holds the lock.
+    let prepare = left4me_statedir::Lock::take(
+        &f.fx.path("admin/locks"),
+        left4me_statedir::Subject::Instance("coop1"),
+        false,
+    )
+    .unwrap();
+    let reset = f
+        .command(&["reset", "coop1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        f.fx.path("state/runtime/coop1/upper").is_dir(),
+        "reset removed the runtime dir while prepare held the instance lock"
+    );
+    drop(prepare);
+    let run = common::Run::from(reset.wait_with_output().unwrap(), &f.fx);
+    run.assert_ok();
+    assert!(
+        run.stderr
+            .contains("waiting for instance coop1: another left4me process is working on it"),
+        "{run:#?}"
+    );
+    assert!(!f.fx.path("state/runtime/coop1").exists());
+}

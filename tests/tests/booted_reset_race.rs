@@ -99,6 +99,18 @@ fn booted_reset_while_starts_keep_coming() -> Result<()> {
         "{} of {ROUNDS} resets succeeded, the others failed cleanly",
         outcomes.iter().filter(|ok| **ok).count()
     ));
+    // No prepare ever ran into a removal: a prepare that fails by itself (not killed by a stop)
+    // exits non-zero ("Control process exited, code=exited").
+    let journal = sys.run_stdout(["journalctl", "--no-pager", "-q", "-u", &unit("vs1")])?;
+    let failed: Vec<&str> = journal
+        .lines()
+        .filter(|l| l.contains("Control process exited, code=exited"))
+        .collect();
+    ensure!(
+        failed.is_empty(),
+        "a prepare failed while reset ran:\n{}",
+        failed.join("\n")
+    );
 
     // Afterwards the instance still starts, from a runtime dir prepare made whole.
     ctl_ok(&sys, &["restart", "vs1"])?;

@@ -97,21 +97,23 @@ impl Fakes {
         fs::write(self.fake().join(file), text).unwrap();
     }
 
-    pub fn run(&self, args: &[&str]) -> Run {
+    /// `left4mectl ARGS…` with the fakes on PATH.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
         let path = format!(
             "{}:{}",
             self.fake().display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let output = self
-            .fx
-            .command(args)
+        let mut command = self.fx.command(args);
+        command
             .env("PATH", path)
             .env("FAKE", self.fake())
-            .env("LEFT4ME_SUPERVISOR", self.fake().join("left4me-supervisor"))
-            .output()
-            .unwrap();
-        Run::from(output, &self.fx)
+            .env("LEFT4ME_SUPERVISOR", self.fake().join("left4me-supervisor"));
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().unwrap(), &self.fx)
     }
 
     /// The calls made, `systemctl show` shortened to `systemctl show UNITS`.
