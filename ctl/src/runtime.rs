@@ -47,17 +47,13 @@ pub enum RuntimeError {
     },
     #[error("cannot read {PID1_MOUNTINFO}: {0}")]
     MountInfo(String),
-    #[error("not removing {}: {source}", runtime.display())]
-    State {
-        runtime: PathBuf,
-        #[source]
-        source: DirError,
-    },
-    #[error("cannot remove {}: {source}", runtime.display())]
+    // The cause is in the message, not the chain: `error: {:#}` would show it twice.
+    #[error("not removing {}: {error}", runtime.display())]
+    State { runtime: PathBuf, error: DirError },
+    #[error("cannot remove {}: {error}", runtime.display())]
     Remove {
         runtime: PathBuf,
-        #[source]
-        source: RemoveError,
+        error: RemoveError,
     },
     #[error(transparent)]
     Lock(#[from] LockError),
@@ -111,9 +107,9 @@ impl Runtime {
         };
         let removed = runtime
             .remove_tree(&self.name)
-            .map_err(|source| RuntimeError::Remove {
+            .map_err(|error| RuntimeError::Remove {
                 runtime: self.dir.clone(),
-                source,
+                error,
             })?;
         if removed {
             done.push(format!("removed {}", self.dir.display()));
@@ -135,10 +131,10 @@ impl Runtime {
             .map_err(|e| self.state(e))
     }
 
-    fn state(&self, source: DirError) -> RuntimeError {
+    fn state(&self, error: DirError) -> RuntimeError {
         RuntimeError::State {
             runtime: self.dir.clone(),
-            source,
+            error,
         }
     }
 
