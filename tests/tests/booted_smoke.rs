@@ -347,7 +347,8 @@ fn booted_the_installed_project_is_there_after_boot() -> Result<()> {
     }
     sys.run_ok(["systemctl", "cat", "left4me-server@.service"])?;
     let owner = sys.run_stdout(["stat", "-c", "%U:%G %a", "/var/lib/left4me"])?;
-    ensure!(owner == "left4me:left4me 750", "state dir is {owner}");
+    // DESIGN.md §2: root owns the state dir; the game user only leaves inside it.
+    ensure!(owner == "root:root 755", "state dir is {owner}");
 
     let srcds = left4me_tests::release_binary("srcds-standin");
     let tree = sys.install_game_tree(&srcds)?;
