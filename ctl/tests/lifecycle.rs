@@ -198,17 +198,18 @@ fn reset_keeps_the_spec() {
     );
     assert!(!f.fx.path("state/runtime/coop1").exists());
     assert!(f.fx.path("etc/instances/coop1.toml").exists());
-    assert_eq!(
-        removal_calls(&f),
-        [
-            "systemctl stop left4me-server@coop1.service",
-            "systemctl mask --runtime left4me-server@coop1.service",
-            "systemctl stop left4me-server@coop1.service",
-            "supervisor cleanup coop1",
-            "systemctl unmask --runtime left4me-server@coop1.service",
-        ]
-    );
+    assert_eq!(removal_calls(&f), RESET_CALLS);
 }
+
+/// What `reset coop1` asks for: the unit's own stop, starts blocked, a second stop for a start
+/// that came in between, the unmount, starts allowed again (also after a failure).
+const RESET_CALLS: [&str; 5] = [
+    "systemctl stop left4me-server@coop1.service",
+    "systemctl mask --runtime left4me-server@coop1.service",
+    "systemctl stop left4me-server@coop1.service",
+    "supervisor cleanup coop1",
+    "systemctl unmask --runtime left4me-server@coop1.service",
+];
 
 /// The calls that change something, in order (without `systemctl show`).
 fn removal_calls(f: &Fakes) -> Vec<String> {
@@ -231,16 +232,7 @@ fn a_failed_reset_lets_the_unit_start_again() {
         "{run:#?}"
     );
     assert!(f.fx.path("state/runtime/coop1/upper").is_dir());
-    assert_eq!(
-        removal_calls(&f),
-        [
-            "systemctl stop left4me-server@coop1.service",
-            "systemctl mask --runtime left4me-server@coop1.service",
-            "systemctl stop left4me-server@coop1.service",
-            "supervisor cleanup coop1",
-            "systemctl unmask --runtime left4me-server@coop1.service",
-        ]
-    );
+    assert_eq!(removal_calls(&f), RESET_CALLS);
 }
 
 #[test]

@@ -13,6 +13,17 @@ use booted_support::*;
 use left4me_tests::{STATE_DIR, require_root};
 
 const ROUNDS: usize = 4;
+/// A file of the instance's overlay: a removal that walked into the mounted game tree would
+/// take it.
+const VPK: &str = "left4dead2/addons/maps.vpk";
+const CREATE_RACE1: [&str; 6] = [
+    "create",
+    "race1",
+    "--port",
+    "27030",
+    "--overlay",
+    "overlays/race",
+];
 
 #[test]
 fn booted_reset_while_starts_keep_coming() -> Result<()> {
@@ -21,26 +32,10 @@ fn booted_reset_while_starts_keep_coming() -> Result<()> {
     // The ownership rule (DESIGN.md §2): root owns the state dir.
     sys.run_ok(["chown", "root:root", STATE_DIR])?;
     sys.run_ok(["chmod", "0755", STATE_DIR])?;
-    make_overlay(
-        &sys,
-        "maps",
-        &[("left4dead2/addons/maps.vpk", "not really a vpk\n")],
-    )?;
-    ctl_ok(
-        &sys,
-        &[
-            "create",
-            "vs1",
-            "--port",
-            "27020",
-            "--overlay",
-            "overlays/maps",
-        ],
-    )?;
-    ctl_ok(&sys, &["start", "vs1"])?;
-    let vpk = sys
-        .state_dir()
-        .join("overlays/maps/left4dead2/addons/maps.vpk");
+    make_overlay(&sys, "race", &[(VPK, "not really a vpk\n")])?;
+    ctl_ok(&sys, &CREATE_RACE1)?;
+    ctl_ok(&sys, &["start", "race1"])?;
+    let vpk = sys.state_dir().join("overlays/race").join(VPK);
     let srcds = sys.state_dir().join("installation/srcds_run");
 
     let mut outcomes = Vec::new();
@@ -50,12 +45,12 @@ fn booted_reset_while_starts_keep_coming() -> Result<()> {
         let reset = std::thread::scope(|scope| {
             scope.spawn(|| {
                 while !stop.load(Ordering::Relaxed) {
-                    let _ = sys.run(["systemctl", "start", "--no-block", &unit("vs1")]);
+                    let _ = sys.run(["systemctl", "start", "--no-block", &unit("race1")]);
                     starts.fetch_add(1, Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(20));
                 }
             });
-            let reset = ctl(&sys, &["reset", "vs1"]);
+            let reset = ctl(&sys, &["reset", "race1"]);
             // Keep starting a little after the reset, then stop.
             std::thread::sleep(Duration::from_millis(300));
             stop.store(true, Ordering::Relaxed);
@@ -77,12 +72,12 @@ fn booted_reset_while_starts_keep_coming() -> Result<()> {
             "round {round}: reset left something behind:\n{said}"
         );
         ensure!(
-            prop(&sys, "vs1", "UnitFileState")? != "masked-runtime",
+            prop(&sys, "race1", "UnitFileState")? != "masked-runtime",
             "round {round}: reset left the unit masked"
         );
         // Whatever the starts did meanwhile, settle and look.
         wait_settled(&sys)?;
-        let mounts = merged_mounts(&sys, "vs1")?;
+        let mounts = merged_mounts(&sys, "race1")?;
         ensure!(
             mounts.len() <= 1,
             "round {round}: more than one overlay mount: {mounts:?}"
@@ -101,7 +96,7 @@ fn booted_reset_while_starts_keep_coming() -> Result<()> {
     ));
     // No prepare ever ran into a removal: a prepare that fails by itself (not killed by a stop)
     // exits non-zero ("Control process exited, code=exited").
-    let journal = sys.run_stdout(["journalctl", "--no-pager", "-q", "-u", &unit("vs1")])?;
+    let journal = sys.run_stdout(["journalctl", "--no-pager", "-q", "-u", &unit("race1")])?;
     let failed: Vec<&str> = journal
         .lines()
         .filter(|l| l.contains("Control process exited, code=exited"))
@@ -113,20 +108,20 @@ fn booted_reset_while_starts_keep_coming() -> Result<()> {
     );
 
     // Afterwards the instance still starts, from a runtime dir prepare made whole.
-    ctl_ok(&sys, &["restart", "vs1"])?;
-    ensure!(state(&sys, "vs1")? == "active/running");
-    ensure!(merged_mounts(&sys, "vs1")?.len() == 1);
-    finish(sys, &["vs1"])
+    ctl_ok(&sys, &["restart", "race1"])?;
+    ensure!(state(&sys, "race1")? == "active/running");
+    ensure!(merged_mounts(&sys, "race1")?.len() == 1);
+    finish(sys, &["race1"])
 }
 
 /// Waits until no job of the instance is queued or running.
 fn wait_settled(sys: &left4me_tests::BootedSystem) -> Result<()> {
     for _ in 0..200 {
-        let jobs = sys.run_stdout(["systemctl", "list-jobs", "--no-legend", &unit("vs1")])?;
+        let jobs = sys.run_stdout(["systemctl", "list-jobs", "--no-legend", &unit("race1")])?;
         if jobs.trim().is_empty() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    anyhow::bail!("jobs of vs1 still pending after 20 s")
+    anyhow::bail!("jobs of race1 still pending after 20 s")
 }
