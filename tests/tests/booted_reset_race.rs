@@ -34,6 +34,14 @@ fn booted_reset_while_starts_keep_coming() -> Result<()> {
     sys.run_ok(["chmod", "0755", STATE_DIR])?;
     make_overlay(&sys, "race", &[(VPK, "not really a vpk\n")])?;
     ctl_ok(&sys, &CREATE_RACE1)?;
+    // A start holds its mount a while before the game runs: a removal that overlaps a start
+    // takes the game tree from under it.
+    write(
+        &sys,
+        "/etc/systemd/system/left4me-server@race1.service.d/90-slow-start.conf",
+        "[Service]\nExecStartPre=/bin/sleep 0.5\n",
+    )?;
+    sys.run_ok(["systemctl", "daemon-reload"])?;
     ctl_ok(&sys, &["start", "race1"])?;
     let vpk = sys.state_dir().join("overlays/race").join(VPK);
     let srcds = sys.state_dir().join("installation/srcds_run");
@@ -94,16 +102,17 @@ fn booted_reset_while_starts_keep_coming() -> Result<()> {
         "{} of {ROUNDS} resets succeeded, the others failed cleanly",
         outcomes.iter().filter(|ok| **ok).count()
     ));
-    // No prepare ever ran into a removal: a prepare that fails by itself (not killed by a stop)
-    // exits non-zero ("Control process exited, code=exited").
+    // No start ever overlapped a removal: a prepare that fails by itself (not killed by a
+    // stop) exits non-zero ("Control process exited, code=exited"); a game whose tree was
+    // removed after prepare finds it "not mounted".
     let journal = sys.run_stdout(["journalctl", "--no-pager", "-q", "-u", &unit("race1")])?;
     let failed: Vec<&str> = journal
         .lines()
-        .filter(|l| l.contains("Control process exited, code=exited"))
+        .filter(|l| l.contains("Control process exited, code=exited") || l.contains("not mounted"))
         .collect();
     ensure!(
         failed.is_empty(),
-        "a prepare failed while reset ran:\n{}",
+        "a start overlapped the removal of its runtime dir:\n{}",
         failed.join("\n")
     );
 
