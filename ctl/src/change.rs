@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use left4me_spec::{Catalog, Layout, check_name};
+use left4me_spec::{Catalog, Layout, check_name, read_spec};
 use toml_edit::{Array, DocumentMut, InlineTable, Value};
 
 use crate::cli::{OverlayArg, SetArgs};
@@ -92,7 +92,7 @@ pub struct Peek {
 
 /// Reads `file` for [`Peek`]; what cannot be read is `None`.
 pub fn peek(file: &Path) -> Peek {
-    let Ok(text) = std::fs::read_to_string(file) else {
+    let Ok(text) = read_spec(file) else {
         return Peek::default();
     };
     let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
@@ -111,7 +111,7 @@ pub fn peek(file: &Path) -> Peek {
 
 /// Reads the current text of spec `name`, which must exist.
 fn read_existing(kind: SpecKind, name: &str, file: &Path) -> anyhow::Result<String> {
-    match std::fs::read_to_string(file) {
+    match read_spec(file) {
         Ok(text) => Ok(text),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             Err(missing(kind, name, file).into())

@@ -23,15 +23,34 @@ pub const SPEC_MODE: u32 = 0o644;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create directory {}: {source}{}", path.display(), hint(source))]
+    #[error(
+        "cannot create directory {}: {source}{}",
+        left4me_contract::printable::path(path),
+        hint(source)
+    )]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("cannot lock {}: {source}{}", path.display(), hint(source))]
+    #[error(
+        "cannot lock {}: {source}{}",
+        left4me_contract::printable::path(path),
+        hint(source)
+    )]
     Lock { path: PathBuf, source: io::Error },
-    #[error("cannot write {}: {source}{}", path.display(), hint(source))]
+    #[error(
+        "cannot write {}: {source}{}",
+        left4me_contract::printable::path(path),
+        hint(source)
+    )]
     Write { path: PathBuf, source: io::Error },
-    #[error("cannot read {}: {source}{}", path.display(), hint(source))]
+    #[error(
+        "cannot read {}: {source}{}",
+        left4me_contract::printable::path(path),
+        hint(source)
+    )]
     Read { path: PathBuf, source: io::Error },
-    #[error("{} already exists; change it with `edit` or `set`, or pick another name", path.display())]
+    #[error(
+        "{} already exists; change it with `edit` or `set`, or pick another name",
+        left4me_contract::printable::path(path)
+    )]
     Exists { path: PathBuf },
 }
 
@@ -90,12 +109,33 @@ pub fn lock(config_dir: &Path, waiting: impl FnOnce(&Path)) -> Result<SpecLock, 
     Ok(SpecLock { _file: file })
 }
 
-/// Reads a spec file as text.
+/// Reads a spec file as text: a regular file of at most 1 MiB, never a link, a FIFO or a
+/// device ([`left4me_spec::read_spec`]).
 pub fn read(path: &Path) -> Result<String, StoreError> {
-    fs::read_to_string(path).map_err(|source| StoreError::Read {
+    left4me_spec::read_spec(path).map_err(|source| StoreError::Read {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// Removes the spec file `path` durably (the directory is synced); `false` when it was not
+/// there. The config dir is root's (DESIGN.md §2), so acting by path is safe here.
+pub fn remove(path: &Path) -> Result<bool, StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(StoreError::Write {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    }
+    if let Some(dir) = path.parent() {
+        // The removal is durable before we say so; a failed fsync changes nothing.
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(true)
 }
 
 /// A hidden file next to a spec, removed when dropped unless [`TempFile::keep`] is called.

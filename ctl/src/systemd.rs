@@ -110,6 +110,40 @@ pub fn systemctl_units(
     systemctl(&args)
 }
 
+/// Starts of a unit refused until dropped: `systemctl mask --runtime UNIT`, undone by `unmask
+/// --runtime` on drop (also when the work in between failed). Nothing, `Restart=` included, can
+/// start the unit meanwhile. A unit masked already is left as it is, and left masked.
+#[derive(Debug)]
+pub struct StartsBlocked {
+    unit: String,
+    masked_here: bool,
+}
+
+/// Blocks the starts of `unit`, whose state is `state`; see [`StartsBlocked`].
+pub fn block_starts(unit: &str, state: &UnitState) -> Result<StartsBlocked, SystemdError> {
+    let masked_here = !state.unit_file_state.starts_with("masked");
+    if masked_here {
+        systemctl(&["mask", "--runtime", unit])?;
+    }
+    Ok(StartsBlocked {
+        unit: unit.to_owned(),
+        masked_here,
+    })
+}
+
+impl Drop for StartsBlocked {
+    fn drop(&mut self) {
+        if self.masked_here
+            && let Err(err) = systemctl(&["unmask", "--runtime", &self.unit])
+        {
+            eprintln!(
+                "warning: {err}; {unit} cannot start until `systemctl unmask --runtime {unit}`",
+                unit = self.unit
+            );
+        }
+    }
+}
+
 /// The properties [`show`] asks for; [`UnitState`] is made of them.
 const PROPERTIES: &str = "Id,LoadState,ActiveState,SubState,Result,StatusText,MainPID,\
     MemoryCurrent,StateChangeTimestamp,ExecMainCode,ExecMainStatus,ExecMainExitTimestamp,\

@@ -3,132 +3,12 @@
 //! The real proof is the booted-systemd suite (`tests/tests/booted_*.rs`).
 
 mod common;
+mod fakes;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::PathBuf;
 
-use common::{Fixture, Run};
-
-/// `systemctl`: logs its arguments to `fake/calls`; `show` prints each unit's block from
-/// `fake/<unit>` (default: inactive, disabled, with the generator's drop-in); `enable --now`
-/// and `restart` copy `fake/after-start` over the unit's block, `disable --now` and `stop`
-/// `fake/after-stop`; exits with the status in `fake/exit-VERB` (default 0).
-const SYSTEMCTL: &str = r#"#!/bin/sh
-echo "systemctl $*" >> "$FAKE/calls"
-verb=$1
-for arg; do
-    case "$arg" in *.service) ;; *) continue ;; esac
-    case "$verb" in
-    show)
-        case "$arg" in *'*'*)
-            # A pattern shows the loaded units: those with a block in fake/.
-            for f in "$FAKE"/left4me-server@*.service; do
-                [ -f "$f" ] && { echo "Id=${f##*/}"; cat "$f"; echo; }
-            done
-            continue ;;
-        esac
-        echo "Id=$arg"
-        if [ -f "$FAKE/$arg" ]; then cat "$FAKE/$arg"; else
-            printf 'LoadState=loaded\nActiveState=inactive\nSubState=dead\nResult=success\n'
-            printf 'UnitFileState=disabled\nStartLimitBurst=5\nStartLimitIntervalUSec=1min\n'
-            printf 'DropInPaths=/run/systemd/generator/%s.d/50-left4me.conf\n' "$arg"
-        fi
-        echo ;;
-    enable|restart) [ -f "$FAKE/after-start" ] && cp "$FAKE/after-start" "$FAKE/$arg" ;;
-    disable|stop) [ -f "$FAKE/after-stop" ] && cp "$FAKE/after-stop" "$FAKE/$arg" ;;
-    esac
-done
-[ -f "$FAKE/exit-$verb" ] && exit "$(cat "$FAKE/exit-$verb")"
-exit 0
-"#;
-
-const JOURNALCTL: &str = r#"#!/bin/sh
-echo "journalctl $*" >> "$FAKE/calls"
-echo "2026-11-21T23:43:01+0000 host left4me-supervisor[278]: left4me-supervisor: srcds was killed by signal 11"
-echo "2026-11-21T23:43:01+0000 host systemd[1]: left4me-server@coop1.service: Failed with result 'exit-code'."
-"#;
-
-const SUPERVISOR: &str = r#"#!/bin/sh
-echo "supervisor $*" >> "$FAKE/calls"
-echo "left4me-supervisor: $2: nothing mounted" >&2
-"#;
-
-const ACTIVE: &str = "LoadState=loaded\nActiveState=active\nSubState=running\nResult=success\n\
-    StatusText=c2m1_highway, 0/4 players — Coop #1\nMainPID=187\nMemoryCurrent=974848\n\
-    StateChangeTimestamp=@1795304571\nNRestarts=0\nUnitFileState=enabled\n\
-    StartLimitBurst=5\nStartLimitIntervalUSec=1min\n\
-    DropInPaths=/run/systemd/generator/x.d/50-left4me.conf\n";
-
-const CRASHED: &str = "LoadState=loaded\nActiveState=activating\nSubState=auto-restart\n\
-    Result=exit-code\nStatusText=srcds was killed by signal 11\nMainPID=0\n\
-    ExecMainExitTimestamp=@1795304581\nExecMainCode=1\nExecMainStatus=139\nNRestarts=1\n\
-    UnitFileState=enabled\nStartLimitBurst=5\nStartLimitIntervalUSec=1min\n\
-    DropInPaths=/run/systemd/generator/x.d/50-left4me.conf\n";
-
-const STOPPED: &str = "LoadState=loaded\nActiveState=inactive\nSubState=dead\nResult=success\n\
-    UnitFileState=disabled\nDropInPaths=/run/systemd/generator/x.d/50-left4me.conf\n";
-
-/// The standard fixture with the fakes in `fake/` and on PATH.
-struct Fakes {
-    fx: Fixture,
-}
-
-impl Fakes {
-    fn new() -> Self {
-        let fx = Fixture::standard();
-        fs::create_dir_all(fx.path("fake")).unwrap();
-        for (name, body) in [
-            ("systemctl", SYSTEMCTL),
-            ("journalctl", JOURNALCTL),
-            ("left4me-supervisor", SUPERVISOR),
-        ] {
-            let path = fx.path("fake").join(name);
-            fs::write(&path, body).unwrap();
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        Fakes { fx }
-    }
-
-    fn fake(&self) -> PathBuf {
-        self.fx.path("fake")
-    }
-
-    fn set(&self, file: &str, text: &str) {
-        fs::write(self.fake().join(file), text).unwrap();
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        let path = format!(
-            "{}:{}",
-            self.fake().display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let output = self
-            .fx
-            .command(args)
-            .env("PATH", path)
-            .env("FAKE", self.fake())
-            .env("LEFT4ME_SUPERVISOR", self.fake().join("left4me-supervisor"))
-            .output()
-            .unwrap();
-        Run::from(output, &self.fx)
-    }
-
-    /// The calls made, `systemctl show` shortened to `systemctl show UNITS`.
-    fn calls(&self) -> Vec<String> {
-        fs::read_to_string(self.fake().join("calls"))
-            .unwrap_or_default()
-            .lines()
-            .map(|line| match line.split_once(" -p ") {
-                Some((head, rest)) => {
-                    format!("{head} -p …{}", rest.find(' ').map_or("", |i| &rest[i..]))
-                }
-                None => line.to_owned(),
-            })
-            .collect()
-    }
-}
+use fakes::{ACTIVE, CRASHED, Fakes, STOPPED};
 
 #[test]
 fn start_enables_waits_and_reports_the_status() {
@@ -290,12 +170,16 @@ fn delete_removes_runtime_and_spec() {
     assert!(!f.fx.path("state/runtime/coop1").exists());
     assert!(!f.fx.path("etc/instances/coop1.toml").exists());
     assert!(f.fx.path("etc/instances/vs1.toml").exists());
-    let calls = f.calls();
-    assert!(
-        calls.contains(
-            &"systemctl disable --now --no-reload left4me-server@coop1.service".to_owned()
-        ) && calls.contains(&"supervisor cleanup coop1".to_owned()),
-        "{calls:#?}"
+    assert_eq!(
+        removal_calls(&f),
+        [
+            "systemctl disable --no-reload left4me-server@coop1.service",
+            "systemctl stop left4me-server@coop1.service",
+            "systemctl mask --runtime left4me-server@coop1.service",
+            "systemctl stop left4me-server@coop1.service",
+            "supervisor cleanup coop1",
+            "systemctl unmask --runtime left4me-server@coop1.service",
+        ]
     );
     let run = f.run(&["delete", "coop1", "--yes"]);
     run.assert_refused("no instance 'coop1'");
@@ -314,9 +198,59 @@ fn reset_keeps_the_spec() {
     );
     assert!(!f.fx.path("state/runtime/coop1").exists());
     assert!(f.fx.path("etc/instances/coop1.toml").exists());
+    assert_eq!(removal_calls(&f), RESET_CALLS);
+}
+
+/// What `reset coop1` asks for: the unit's own stop, starts blocked, a second stop for a start
+/// that came in between, the unmount, starts allowed again (also after a failure).
+const RESET_CALLS: [&str; 5] = [
+    "systemctl stop left4me-server@coop1.service",
+    "systemctl mask --runtime left4me-server@coop1.service",
+    "systemctl stop left4me-server@coop1.service",
+    "supervisor cleanup coop1",
+    "systemctl unmask --runtime left4me-server@coop1.service",
+];
+
+/// The calls that change something, in order (without `systemctl show`).
+fn removal_calls(f: &Fakes) -> Vec<String> {
+    f.calls()
+        .into_iter()
+        .filter(|c| !c.starts_with("systemctl show"))
+        .collect()
+}
+
+#[test]
+fn a_failed_reset_lets_the_unit_start_again() {
+    let f = Fakes::new();
+    f.fx.write("state/runtime/coop1/upper/left4dead2/standin.log", "log\n");
+    // A state dir others may write breaks the ownership rule: reset refuses to work in it.
+    fs::set_permissions(f.fx.path("state"), fs::Permissions::from_mode(0o777)).unwrap();
+    let run = f.run(&["reset", "coop1"]);
+    assert_eq!(run.status, 1, "{run:#?}");
     assert!(
-        f.calls()
-            .contains(&"systemctl stop left4me-server@coop1.service".to_owned())
+        run.stderr.contains("not removing [ROOT]/state/runtime/coop1: [ROOT]/state is writable by group or others (mode 0777)"),
+        "{run:#?}"
+    );
+    assert!(f.fx.path("state/runtime/coop1/upper").is_dir());
+    assert_eq!(removal_calls(&f), RESET_CALLS);
+}
+
+#[test]
+fn reset_leaves_a_unit_masked_by_the_operator_masked() {
+    let f = Fakes::new();
+    f.set(
+        "left4me-server@coop1.service",
+        "LoadState=masked\nActiveState=inactive\nSubState=dead\nResult=success\n\
+         UnitFileState=masked-runtime\n",
+    );
+    f.run(&["reset", "coop1"]).assert_ok();
+    assert_eq!(
+        removal_calls(&f),
+        [
+            "systemctl stop left4me-server@coop1.service",
+            "systemctl stop left4me-server@coop1.service",
+            "supervisor cleanup coop1"
+        ]
     );
 }
 
@@ -377,4 +311,37 @@ fn logs_is_journalctl() {
         f.calls(),
         ["journalctl -u left4me-server@coop1.service --lines=5"]
     );
+}
+
+#[test]
+fn reset_waits_for_the_instance_lock_that_prepare_holds() {
+    let f = Fakes::new();
+    f.fx.write("state/runtime/coop1/upper/left4dead2/standin.log", "log\n");
+    // A prepare of coop1 holds the lock.
+    let prepare = left4me_statedir::Lock::take(
+        &f.fx.path("admin/locks"),
+        left4me_statedir::Subject::Instance("coop1"),
+        false,
+    )
+    .unwrap();
+    let reset = f
+        .command(&["reset", "coop1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        f.fx.path("state/runtime/coop1/upper").is_dir(),
+        "reset removed the runtime dir while prepare held the instance lock"
+    );
+    drop(prepare);
+    let run = common::Run::from(reset.wait_with_output().unwrap(), &f.fx);
+    run.assert_ok();
+    assert!(
+        run.stderr
+            .contains("waiting for instance coop1: another left4me process is working on it"),
+        "{run:#?}"
+    );
+    assert!(!f.fx.path("state/runtime/coop1").exists());
 }

@@ -78,7 +78,7 @@ struct Origins {
 impl Origins {
     /// Re-reads the instance's file and blueprint (both valid: the instance resolved).
     fn of(instance: &Instance, catalog: &Catalog) -> Option<Self> {
-        let text = std::fs::read_to_string(&instance.file).ok()?;
+        let text = left4me_spec::read_spec(&instance.file).ok()?;
         let own = InstanceFile::parse(&instance.name, &instance.file, &text)
             .ok()?
             .settings;
@@ -351,7 +351,7 @@ fn validate_all(ctx: &Ctx) -> anyhow::Result<u8> {
     for (name, checked) in &overlays {
         let file = layout.overlay_def_file(name);
         let result = checked.clone().and_then(|()| {
-            let text = std::fs::read_to_string(&file).map_err(|err| SpecError {
+            let text = left4me_spec::read_spec(&file).map_err(|err| SpecError {
                 kind: left4me_spec::ErrorKind::Io,
                 file: file.clone(),
                 key: None,
@@ -385,13 +385,17 @@ fn validate_file(ctx: &Ctx, path: &Path) -> anyhow::Result<u8> {
         .ok_or_else(|| {
             UsageError::new(format!(
                 "{}: expected a NAME.toml spec file",
-                path.display()
+                left4me_contract::printable::path(path)
             ))
         })?;
-    let text = match std::fs::read_to_string(path) {
+    let text = match left4me_spec::read_spec(path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Err(UsageError::new(format!("{}: no such file", path.display())).into());
+            return Err(UsageError::new(format!(
+                "{}: no such file",
+                left4me_contract::printable::path(path)
+            ))
+            .into());
         }
         Err(source) => {
             return Err(store::StoreError::Read {
@@ -424,7 +428,10 @@ fn validate_file(ctx: &Ctx, path: &Path) -> anyhow::Result<u8> {
             }
         }
     };
-    emit(&format!("{}: ok ({what})\n", path.display()))?;
+    emit(&format!(
+        "{}: ok ({what})\n",
+        left4me_contract::printable::path(path)
+    ))?;
     Ok(EXIT_OK)
 }
 

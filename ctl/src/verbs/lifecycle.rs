@@ -17,10 +17,10 @@ use serde::Serialize;
 use crate::change::{SpecKind, check_spec_name, missing};
 use crate::error::{EXIT_OK, UsageError};
 use crate::output::{emit, fields, format_since, format_size, spec_problem, unix_now};
-use crate::runtime::{Runtime, mounts_beneath};
+use crate::runtime::{Runtime, instance_mounts};
 use crate::systemd::{
-    self, LastExit, Live, START_LIMIT_MESSAGE, SystemdError, UnitState, systemctl, systemctl_units,
-    unit_name,
+    self, LastExit, Live, START_LIMIT_MESSAGE, StartsBlocked, SystemdError, UnitState, systemctl,
+    systemctl_units, unit_name,
 };
 use crate::{Ctx, reload, store};
 
@@ -274,7 +274,7 @@ pub fn stop(ctx: &Ctx, names: &[String]) -> anyhow::Result<u8> {
         out.push('\n');
         if let Some(layout) = &layout {
             let runtime = layout.runtime(name).dir;
-            if let Ok(mounts) = mounts_beneath(&runtime)
+            if let Ok(mounts) = instance_mounts(name, &runtime)
                 && !mounts.is_empty()
             {
                 eprintln!(
@@ -288,30 +288,55 @@ pub fn stop(ctx: &Ctx, names: &[String]) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-/// Stops the unit (and disables it, for `delete`), leaving it neither active nor failed.
-fn stop_for_removal(unit: &str, disable: bool) -> Result<UnitState, SystemdError> {
+/// Stops the unit (disabling it first for `delete`) and blocks its starts until the guard is
+/// dropped, leaving it neither active nor failed. Returns its state before and the guard.
+///
+/// The first stop is the unit's own (its stop signal, its `ExecStopPost=` cleanup); then the
+/// starts are blocked, and a second stop ends a start that came in between (a masked unit
+/// keeps none of its settings, so that one is systemd's default stop; `cleanup` follows).
+fn stop_for_removal(unit: &str, disable: bool) -> Result<(UnitState, StartsBlocked), SystemdError> {
     let before = systemd::show_one(unit)?;
     if disable {
-        systemctl(&["disable", "--now", "--no-reload", unit])?;
-    } else {
-        systemctl(&["stop", unit])?;
+        systemctl(&["disable", "--no-reload", unit])?;
     }
+    // A start that comes in meanwhile cancels this stop job ("Job … canceled"): the stop
+    // after the starts are blocked is the one that must succeed.
+    let _ = systemctl(&["stop", unit]);
+    let blocked = systemd::block_starts(unit, &before)?;
+    systemctl(&["stop", unit])?;
     let after = systemd::show_one(unit)?;
     if after.active_state == "failed" {
         systemctl(&["reset-failed", unit])?;
     }
-    Ok(before)
+    Ok((before, blocked))
 }
 
 /// The spec file and runtime dir of `name`; at least one must exist.
-fn existing_instance(catalog: &Catalog, name: &str) -> Result<(PathBuf, Runtime), UsageError> {
+fn existing_instance(catalog: &Catalog, name: &str) -> anyhow::Result<(PathBuf, Runtime)> {
     check_spec_name(SpecKind::Instance, name)?;
     let spec = catalog.layout.instance_file(name);
     let runtime = Runtime::new(&catalog.layout, name);
-    if !spec.exists() && !runtime.dir.exists() {
-        return Err(missing(SpecKind::Instance, name, &spec));
+    // The config dir is root's (DESIGN.md §2): a path is fine there.
+    if !spec.exists() && !runtime.exists()? {
+        return Err(missing(SpecKind::Instance, name, &spec).into());
     }
     Ok((spec, runtime))
+}
+
+/// Stops `name` with its starts blocked and removes its runtime dir; `delete` also disables
+/// it. Returns what was done.
+fn remove_runtime(name: &str, runtime: &Runtime, delete: bool) -> anyhow::Result<Vec<String>> {
+    let unit = unit_name(name);
+    let (before, _blocked) = stop_for_removal(&unit, delete)?;
+    let mut done = Vec::new();
+    if !matches!(before.active_state.as_str(), "inactive" | "failed") {
+        done.push("stopped".to_owned());
+    }
+    if delete && before.enabled() {
+        done.push("disabled".to_owned());
+    }
+    done.extend(runtime.remove()?);
+    Ok(done)
 }
 
 /// `reset NAME`: stop, unmount, delete `runtime/NAME`; keep the spec (and whether it is
@@ -319,13 +344,7 @@ fn existing_instance(catalog: &Catalog, name: &str) -> Result<(PathBuf, Runtime)
 pub fn reset(ctx: &Ctx, name: &str) -> anyhow::Result<u8> {
     let catalog = ctx.catalog()?;
     let (_, runtime) = existing_instance(&catalog, name)?;
-    let unit = unit_name(name);
-    let before = stop_for_removal(&unit, false)?;
-    let mut done = Vec::new();
-    if !matches!(before.active_state.as_str(), "inactive" | "failed") {
-        done.push("stopped".to_owned());
-    }
-    done.extend(runtime.remove()?);
+    let done = remove_runtime(name, &runtime, false)?;
     emit(&format!(
         "reset {name}: {}\nthe spec is kept; `left4mectl start {name}` starts it from scratch\n",
         done.join(", ")
@@ -340,30 +359,11 @@ pub fn delete(ctx: &Ctx, name: &str, yes: bool) -> anyhow::Result<u8> {
     if !yes {
         confirm_delete(name, &spec, &runtime.dir)?;
     }
-    let unit = unit_name(name);
-    let before = stop_for_removal(&unit, true)?;
-    let mut done = Vec::new();
-    if !matches!(before.active_state.as_str(), "inactive" | "failed") {
-        done.push("stopped".to_owned());
-    }
-    if before.enabled() {
-        done.push("disabled".to_owned());
-    }
-    done.extend(runtime.remove()?);
+    let mut done = remove_runtime(name, &runtime, true)?;
     {
         let _lock = ctx.lock()?;
-        match std::fs::remove_file(&spec) {
-            Ok(()) => {
-                done.push(format!("removed {}", spec.display()));
-                if let Some(dir) = spec.parent() {
-                    // The removal is durable before we say so; a failed fsync changes nothing.
-                    let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-                }
-            }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(store::StoreError::Write { path: spec, source }.into());
-            }
+        if store::remove(&spec)? {
+            done.push(format!("removed {}", spec.display()));
         }
     }
     let reloaded = reload::daemon_reload(ctx.no_reload)?;
