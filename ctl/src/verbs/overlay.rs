@@ -58,7 +58,7 @@ fn read_error(file: &Path, err: &std::io::Error) -> SpecError {
 pub fn load_def(catalog: &Catalog, name: &str) -> anyhow::Result<OverlayDef> {
     check_overlay_name(name)?;
     let file = catalog.layout.overlay_def_file(name);
-    let text = match std::fs::read_to_string(&file) {
+    let text = match left4me_spec::read_spec(&file) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             return Err(missing(name, &file).into());
@@ -286,7 +286,7 @@ pub fn edit(ctx: &Ctx, name: &str) -> anyhow::Result<u8> {
 pub fn users(catalog: &Catalog, name: &str) -> Vec<String> {
     let layer = format!("overlays/{name}");
     let uses = |file: &Path| -> bool {
-        let Ok(text) = std::fs::read_to_string(file) else {
+        let Ok(text) = left4me_spec::read_spec(file) else {
             return false;
         };
         let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
@@ -460,7 +460,7 @@ pub fn list(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
         .map(|(name, checked)| {
             let file = layout.overlay_def_file(&name);
             let def = checked.and_then(|()| {
-                let text = std::fs::read_to_string(&file).map_err(|e| read_error(&file, &e))?;
+                let text = left4me_spec::read_spec(&file).map_err(|e| read_error(&file, &e))?;
                 OverlayDef::parse(&name, &file, &text)
             });
             OverlayRow {
