@@ -29,6 +29,7 @@ use crate::plan::{InstanceRuntime, MountPlan, Owner};
 use crate::resolve::{LayerError, ResolvedPlan, resolve_plan};
 use crate::stage::{StageError, StagedFile, stage_files};
 use crate::sys::{ClassicMount, MountMethod, MountSys, fd_path, proc_fd_path};
+use crate::tagged::unmount_tagged;
 use crate::verify::{MountState, STAMP_FILE, inspect, mismatch, why_replace, write_stamp};
 
 /// At most this many mounts stacked on `merged` are unmounted before giving up.
@@ -150,6 +151,15 @@ pub enum MountError {
         target.display(), target.display()
     )]
     StillMounted { target: PathBuf, count: usize },
+    #[error(
+        "unmount {} (mount id {id}, tagged for this instance): cannot reach it: {why}; inspect it \
+         with `findmnt {}`", target.display(), target.display()
+    )]
+    Unreachable {
+        target: PathBuf,
+        id: u64,
+        why: String,
+    },
     #[error("remove {}: {source}", path.display())]
     Cleanup {
         path: PathBuf,
@@ -413,13 +423,26 @@ pub fn unmount<S: MountSys>(
     sys: &S,
     runtime: &InstanceRuntime,
 ) -> Result<UnmountReport, MountError> {
-    let Some(instance) = open_instance_dir(runtime)? else {
+    // The path first (it also unmounts anything untagged stacked on `merged`), then every mount
+    // tagged for the instance wherever it is now: a renamed `runtime` cannot hide one.
+    let instance = match open_instance_dir(runtime) {
+        Ok(instance) => instance,
+        Err(e) => {
+            unmount_tagged(sys, &runtime.name)?;
+            return Err(e.into());
+        }
+    };
+    let mut mounts = match &instance {
+        Some(instance) => unmount_all(sys, instance.as_fd(), runtime)?,
+        None => 0,
+    };
+    mounts += unmount_tagged(sys, &runtime.name)?;
+    let Some(instance) = instance else {
         return Ok(UnmountReport {
-            outcome: UnmountOutcome::NotMounted,
+            outcome: outcome(mounts),
             removed: Vec::new(),
         });
     };
-    let mounts = unmount_all(sys, instance.as_fd(), runtime)?;
     let work_path = &runtime.dirs.work;
     let mut removed = Vec::new();
     let work = open_dir(
@@ -436,11 +459,17 @@ pub fn unmount<S: MountSys>(
             }
         }
     }
-    let outcome = match mounts {
+    Ok(UnmountReport {
+        outcome: outcome(mounts),
+        removed,
+    })
+}
+
+fn outcome(mounts: usize) -> UnmountOutcome {
+    match mounts {
         0 => UnmountOutcome::NotMounted,
         mounts => UnmountOutcome::Unmounted { mounts },
-    };
-    Ok(UnmountReport { outcome, removed })
+    }
 }
 
 #[cfg(test)]
