@@ -8,8 +8,10 @@
 //! STATE/runtime/NAME/merged owned by the game user, 0755
 //! ```
 //!
-//! The state dir belongs to the game user, so root acts inside a tree someone else can change.
-//! Every step goes through a directory descriptor, opened with `openat2(RESOLVE_BENEATH |
+//! The state dir, `runtime/` and `runtime/NAME` belong to root (DESIGN.md §2; the state dir is
+//! checked when opened, the other two are created or repaired root-owned 0755 here); the game
+//! user owns only the leaves `upper`, `work` and `merged`. Still, root never acts by path: every
+//! step goes through a directory descriptor, opened with `openat2(RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS)` and `O_NOFOLLOW | O_DIRECTORY`; ownership and modes are fixed with
 //! `fchown`/`fchmod` on those descriptors. A symlink planted anywhere on the way is refused, so
 //! the game user cannot redirect a root write.

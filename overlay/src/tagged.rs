@@ -122,3 +122,28 @@ fn open_path_dir(path: &Path) -> Result<std::os::fd::OwnedFd, Errno> {
         Mode::empty(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &[u8] = b"1 0 254:0 / / rw - ext4 /dev/vda rw\n\
+40 1 0:40 / /s/runtime.moved/x/merged rw - overlay left4me:x:00ff rw\n\
+41 40 0:41 / /s/runtime.moved/x/merged rw - overlay left4me:x:00aa rw\n\
+42 1 0:42 / /s/runtime/xy/merged rw - overlay left4me:xy:00ff rw\n\
+43 1 0:43 / /elsewhere rw - tmpfs left4me:x:00ff rw\n";
+
+    #[test]
+    fn finds_the_instance_by_tag_topmost_first() {
+        let entries = mountinfo::parse(TABLE).unwrap();
+        let found: Vec<u64> = uncovered(&entries, "x")
+            .iter()
+            .map(|e| e.mount_id)
+            .collect();
+        // 40 is covered by 41; `xy` is another instance; 43 is not an overlay.
+        assert_eq!(found, [41]);
+        assert_eq!(source_prefix("x"), "left4me:x:");
+        assert!(!is_instance_mount(&entries[3], "x"));
+        assert!(is_instance_mount(&entries[3], "xy"));
+    }
+}

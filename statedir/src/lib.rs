@@ -22,6 +22,6 @@ mod dir;
 mod lock;
 mod remove;
 
-pub use dir::{Dir, DirError, StateDir};
+pub use dir::{Dir, DirError, RESOLVE_STRICT, StateDir, openat2_retry};
 pub use lock::{Lock, LockError, Subject};
 pub use remove::RemoveError;

@@ -118,3 +118,49 @@ fn privileged_missing_game_install_says_to_install_it() {
     );
     assert_eq!(host.mounted_in_pid1(&host.merged("g")), 0);
 }
+
+#[test]
+fn privileged_runtime_is_root_owned_and_the_game_user_cannot_move_it() {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::process::CommandExt;
+    let host = Host::new("owner");
+    host.write("config/instances/o.toml", "port = 27015\n");
+    let prepared = host.phase("prepare", "o");
+    assert!(prepared.status.success(), "{}", stderr(&prepared));
+    for dir in ["runtime", "runtime/o"] {
+        let meta = std::fs::metadata(host.state.join(dir)).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (0, 0o755), "{dir}");
+    }
+    let moved = std::process::Command::new("mv")
+        .arg(host.state.join("runtime"))
+        .arg(host.state.join("runtime.moved"))
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    assert!(!moved.status.success(), "the game user moved runtime/");
+    let cleaned = host.phase("cleanup", "o");
+    assert!(cleaned.status.success(), "{}", stderr(&cleaned));
+    assert_eq!(host.mounted_in_pid1(&host.merged("o")), 0);
+}
+
+#[test]
+fn privileged_a_state_dir_root_does_not_own_is_refused() {
+    let host = Host::new("notroot");
+    host.write("config/instances/n.toml", "port = 27015\n");
+    std::os::unix::fs::chown(&host.state, Some(NOBODY), Some(NOBODY)).unwrap();
+    for verb in ["prepare", "cleanup"] {
+        let out = host.phase(verb, "n");
+        assert!(
+            !out.status.success(),
+            "{verb} accepted a game-user-owned state dir"
+        );
+        assert!(
+            stderr(&out).contains("systemd-tmpfiles"),
+            "{verb}: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(host.mounted_in_pid1(&host.merged("n")), 0);
+    assert!(!host.state.join("runtime").exists(), "nothing created");
+}
