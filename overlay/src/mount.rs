@@ -21,7 +21,6 @@ use rustix::fs::ResolveFlags;
 
 use crate::dirs::{
     DirError, OpenRuntimeDirs, ensure_runtime_dirs, open_dir, open_instance_dir, open_mount_target,
-    remove_tree,
 };
 use crate::fuse::{FuseTaintError, check_upper_not_fuse_tainted};
 use crate::mountinfo::MountInfoError;
@@ -114,6 +113,8 @@ pub enum MountError {
     Stage(#[from] StageError),
     #[error(transparent)]
     MountInfo(#[from] MountInfoError),
+    #[error(transparent)]
+    Remove(#[from] left4me_statedir::RemoveError),
     #[error("mount the overlay at {}: {step}: {source}{}{advice}", target.display(), kernel_log_suffix(.kernel_log))]
     Mount {
         target: PathBuf,
@@ -452,9 +453,10 @@ pub fn unmount<S: MountSys>(
         ResolveFlags::empty(),
     )?;
     if let Some(work) = work {
+        let work = left4me_statedir::Dir::from_fd(work, work_path.clone());
         for name in ["work", "index"] {
             let path = work_path.join(name);
-            if remove_tree(work.as_fd(), name, &path)? {
+            if work.remove_tree(name)? {
                 removed.push(path);
             }
         }

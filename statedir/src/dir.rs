@@ -105,6 +105,12 @@ impl StateDir {
 }
 
 impl Dir {
+    /// Wraps a directory descriptor the caller opened beneath the state dir itself (with
+    /// [`openat2_retry`] and [`RESOLVE_STRICT`]); `path` is for messages only.
+    pub fn from_fd(fd: OwnedFd, path: PathBuf) -> Dir {
+        Dir { fd, path }
+    }
+
     /// Its path when it was opened (the directory may have been renamed since: use it in
     /// messages, never to act).
     pub fn path(&self) -> &Path {
