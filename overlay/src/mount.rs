@@ -98,6 +98,9 @@ pub struct UnmountReport {
     pub outcome: UnmountOutcome,
     /// The leftovers of overlayfs that were removed (`work/work`, `work/index`).
     pub removed: Vec<PathBuf>,
+    /// Mount points of the instance's overlays found by their tag away from `merged` (someone
+    /// renamed a directory on the way), unmounted too.
+    pub moved: Vec<PathBuf>,
 }
 
 /// Why the overlay cannot be mounted or unmounted.
@@ -437,11 +440,17 @@ pub fn unmount<S: MountSys>(
         Some(instance) => unmount_all(sys, instance.as_fd(), runtime)?,
         None => 0,
     };
-    mounts += unmount_tagged(sys, &runtime.name)?;
+    let tagged = unmount_tagged(sys, &runtime.name)?;
+    mounts += tagged.len();
+    let moved: Vec<PathBuf> = tagged
+        .into_iter()
+        .filter(|point| point != &runtime.dirs.merged)
+        .collect();
     let Some(instance) = instance else {
         return Ok(UnmountReport {
             outcome: outcome(mounts),
             removed: Vec::new(),
+            moved,
         });
     };
     let work_path = &runtime.dirs.work;
@@ -464,6 +473,7 @@ pub fn unmount<S: MountSys>(
     Ok(UnmountReport {
         outcome: outcome(mounts),
         removed,
+        moved,
     })
 }
 

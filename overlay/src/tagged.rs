@@ -9,7 +9,7 @@
 //! replaced while mounted, so the name checked is the name unmounted.
 
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
@@ -42,14 +42,15 @@ fn uncovered<'a>(entries: &'a [MountInfoEntry], name: &str) -> Vec<&'a MountInfo
         .collect()
 }
 
-/// Unmounts every overlay tagged `left4me:NAME:` wherever it is mounted; returns how many. A
-/// tagged mount that cannot be reached or unmounted is an error, never "nothing mounted".
-pub fn unmount_tagged<S: MountSys>(sys: &S, name: &str) -> Result<usize, MountError> {
+/// Unmounts every overlay tagged `left4me:NAME:` wherever it is mounted; returns their mount
+/// points. A tagged mount that cannot be reached or unmounted is an error, never "nothing
+/// mounted".
+pub fn unmount_tagged<S: MountSys>(sys: &S, name: &str) -> Result<Vec<PathBuf>, MountError> {
     let inspect_failed = |e: Errno| MountError::Inspect {
         target: "/proc/self/mountinfo".into(),
         source: e.into(),
     };
-    let mut count = 0;
+    let mut unmounted = Vec::new();
     // Bounded: a mount table that keeps growing tagged mounts is not chased forever.
     for _ in 0..MAX_STACKED_MOUNTS * 4 {
         let text = sys.mountinfo().map_err(inspect_failed)?;
@@ -62,14 +63,14 @@ pub fn unmount_tagged<S: MountSys>(sys: &S, name: &str) -> Result<usize, MountEr
                     why: "another mount is stacked on it".into(),
                 });
             }
-            return Ok(count);
+            return Ok(unmounted);
         };
         unmount_entry(sys, &entry, name)?;
-        count += 1;
+        unmounted.push(entry.mount_point);
     }
     Err(MountError::StillMounted {
         target: format!("left4me:{name}:* mounts").into(),
-        count,
+        count: unmounted.len(),
     })
 }
 

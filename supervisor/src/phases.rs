@@ -190,10 +190,24 @@ pub fn cleanup(name: &str) -> Result<String, PhaseError> {
         .iter()
         .map(|p| p.display().to_string())
         .collect();
+    let moved = if report.moved.is_empty() {
+        String::new()
+    } else {
+        let points: Vec<String> = report
+            .moved
+            .iter()
+            .map(|p| left4me_contract::printable::path(p).to_string())
+            .collect();
+        format!(
+            "; found by its mount tag away from merged and unmounted: {} (something renamed a \
+             directory on the way)",
+            points.join(", ")
+        )
+    };
     Ok(match report.outcome {
         UnmountOutcome::NotMounted => format!("{name}: nothing mounted"),
         UnmountOutcome::Unmounted { mounts } => format!(
-            "{name}: unmounted {} ({mounts} mount{}){}",
+            "{name}: unmounted {} ({mounts} mount{}){}{moved}",
             runtime.dirs.merged.display(),
             if mounts == 1 { "" } else { "s" },
             if removed.is_empty() {

@@ -79,7 +79,8 @@ fn privileged_cleanup_finds_a_moved_mount_by_its_tag() {
     let cleaned = host.phase("cleanup", "m");
     assert!(cleaned.status.success(), "{}", stderr(&cleaned));
     assert!(
-        stderr(&cleaned).contains("unmounted"),
+        stderr(&cleaned).contains("found by its mount tag away from merged")
+            && stderr(&cleaned).contains("runtime.moved/m/merged"),
         "cleanup must not say nothing was mounted: {}",
         stderr(&cleaned)
     );
