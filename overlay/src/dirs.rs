@@ -8,8 +8,10 @@
 //! STATE/runtime/NAME/merged owned by the game user, 0755
 //! ```
 //!
-//! The state dir belongs to the game user, so root acts inside a tree someone else can change.
-//! Every step goes through a directory descriptor, opened with `openat2(RESOLVE_BENEATH |
+//! The state dir, `runtime/` and `runtime/NAME` belong to root (DESIGN.md §2; the state dir is
+//! checked when opened, the other two are created or repaired root-owned 0755 here); the game
+//! user owns only the leaves `upper`, `work` and `merged`. Still, root never acts by path: every
+//! step goes through a directory descriptor, opened with `openat2(RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS)` and `O_NOFOLLOW | O_DIRECTORY`; ownership and modes are fixed with
 //! `fchown`/`fchmod` on those descriptors. A symlink planted anywhere on the way is refused, so
 //! the game user cannot redirect a root write.
@@ -263,58 +265,6 @@ pub fn open_instance_dir(runtime: &InstanceRuntime) -> Result<Option<OwnedFd>, D
     )
 }
 
-/// Removes `name` inside `parent` and everything below it, never following a symlink (a symlink
-/// is removed, not its target). Returns whether anything was there. Depth is bounded.
-pub(crate) fn remove_tree(
-    parent: BorrowedFd<'_>,
-    name: &str,
-    shown: &Path,
-) -> Result<bool, DirError> {
-    remove_tree_at(parent, name.as_ref(), shown, 0)
-}
-
-const MAX_REMOVE_DEPTH: usize = 128;
-
-fn remove_tree_at(
-    parent: BorrowedFd<'_>,
-    name: &std::ffi::OsStr,
-    shown: &Path,
-    depth: usize,
-) -> Result<bool, DirError> {
-    use rustix::fs::{AtFlags, FileType};
-    let stat = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(stat) => stat,
-        Err(Errno::NOENT) => return Ok(false),
-        Err(e) => return Err(io("stat", shown)(e)),
-    };
-    if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
-        if depth >= MAX_REMOVE_DEPTH {
-            return Err(io("remove (too deep)", shown)(Errno::LOOP));
-        }
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let dir =
-            rustix::fs::openat(parent, name, flags, Mode::empty()).map_err(io("open", shown))?;
-        let mut entries = rustix::fs::Dir::read_from(&dir).map_err(io("read", shown))?;
-        let mut names = Vec::new();
-        while let Some(entry) = entries.read() {
-            let entry = entry.map_err(io("read", shown))?;
-            let child = entry.file_name().to_bytes();
-            if child != b"." && child != b".." {
-                names.push(std::ffi::OsString::from(
-                    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(child),
-                ));
-            }
-        }
-        for child in names {
-            remove_tree_at(dir.as_fd(), &child, &shown.join(&child), depth + 1)?;
-        }
-        rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).map_err(io("remove", shown))?;
-    } else {
-        rustix::fs::unlinkat(parent, name, AtFlags::empty()).map_err(io("remove", shown))?;
-    }
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,20 +331,5 @@ mod tests {
         std::fs::write(&p.dirs.merged, "").unwrap();
         let e = ensure_runtime_dirs(&p, caller()).unwrap_err();
         assert!(matches!(&e, DirError::NotDir { .. }), "{e}");
-    }
-
-    #[test]
-    fn remove_tree_does_not_follow_symlinks() {
-        let t = TempDir::new("dirs-remove");
-        let outside = TempDir::new("dirs-remove-outside");
-        std::fs::write(outside.path().join("keep"), "x").unwrap();
-        std::fs::create_dir_all(t.path().join("w/a/b")).unwrap();
-        std::fs::write(t.path().join("w/a/b/f"), "x").unwrap();
-        symlink(outside.path(), t.path().join("w/a/link")).unwrap();
-        let dir = rustix::fs::open(t.path(), OFlags::RDONLY, Mode::empty()).unwrap();
-        assert!(remove_tree(dir.as_fd(), "w", &t.path().join("w")).unwrap());
-        assert!(!t.path().join("w").exists());
-        assert!(outside.path().join("keep").exists());
-        assert!(!remove_tree(dir.as_fd(), "w", &t.path().join("w")).unwrap());
     }
 }

@@ -29,6 +29,7 @@ pub mod plan;
 pub mod resolve;
 pub mod stage;
 pub mod sys;
+pub mod tagged;
 pub mod verify;
 
 #[cfg(test)]

@@ -21,7 +21,6 @@ use rustix::fs::ResolveFlags;
 
 use crate::dirs::{
     DirError, OpenRuntimeDirs, ensure_runtime_dirs, open_dir, open_instance_dir, open_mount_target,
-    remove_tree,
 };
 use crate::fuse::{FuseTaintError, check_upper_not_fuse_tainted};
 use crate::mountinfo::MountInfoError;
@@ -29,6 +28,7 @@ use crate::plan::{InstanceRuntime, MountPlan, Owner};
 use crate::resolve::{LayerError, ResolvedPlan, resolve_plan};
 use crate::stage::{StageError, StagedFile, stage_files};
 use crate::sys::{ClassicMount, MountMethod, MountSys, fd_path, proc_fd_path};
+use crate::tagged::unmount_tagged;
 use crate::verify::{MountState, STAMP_FILE, inspect, mismatch, why_replace, write_stamp};
 
 /// At most this many mounts stacked on `merged` are unmounted before giving up.
@@ -98,6 +98,9 @@ pub struct UnmountReport {
     pub outcome: UnmountOutcome,
     /// The leftovers of overlayfs that were removed (`work/work`, `work/index`).
     pub removed: Vec<PathBuf>,
+    /// Mount points of the instance's overlays found by their tag away from `merged` (someone
+    /// renamed a directory on the way), unmounted too.
+    pub moved: Vec<PathBuf>,
 }
 
 /// Why the overlay cannot be mounted or unmounted.
@@ -113,6 +116,8 @@ pub enum MountError {
     Stage(#[from] StageError),
     #[error(transparent)]
     MountInfo(#[from] MountInfoError),
+    #[error(transparent)]
+    Remove(#[from] left4me_statedir::RemoveError),
     #[error("mount the overlay at {}: {step}: {source}{}{advice}", target.display(), kernel_log_suffix(.kernel_log))]
     Mount {
         target: PathBuf,
@@ -150,6 +155,15 @@ pub enum MountError {
         target.display(), target.display()
     )]
     StillMounted { target: PathBuf, count: usize },
+    #[error(
+        "unmount {} (mount id {id}, tagged for this instance): cannot reach it: {why}; inspect it \
+         with `findmnt {}`", target.display(), target.display()
+    )]
+    Unreachable {
+        target: PathBuf,
+        id: u64,
+        why: String,
+    },
     #[error("remove {}: {source}", path.display())]
     Cleanup {
         path: PathBuf,
@@ -413,13 +427,32 @@ pub fn unmount<S: MountSys>(
     sys: &S,
     runtime: &InstanceRuntime,
 ) -> Result<UnmountReport, MountError> {
-    let Some(instance) = open_instance_dir(runtime)? else {
+    // The path first (it also unmounts anything untagged stacked on `merged`), then every mount
+    // tagged for the instance wherever it is now: a renamed `runtime` cannot hide one.
+    let instance = match open_instance_dir(runtime) {
+        Ok(instance) => instance,
+        Err(e) => {
+            unmount_tagged(sys, &runtime.name)?;
+            return Err(e.into());
+        }
+    };
+    let mut mounts = match &instance {
+        Some(instance) => unmount_all(sys, instance.as_fd(), runtime)?,
+        None => 0,
+    };
+    let tagged = unmount_tagged(sys, &runtime.name)?;
+    mounts += tagged.len();
+    let moved: Vec<PathBuf> = tagged
+        .into_iter()
+        .filter(|point| point != &runtime.dirs.merged)
+        .collect();
+    let Some(instance) = instance else {
         return Ok(UnmountReport {
-            outcome: UnmountOutcome::NotMounted,
+            outcome: outcome(mounts),
             removed: Vec::new(),
+            moved,
         });
     };
-    let mounts = unmount_all(sys, instance.as_fd(), runtime)?;
     let work_path = &runtime.dirs.work;
     let mut removed = Vec::new();
     let work = open_dir(
@@ -429,18 +462,26 @@ pub fn unmount<S: MountSys>(
         ResolveFlags::empty(),
     )?;
     if let Some(work) = work {
+        let work = left4me_statedir::Dir::from_fd(work, work_path.clone());
         for name in ["work", "index"] {
             let path = work_path.join(name);
-            if remove_tree(work.as_fd(), name, &path)? {
+            if work.remove_tree(name)? {
                 removed.push(path);
             }
         }
     }
-    let outcome = match mounts {
+    Ok(UnmountReport {
+        outcome: outcome(mounts),
+        removed,
+        moved,
+    })
+}
+
+fn outcome(mounts: usize) -> UnmountOutcome {
+    match mounts {
         0 => UnmountOutcome::NotMounted,
         mounts => UnmountOutcome::Unmounted { mounts },
-    };
-    Ok(UnmountReport { outcome, removed })
+    }
 }
 
 #[cfg(test)]

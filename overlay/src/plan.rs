@@ -233,9 +233,14 @@ impl MountPlan {
 
     /// The mount source shown in `/proc/self/mountinfo`: `left4me:NAME:FINGERPRINT`, where the
     /// fingerprint (FNV-1a 64) covers every path and option of the plan. A mount carrying another
-    /// source was made from another plan.
+    /// source was made from another plan. The cleanup finds the mount by its prefix
+    /// ([`crate::tagged::source_prefix`]) wherever it is.
     pub fn source(&self) -> String {
-        format!("left4me:{}:{:016x}", self.name(), self.fingerprint())
+        format!(
+            "{}{:016x}",
+            crate::tagged::source_prefix(self.name()),
+            self.fingerprint()
+        )
     }
 
     fn fingerprint(&self) -> u64 {

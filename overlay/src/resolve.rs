@@ -23,6 +23,8 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use crate::plan::{MountPlan, validate_layer_path};
+use left4me_statedir::StateDir;
+
 use crate::sys::{RESOLVE_STRICT, fd_path, openat2_retry};
 
 /// One layer, opened.
@@ -42,6 +44,8 @@ pub struct ResolvedLayer {
 /// Why a layer cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
+    #[error(transparent)]
+    Ownership(left4me_statedir::DirError),
     #[error(
         "cannot open the state dir {path}: {source}: create it or fix state_dir / LEFT4ME_STATE_DIR"
     )]
@@ -53,8 +57,21 @@ pub enum LayerError {
     Layer { path: PathBuf, reason: String },
 }
 
-/// Opens the state dir (following symlinks: it is root's configuration).
+/// Opens the state dir (following symlinks: it is root's configuration). As root, the state dir
+/// must obey the ownership rule (DESIGN.md §2: owned by root, writable by nobody else;
+/// [`StateDir::open`]): whoever owns it could redirect root's actions inside it. A caller that
+/// is not root gains nothing from being redirected, so its state dir is only opened.
 pub fn open_state_dir(state_dir: &Path) -> Result<OwnedFd, LayerError> {
+    if rustix::process::geteuid().is_root() {
+        return match StateDir::open(state_dir) {
+            Ok(dir) => Ok(dir.into_fd()),
+            Err(e) if e.is_not_found() => Err(LayerError::StateDir {
+                path: state_dir.to_owned(),
+                source: std::io::ErrorKind::NotFound.into(),
+            }),
+            Err(e) => Err(LayerError::Ownership(e)),
+        };
+    }
     rustix::fs::open(
         state_dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,

@@ -15,7 +15,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
+use rustix::fs::{AtFlags, StatxFlags};
 use rustix::io::Errno;
 use rustix::mount::{
     FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
@@ -104,28 +104,8 @@ pub fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from(format!("<fd {}>", fd.as_raw_fd())))
 }
 
-/// Resolution flags that refuse every symlink and every escape.
-pub const RESOLVE_STRICT: ResolveFlags = ResolveFlags::BENEATH
-    .union(ResolveFlags::NO_SYMLINKS)
-    .union(ResolveFlags::NO_MAGICLINKS);
-
-/// `openat2(dir, path, flags | O_CLOEXEC, mode, resolve)`, retried on `EAGAIN` (which openat2
-/// returns when a concurrent rename made a `RESOLVE_BENEATH` walk unverifiable).
-pub fn openat2_retry(
-    dir: BorrowedFd<'_>,
-    path: &Path,
-    flags: OFlags,
-    mode: Mode,
-    resolve: ResolveFlags,
-) -> Result<OwnedFd, Errno> {
-    let mut attempts = 0;
-    loop {
-        match rustix::fs::openat2(dir, path, flags | OFlags::CLOEXEC, mode, resolve) {
-            Err(Errno::AGAIN) if attempts < 16 => attempts += 1,
-            other => return other,
-        }
-    }
-}
+/// Descriptor opens beneath a directory: one implementation, in the state dir crate.
+pub use left4me_statedir::{RESOLVE_STRICT, openat2_retry};
 
 /// Whether `name` in `dir` is a symlink (not followed). `openat2` with `O_NOFOLLOW |
 /// O_DIRECTORY` reports a symlink as `ENOTDIR`; this tells the two apart for the error message.

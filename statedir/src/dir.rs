@@ -9,6 +9,8 @@ use rustix::io::Errno;
 
 /// `openat2` resolution for every open below the state dir: stay beneath the directory, follow
 /// no symbolic link (and no magic link).
+pub const RESOLVE_STRICT: ResolveFlags = RESOLVE;
+
 const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_MAGICLINKS);
@@ -91,6 +93,11 @@ impl StateDir {
         &self.0
     }
 
+    /// The descriptor of the checked state dir, for code that keeps its own descriptors.
+    pub fn into_fd(self) -> OwnedFd {
+        self.0.fd
+    }
+
     /// Opens `rel` (e.g. `runtime/coop1`) beneath the state dir; see [`Dir::open_dir`].
     pub fn open_dir(&self, rel: impl AsRef<Path>) -> Result<Dir, DirError> {
         self.0.open_dir(rel)
@@ -98,6 +105,12 @@ impl StateDir {
 }
 
 impl Dir {
+    /// Wraps a directory descriptor the caller opened beneath the state dir itself (with
+    /// [`openat2_retry`] and [`RESOLVE_STRICT`]); `path` is for messages only.
+    pub fn from_fd(fd: OwnedFd, path: PathBuf) -> Dir {
+        Dir { fd, path }
+    }
+
     /// Its path when it was opened (the directory may have been renamed since: use it in
     /// messages, never to act).
     pub fn path(&self) -> &Path {
@@ -238,9 +251,23 @@ pub(crate) fn openat2(
     flags: OFlags,
     mode: Mode,
 ) -> Result<OwnedFd, Errno> {
+    openat2_retry(dir, path, flags, mode, RESOLVE)
+}
+
+/// `openat2(dir, path, flags | O_CLOEXEC, mode, resolve)`, retried on `EAGAIN` (a concurrent
+/// rename made a `RESOLVE_BENEATH` walk unverifiable: the kernel asks to try again). For callers
+/// that hold their own descriptors beneath the state dir (the overlay code); pass
+/// [`RESOLVE_STRICT`] unless you have a reason to resolve more loosely.
+pub fn openat2_retry(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    flags: OFlags,
+    mode: Mode,
+    resolve: ResolveFlags,
+) -> Result<OwnedFd, Errno> {
     let mut attempts = 0;
     loop {
-        match rustix::fs::openat2(dir, path, flags | OFlags::CLOEXEC, mode, RESOLVE) {
+        match rustix::fs::openat2(dir, path, flags | OFlags::CLOEXEC, mode, resolve) {
             Err(Errno::AGAIN) if attempts < 64 => attempts += 1,
             other => return other,
         }

@@ -23,7 +23,7 @@ mod lock;
 mod remove;
 mod usage;
 
-pub use dir::{Dir, DirError, StateDir};
+pub use dir::{Dir, DirError, RESOLVE_STRICT, StateDir, openat2_retry};
 pub use lock::{Lock, LockError, Subject};
 pub use remove::RemoveError;
 pub use usage::Usage;

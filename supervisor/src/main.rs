@@ -12,17 +12,22 @@ const USAGE: &str = "\
 usage: left4me-supervisor prepare|run|cleanup NAME
 
 The per-instance supervisor of left4me, run by left4me-server@NAME.service:
-  prepare NAME   (ExecStartPre, as root) join PID 1's mount namespace, check the spec,
+  prepare NAME   (ExecStartPre, as root; waits for the instance lock) join PID 1's mount
+                 namespace, check the spec and the game install,
                  stage server.cfg into the upper dir and mount the instance's overlay
   run NAME       (ExecStart, as the game user) run merged/srcds_run, send READY=1 once
                  the game answers A2S queries, keep STATUS= current, feed the watchdog
-  cleanup NAME   (ExecStopPost, as root) unmount the overlay and remove work/work
+  cleanup NAME   (ExecStopPost, as root) unmount the overlay (found by its mount tag,
+                 wherever it is) and remove work/work
 
-Environment: LEFT4ME_CONFIG_DIR (default /etc/left4me), LEFT4ME_STATE_DIR.
+Environment: LEFT4ME_CONFIG_DIR (default /etc/left4me), LEFT4ME_STATE_DIR, LEFT4ME_ADMIN_DIR
+(default /var/lib/left4me-admin: the instance locks).
 Log: to the journal with LEFT4ME_INSTANCE=NAME and LEFT4ME_PHASE=prepare|run|cleanup
 when stderr is a journal stream ($JOURNAL_STREAM), else plain lines on stderr.
 Exit codes: 0 ok, 1 runtime error, 2 usage, 3 bad spec, 4 bad layer, 5 mount failed,
-6 the game never answered; run otherwise exits with the game's status.";
+6 the game never answered; run otherwise exits with the game's status: 0 also when the
+stop signal it forwarded killed the game (a stop is never a failure), 128+N when any
+other signal N did (a crash).";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

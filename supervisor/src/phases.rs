@@ -13,6 +13,10 @@ use left4me_spec::{
     check_name, load_instance, lower_layers, render_server_cfg, srcds_argv,
 };
 
+use left4me_statedir::{Lock, LockError, Subject};
+use rustix::fs::AtFlags;
+use rustix::io::Errno;
+
 use crate::exit::{EXIT_BAD_LAYER, EXIT_BAD_SPEC, EXIT_MOUNT_FAILED, EXIT_RUNTIME};
 use crate::notify::Notifier;
 use crate::run::{RunConfig, RunError, run};
@@ -41,13 +45,30 @@ pub enum PhaseError {
         merged.display()
     )]
     NotPrepared { name: String, merged: PathBuf },
+    #[error(
+        "the game is not installed: the bottom layer {} has no srcds_run; install the game \
+         (put it in <state>/installation, or `left4mectl game install` once that exists) and \
+         start the instance again",
+        layer.display()
+    )]
+    NoGame { layer: PathBuf },
+    #[error("cannot check {}/srcds_run: {source}", layer.display())]
+    GameCheck {
+        layer: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Lock(#[from] LockError),
 }
 
 impl PhaseError {
     pub fn exit_code(&self) -> i32 {
         match self {
             PhaseError::Spec(_) | PhaseError::Plan(_) => EXIT_BAD_SPEC,
-            PhaseError::Layer(_) | PhaseError::Stage(_) => EXIT_BAD_LAYER,
+            PhaseError::Layer(_)
+            | PhaseError::Stage(_)
+            | PhaseError::NoGame { .. }
+            | PhaseError::GameCheck { .. } => EXIT_BAD_LAYER,
             PhaseError::Mount(
                 MountError::Layer(_)
                 | MountError::FuseTaint(_)
@@ -55,9 +76,10 @@ impl PhaseError {
                 | MountError::Dir(_),
             ) => EXIT_BAD_LAYER,
             PhaseError::Mount(_) => EXIT_MOUNT_FAILED,
-            PhaseError::User(_) | PhaseError::Run(_) | PhaseError::NotPrepared { .. } => {
-                EXIT_RUNTIME
-            }
+            PhaseError::User(_)
+            | PhaseError::Run(_)
+            | PhaseError::NotPrepared { .. }
+            | PhaseError::Lock(_) => EXIT_RUNTIME,
         }
     }
 }
@@ -79,10 +101,12 @@ fn host_layout() -> Result<(HostConfig, Layout), SpecError> {
 /// `prepare NAME`: check the spec against every other instance, open every layer once, read the
 /// aliased overlays' cfg files from those layers, create the runtime dirs, stage the cfg files
 /// into the upper dir and mount the same layers (keeping a matching mount). Call
-/// `join_pid1_mount_namespace` first. Returns the log line saying what was done.
+/// `join_pid1_mount_namespace` first. Holds the instance's lock throughout, waiting while
+/// `left4mectl reset` holds it. Returns the log line saying what was done.
 pub fn prepare(name: &str) -> Result<String, PhaseError> {
     checked_name(name)?;
     let catalog = Catalog::load_from_env()?;
+    let _lock = Lock::take(&catalog.layout.locks_dir(), Subject::Instance(name), true)?;
     let instance = match catalog.get(name) {
         Some(entry) => entry.clone()?,
         None => return Err(missing_spec(&catalog.layout, name).into()),
@@ -90,9 +114,27 @@ pub fn prepare(name: &str) -> Result<String, PhaseError> {
     let game = lookup(Path::new("/"), &catalog.host.game_user)?;
     let plan = MountPlan::new(&catalog.layout.state_dir, name, &lower_layers(&instance))?;
     let resolved = resolve_plan(&plan)?;
+    check_game_installed(&resolved)?;
     let files = cfg_files(&resolved, &instance)?;
     let report = left4me_overlay::prepare(&RealSys::new(), &resolved, game, &files)?;
     Ok(report.to_string())
+}
+
+/// The bottom layer (the game install) must hold `srcds_run`; checked through its descriptor.
+fn check_game_installed(resolved: &ResolvedPlan<'_>) -> Result<(), PhaseError> {
+    let Some(bottom) = resolved.layers().last() else {
+        return Ok(());
+    };
+    match rustix::fs::statat(&bottom.fd, "srcds_run", AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(_) => Ok(()),
+        Err(Errno::NOENT) => Err(PhaseError::NoGame {
+            layer: bottom.path.clone(),
+        }),
+        Err(e) => Err(PhaseError::GameCheck {
+            layer: bottom.path.clone(),
+            source: e.into(),
+        }),
+    }
 }
 
 fn missing_spec(layout: &Layout, name: &str) -> SpecError {
@@ -148,10 +190,24 @@ pub fn cleanup(name: &str) -> Result<String, PhaseError> {
         .iter()
         .map(|p| p.display().to_string())
         .collect();
+    let moved = if report.moved.is_empty() {
+        String::new()
+    } else {
+        let points: Vec<String> = report
+            .moved
+            .iter()
+            .map(|p| left4me_contract::printable::path(p).to_string())
+            .collect();
+        format!(
+            "; found by its mount tag away from merged and unmounted: {} (something renamed a \
+             directory on the way)",
+            points.join(", ")
+        )
+    };
     Ok(match report.outcome {
         UnmountOutcome::NotMounted => format!("{name}: nothing mounted"),
         UnmountOutcome::Unmounted { mounts } => format!(
-            "{name}: unmounted {} ({mounts} mount{}){}",
+            "{name}: unmounted {} ({mounts} mount{}){}{moved}",
             runtime.dirs.merged.display(),
             if mounts == 1 { "" } else { "s" },
             if removed.is_empty() {

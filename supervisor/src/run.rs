@@ -146,6 +146,8 @@ pub fn run(config: &RunConfig, notifier: &Notifier) -> Result<i32, RunError> {
     let mut phase = Phase::Starting;
     let mut next_query = started + PROBE_CLOSED_PORT_EVERY;
     let mut failing_since: Option<Instant> = None;
+    // The stop signal forwarded to the game (SIGINT or SIGTERM): a death by it is a clean stop.
+    let mut stop_sent: Option<Signal> = None;
     let mut last_told: Option<Instant> = None;
     loop {
         signals.wait(next_query.saturating_duration_since(Instant::now()));
@@ -159,13 +161,16 @@ pub fn run(config: &RunConfig, notifier: &Notifier) -> Result<i32, RunError> {
             };
             log::info!("left4me-supervisor: {shown} received, sending srcds {forwarded}");
             let _ = kill_process(pid, forward);
+            if forward != Signal::KILL {
+                stop_sent = Some(forward);
+            }
             if phase != Phase::GaveUp {
                 phase = Phase::Stopping;
             }
             notifier.status("Stopping: waiting for srcds to exit");
         }
         if let Some(status) = child.try_wait().map_err(RunError::Wait)? {
-            return Ok(finish(status, phase, notifier));
+            return Ok(finish(status, phase, stop_sent, notifier));
         }
         if matches!(phase, Phase::Stopping | Phase::GaveUp) {
             next_query = Instant::now() + Duration::from_secs(3600);
@@ -263,20 +268,30 @@ fn spawn(config: &RunConfig) -> Result<Child, RunError> {
     })
 }
 
-/// Tells systemd we are stopping and turns the game's exit into ours: its exit code, or
-/// 128+signal when a signal killed it (a failure even during a stop).
-fn finish(status: ExitStatus, phase: Phase, notifier: &Notifier) -> i32 {
-    let (code, how) = match (status.code(), status.signal()) {
-        (Some(code), _) => (code, format!("exited with status {code}")),
-        (None, Some(signal)) => (128 + signal, format!("was killed by signal {signal}")),
-        (None, None) => (1, "ended in an unknown way".into()),
-    };
+/// Tells systemd we are stopping and turns the game's exit into ours: its exit code; 0 when the
+/// stop signal we forwarded (`stop_sent`) killed it, since a stop is never a failure; else
+/// 128+signal for a death by a signal nobody asked for (a crash fails the unit).
+fn finish(status: ExitStatus, phase: Phase, stop_sent: Option<Signal>, notifier: &Notifier) -> i32 {
+    let (code, how) = exit_code(status.code(), status.signal(), stop_sent);
     log::info!("left4me-supervisor: srcds {how}");
     notifier.stopping(&format!("srcds {how}"));
     if phase == Phase::GaveUp {
         EXIT_NOT_READY
     } else {
         code
+    }
+}
+
+/// `run`'s exit code and a description, from the game's exit code or killing signal.
+fn exit_code(code: Option<i32>, signal: Option<i32>, stop_sent: Option<Signal>) -> (i32, String) {
+    match (code, signal) {
+        (Some(code), _) => (code, format!("exited with status {code}")),
+        (None, Some(signal)) if stop_sent.is_some_and(|s| s.as_raw() == signal) => (
+            0,
+            format!("was stopped by signal {signal}, as asked (a clean stop)"),
+        ),
+        (None, Some(signal)) => (128 + signal, format!("was killed by signal {signal}")),
+        (None, None) => (1, "ended in an unknown way".into()),
     }
 }
 
@@ -295,4 +310,24 @@ pub fn describe(info: &Info) -> String {
 
 fn seconds(d: Duration) -> String {
     format!("{}s", d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_is_not_a_failure_but_a_crash_is() {
+        let (int, term, segv) = (Signal::INT.as_raw(), Signal::TERM.as_raw(), 11);
+        assert_eq!(exit_code(Some(0), None, Some(Signal::INT)).0, 0);
+        assert_eq!(exit_code(None, Some(int), Some(Signal::INT)).0, 0);
+        assert_eq!(exit_code(None, Some(term), Some(Signal::TERM)).0, 0);
+        // A signal nobody forwarded, or another than the one forwarded: a failure.
+        assert_eq!(exit_code(None, Some(int), None).0, 128 + int);
+        assert_eq!(
+            exit_code(None, Some(segv), Some(Signal::TERM)).0,
+            128 + segv
+        );
+        assert_eq!(exit_code(Some(3), None, Some(Signal::INT)).0, 3);
+    }
 }

@@ -116,7 +116,8 @@ fn mount_keep_replace_unmount() {
         report,
         UnmountReport {
             outcome: UnmountOutcome::NotMounted,
-            removed: vec![]
+            removed: vec![],
+            moved: vec![]
         }
     );
     assert_eq!(sys.calls(), Vec::<String>::new());

@@ -39,6 +39,8 @@ pub struct Args {
     pub crash_after: Option<Duration>,
     /// `+standin_wedge_after SECONDS`: stop answering and stop reacting to SIGINT/SIGTERM then.
     pub wedge_after: Option<Duration>,
+    /// `-standin_die_on_stop`: on SIGINT/SIGTERM, die by that signal instead of exiting 0.
+    pub die_on_stop: bool,
     /// Other `+name value` commands, in command line order: cvars set before server.cfg runs.
     pub cvars: Vec<(String, String)>,
     /// Other `-flag [value]` switches and stray words, kept as srcds keeps them.
@@ -64,7 +66,7 @@ pub enum ArgsError {
 pub const USAGE: &str = "usage: srcds_run -game DIR -norestart -port PORT [+ip ADDR] +map MAP \
 [+maxplayers N] [-standin_nochallenge] [-standin_split] [+standin_bots N] [+standin_players N] \
 [+standin_start_delay S] [+standin_hang_after S] [+standin_crash_after S] \
-[+standin_wedge_after S] [other -flags and +cvar values]";
+[+standin_wedge_after S] [-standin_die_on_stop] [other -flags and +cvar values]";
 
 fn is_switch(word: &str) -> bool {
     let negative_number = word.len() > 1 && word[1..].starts_with(|c: char| c.is_ascii_digit());
@@ -112,6 +114,7 @@ pub fn parse(words: &[String]) -> Result<Args, ArgsError> {
         hang_after: None,
         crash_after: None,
         wedge_after: None,
+        die_on_stop: false,
         cvars: Vec::new(),
         kept: Vec::new(),
     };
@@ -163,6 +166,7 @@ pub fn parse(words: &[String]) -> Result<Args, ArgsError> {
                 "-insecure" => args.insecure = true,
                 "-standin_nochallenge" => args.info_challenge = false,
                 "-standin_split" => args.split = true,
+                "-standin_die_on_stop" => args.die_on_stop = true,
                 _ => {
                     args.kept.push(word.clone());
                     if let Some(value) = value {

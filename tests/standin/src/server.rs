@@ -236,6 +236,10 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
         first_answers: BTreeSet::new(),
     };
     let signal = server.serve_until_stopped(&stop, &game_dir.join("standin.control"), &mut log)?;
+    if server.args.die_on_stop {
+        log.line(&format!("die by {signal}"));
+        signals::die_by(signal);
+    }
     log.line(&format!("quit on {signal}"));
     Ok(())
 }

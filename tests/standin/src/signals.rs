@@ -94,3 +94,24 @@ pub fn crash() -> ! {
     // Unreachable unless SIGSEGV is blocked by whoever started us; die abnormally anyway.
     std::process::abort()
 }
+
+/// Die by `name` (`"SIGINT"` or `"SIGTERM"`) with its default action, like a game that does not
+/// catch the stop signal. Never returns.
+pub fn die_by(name: &str) -> ! {
+    let signal = if name == "SIGINT" {
+        libc::SIGINT
+    } else {
+        libc::SIGTERM
+    };
+    // SAFETY: plain libc calls on a local, initialized signal set; SIG_DFL makes the raised
+    // signal terminate the process once it is unblocked.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::raise(signal);
+        libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+    std::process::abort()
+}
