@@ -598,7 +598,7 @@ fn booted_escape_suite() -> Result<()> {
         "chown",
         "-R",
         "left4me:left4me",
-        &format!("{STATE_DIR}/overlays"),
+        &format!("{STATE_DIR}/overlays/victim"),
     ])?;
     // Root's admin dir, as tmpfiles.d makes it on an installed system.
     sys.run_ok([
@@ -895,11 +895,10 @@ fn booted_escape_suite() -> Result<()> {
         "-t",
         "tmpfs",
         "-o",
-        "size=96M,mode=0750",
+        "size=96M,mode=0755",
         "tmpfs",
         &overlays,
     ])?;
-    sys.run_ok(["chown", "left4me:left4me", &overlays])?;
     let result = build_fails(&sys, "escape-disk", "ran low");
     let free = sys.run_stdout(["df", "--output=avail", "-B1M", &overlays]);
     sys.run_ok(["umount", &overlays])?;
