@@ -103,13 +103,21 @@ impl Host {
             .expect("unshare has started its child")
     }
 
+    /// Waits until PID 1 of the test runs `sleep`: only after that exec has unshare mounted the
+    /// namespace's own /proc (`--mount-proc`), so `nsenter` before it would see the host's PID 1.
     fn wait_for_pid1(&self) {
         let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid1.id()))
-            .unwrap_or_default()
-            .trim()
-            .is_empty()
-        {
+        let children = format!("/proc/{0}/task/{0}/children", self.pid1.id());
+        loop {
+            let child = std::fs::read_to_string(&children).unwrap_or_default();
+            let cmdline = child
+                .split_whitespace()
+                .next()
+                .and_then(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+                .unwrap_or_default();
+            if cmdline.starts_with(b"sleep\0") {
+                return;
+            }
             assert!(Instant::now() < deadline, "the test's PID 1 did not start");
             std::thread::sleep(Duration::from_millis(10));
         }
