@@ -154,7 +154,8 @@ fn delete_needs_a_terminal_or_yes() {
 }
 
 #[test]
-fn delete_removes_runtime_and_spec() {
+fn privileged_delete_removes_runtime_and_spec() {
+    common::require_root();
     let f = Fakes::new();
     f.set("left4me-server@coop1.service", ACTIVE);
     f.set("after-stop", STOPPED);
@@ -186,7 +187,8 @@ fn delete_removes_runtime_and_spec() {
 }
 
 #[test]
-fn reset_keeps_the_spec() {
+fn privileged_reset_keeps_the_spec() {
+    common::require_root();
     let f = Fakes::new();
     f.fx.write("state/runtime/coop1/upper/left4dead2/standin.log", "log\n");
     let run = f.run(&["reset", "coop1"]);
@@ -220,7 +222,8 @@ fn removal_calls(f: &Fakes) -> Vec<String> {
 }
 
 #[test]
-fn a_failed_reset_lets_the_unit_start_again() {
+fn privileged_a_failed_reset_lets_the_unit_start_again() {
+    common::require_root();
     let f = Fakes::new();
     f.fx.write("state/runtime/coop1/upper/left4dead2/standin.log", "log\n");
     // A state dir others may write breaks the ownership rule: reset refuses to work in it.
@@ -236,7 +239,8 @@ fn a_failed_reset_lets_the_unit_start_again() {
 }
 
 #[test]
-fn reset_leaves_a_unit_masked_by_the_operator_masked() {
+fn privileged_reset_leaves_a_unit_masked_by_the_operator_masked() {
+    common::require_root();
     let f = Fakes::new();
     f.set(
         "left4me-server@coop1.service",
@@ -314,7 +318,8 @@ fn logs_is_journalctl() {
 }
 
 #[test]
-fn reset_waits_for_the_instance_lock_that_prepare_holds() {
+fn privileged_reset_waits_for_the_instance_lock_that_prepare_holds() {
+    common::require_root();
     let f = Fakes::new();
     f.fx.write("state/runtime/coop1/upper/left4dead2/standin.log", "log\n");
     // A prepare of coop1 holds the lock.

@@ -11,17 +11,10 @@ use std::path::{Path, PathBuf};
 use common::Fixture;
 use left4me_jobs::OverlayDirs;
 
-fn require_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "privileged test: run as root (make test does, as CI does)"
-    );
-}
-
 /// A fixture with a root-owned state dir (0755), a manual overlay `maps` defined, and a canary
 /// dir `canary/maps/keep` beside the state dir.
 fn fixture() -> (Fixture, PathBuf) {
-    require_root();
+    common::require_root();
     let fx = Fixture::empty();
     fs::set_permissions(fx.path("state"), fs::Permissions::from_mode(0o755)).unwrap();
     fx.write("etc/overlays/maps.toml", "kind = \"manual\"\n");
@@ -109,7 +102,7 @@ fn privileged_rm_of_a_busy_overlay_fails_and_deletes_nothing() {
 
 #[test]
 fn privileged_create_makes_the_content_dir_for_the_game_user() {
-    require_root();
+    common::require_root();
     let fx = Fixture::empty();
     fs::set_permissions(fx.path("state"), fs::Permissions::from_mode(0o755)).unwrap();
     fx.write("etc/host.toml", "game_user = \"nobody\"\n");

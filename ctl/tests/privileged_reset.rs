@@ -20,13 +20,6 @@ use rustix::fs::{CWD, RenameFlags};
 
 const ROUNDS: usize = 40;
 
-fn require_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "privileged test: run as root (make test does, as CI does)"
-    );
-}
-
 /// Exchanges `a` and `b` until told to stop, then leaves them as they were.
 struct Swapper {
     stop: Arc<AtomicBool>,
@@ -86,7 +79,7 @@ fn canary_intact(dir: &Path) -> bool {
 }
 
 fn race(verb: &[&str]) {
-    require_root();
+    common::require_root();
     let f = Fakes::new();
     let canary = f.fx.path("canary");
     make_canary(&canary);

@@ -185,3 +185,12 @@ impl Run {
         self
     }
 }
+
+/// Fails a test that needs root when it runs without: `make test` runs it as root (CI does)
+/// and skips tests named `privileged_*` for an ordinary user.
+pub fn require_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "privileged test: run as root (make test does, as CI does)"
+    );
+}
