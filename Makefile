@@ -37,21 +37,21 @@ install: build
 	$(MAKE) --no-print-directory install-files
 
 install-files:
-	$(INSTALL) -d $(BINDIR) $(LIBEXECDIR) $(UNITDIR) $(GENDIR) $(SYSUSERSDIR) $(TMPFILESDIR) $(SYSCTLDIR)
-	$(INSTALL) -m 0755 $(BIN_DIR)/left4mectl $(BINDIR)/left4mectl
-	$(INSTALL) -m 0755 $(BIN_DIR)/left4me-generator $(GENDIR)/left4me-generator
-	$(INSTALL) -m 0755 $(BIN_DIR)/left4me-supervisor $(LIBEXECDIR)/left4me-supervisor
-	test ! -x $(BIN_DIR)/left4me-sandbox || $(INSTALL) -m 0755 $(BIN_DIR)/left4me-sandbox $(LIBEXECDIR)/left4me-sandbox
-	$(INSTALL) -d $(UNITDIR)/left4me-server@.service.d
-	$(INSTALL) -m 0644 units/left4me-server@.service units/l4d2-game.slice units/l4d2-build.slice $(UNITDIR)/
-	$(INSTALL) -m 0644 units/left4me-server@.service.d/10-hardening.conf $(UNITDIR)/left4me-server@.service.d/
-	$(INSTALL) -m 0644 units/sysusers.d/left4me.conf $(SYSUSERSDIR)/left4me.conf
-	$(INSTALL) -m 0644 units/tmpfiles.d/left4me.conf $(TMPFILESDIR)/left4me.conf
-	$(INSTALL) -m 0644 units/sysctl.d/99-left4me.conf $(SYSCTLDIR)/99-left4me.conf
-	$(INSTALL) -d $(DESTDIR)$(PREFIX)/share/doc/left4me
-	$(INSTALL) -m 0644 README.md docs/units.md $(DESTDIR)$(PREFIX)/share/doc/left4me/
-	$(INSTALL) -d $(DESTDIR)$(PREFIX)/share/doc/left4me/examples
-	$(INSTALL) -m 0644 examples/*.toml examples/*.sh examples/README.md $(DESTDIR)$(PREFIX)/share/doc/left4me/examples/
+	$(INSTALL) -d "$(BINDIR)" "$(LIBEXECDIR)" "$(UNITDIR)" "$(GENDIR)" "$(SYSUSERSDIR)" "$(TMPFILESDIR)" "$(SYSCTLDIR)"
+	$(INSTALL) -m 0755 "$(BIN_DIR)/left4mectl" "$(BINDIR)/left4mectl"
+	$(INSTALL) -m 0755 "$(BIN_DIR)/left4me-generator" "$(GENDIR)/left4me-generator"
+	$(INSTALL) -m 0755 "$(BIN_DIR)/left4me-supervisor" "$(LIBEXECDIR)/left4me-supervisor"
+	test ! -x "$(BIN_DIR)/left4me-sandbox" || $(INSTALL) -m 0755 "$(BIN_DIR)/left4me-sandbox" "$(LIBEXECDIR)/left4me-sandbox"
+	$(INSTALL) -d "$(UNITDIR)/left4me-server@.service.d"
+	$(INSTALL) -m 0644 units/left4me-server@.service units/l4d2-game.slice units/l4d2-build.slice "$(UNITDIR)/"
+	$(INSTALL) -m 0644 units/left4me-server@.service.d/10-hardening.conf "$(UNITDIR)/left4me-server@.service.d/"
+	$(INSTALL) -m 0644 units/sysusers.d/left4me.conf "$(SYSUSERSDIR)/left4me.conf"
+	$(INSTALL) -m 0644 units/tmpfiles.d/left4me.conf "$(TMPFILESDIR)/left4me.conf"
+	$(INSTALL) -m 0644 units/sysctl.d/99-left4me.conf "$(SYSCTLDIR)/99-left4me.conf"
+	$(INSTALL) -d "$(DESTDIR)$(PREFIX)/share/doc/left4me"
+	$(INSTALL) -m 0644 README.md docs/units.md docs/architecture.md "$(DESTDIR)$(PREFIX)/share/doc/left4me/"
+	$(INSTALL) -d "$(DESTDIR)$(PREFIX)/share/doc/left4me/examples"
+	$(INSTALL) -m 0644 examples/*.toml examples/*.sh examples/README.md "$(DESTDIR)$(PREFIX)/share/doc/left4me/examples/"
 	@if [ -z "$(DESTDIR)" ]; then \
 		systemd-sysusers left4me.conf && \
 		systemd-tmpfiles --create left4me.conf && \
@@ -63,7 +63,7 @@ test:
 
 demo:
 	$(CARGO) build --release --workspace --bins
-	$(BIN_DIR)/left4me-demo
+	"$(BIN_DIR)/left4me-demo"
 
 bench:
 	./bench/run-all

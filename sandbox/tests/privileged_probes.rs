@@ -109,10 +109,13 @@ fn serve(listener: TcpListener, root: PathBuf) {
     });
 }
 
-fn sh(script: &str) {
+/// Runs `script` with `sh -c` in `dir` (given as the working directory, not in the script, so
+/// any path works: spaces, quotes).
+fn sh(dir: &std::path::Path, script: &str) {
     let status = Command::new("/bin/sh")
         .arg("-c")
         .arg(script)
+        .current_dir(dir)
         .status()
         .unwrap();
     assert!(status.success(), "{script}");
@@ -735,10 +738,10 @@ fn main() {
         .read_exact(&mut vpk)
         .unwrap();
     std::fs::write(www.join("c/left4dead2/addons/a.vpk"), &vpk).unwrap();
-    sh(&format!(
-        "cd {} && tar -czf ../maps.tar.gz . && 7z a -bd -tzip ../maps.zip . >/dev/null && 7z a -bd ../maps.7z . >/dev/null",
-        www.join("c").display()
-    ));
+    sh(
+        &www.join("c"),
+        "tar -czf ../maps.tar.gz . && 7z a -bd -tzip ../maps.zip . >/dev/null && 7z a -bd ../maps.7z . >/dev/null",
+    );
     let sum = Command::new("md5sum")
         .arg(www.join("c/left4dead2/addons/a.vpk"))
         .output()
