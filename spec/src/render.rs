@@ -20,6 +20,20 @@ fn escape_specifiers(value: &str) -> String {
     value.replace('%', "%%")
 }
 
+/// `word` as one word of a setting that takes a list (`TemporaryFileSystem=`,
+/// `BindReadOnlyPaths=`): unchanged when it is plain, else double-quoted with `\` and `"`
+/// escaped, so a config dir with a space (a checkout, `LEFT4ME_CONFIG_DIR`) stays one path.
+fn unit_word(word: String) -> String {
+    if word
+        .chars()
+        .any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\'))
+    {
+        format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        word
+    }
+}
+
 /// The drop-in `left4me-server@NAME.service.d/50-left4me.conf`: what systemd must know about
 /// the instance before it starts.
 pub fn render_dropin(instance: &Instance, layout: &Layout, host: &HostConfig) -> String {
@@ -30,7 +44,8 @@ pub fn render_dropin(instance: &Instance, layout: &Layout, host: &HostConfig) ->
     let runtime_root = escaped(&layout.runtime_root());
     let overlays = escaped(&layout.state_dir.join(left4me_contract::layout::OVERLAYS));
     let admin = escaped(&layout.admin_dir);
-    let specs = escaped(&layout.instances_dir());
+    let own_spec = unit_word(format!("-{source}"));
+    let specs = unit_word(format!("{}:ro", escaped(&layout.instances_dir())));
     let mut out = format!(
         "{GENERATED_HEADER} from {source}.\n\
          # Do not edit: change the spec (left4mectl edit {name}) and run `systemctl daemon-reload`.\n\
@@ -47,8 +62,8 @@ pub fn render_dropin(instance: &Instance, layout: &Layout, host: &HostConfig) ->
          # content and builds (already in its merged tree) and root's admin dir not at all.\n\
          TemporaryFileSystem={runtime_root}:ro\n\
          BindPaths=-{runtime}\n\
-         TemporaryFileSystem={specs}:ro\n\
-         BindReadOnlyPaths=-{source}\n\
+         TemporaryFileSystem={specs}\n\
+         BindReadOnlyPaths={own_spec}\n\
          TemporaryFileSystem={overlays}:ro\n\
          InaccessiblePaths=-{admin}\n\
          SocketBindAllow={port}\n\
@@ -210,6 +225,19 @@ mod tests {
             state_dir: "/var/lib/left4me".into(),
             admin_dir: "/var/lib/left4me-admin".into(),
         }
+    }
+
+    #[test]
+    fn list_words_are_quoted_only_when_needed() {
+        assert_eq!(
+            unit_word("/etc/left4me/instances:ro".into()),
+            "/etc/left4me/instances:ro"
+        );
+        assert_eq!(
+            unit_word("-/srv/my checkout/instances/a.toml".into()),
+            "\"-/srv/my checkout/instances/a.toml\""
+        );
+        assert_eq!(unit_word("/a\"b\\c".into()), "\"/a\\\"b\\\\c\"");
     }
 
     #[test]
