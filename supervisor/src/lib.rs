@@ -4,8 +4,8 @@
 //! this library holds their logic, one module per concern:
 //!
 //! - [`phases`]: what each phase does, from spec to mount to game.
-//! - [`run`]: the supervision loop — readiness, status, watchdog, signals.
-//! - [`a2s`]: A2S server queries, used to tell systemd when the game really answers.
+//! - [`run`]: the supervision loop — readiness, status, watchdog, signals (A2S queries come
+//!   from the `left4me-a2s` crate).
 //! - [`notify`]: sd_notify messages to systemd.
 //! - [`journal`]: log lines to the journal, with the instance and phase as fields.
 //! - [`users`]: the game user's uid and gid.
@@ -13,7 +13,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod a2s;
 pub mod exit;
 pub mod journal;
 pub mod notify;

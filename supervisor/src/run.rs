@@ -20,9 +20,9 @@ use rustix::event::{PollFd, PollFlags, poll};
 use rustix::process::{Pid, Signal, kill_process};
 use signal_hook::consts::{SIGABRT, SIGCHLD, SIGINT, SIGTERM};
 
-use crate::a2s::{A2sClient, A2sError, Info};
 use crate::exit::EXIT_NOT_READY;
 use crate::notify::{NOTIFY_ENV, Notifier};
+use left4me_a2s::{A2sClient, A2sError, Info};
 
 /// How long one query may take. The loop is blocked meanwhile, so this also bounds how late a
 /// stop signal is forwarded while the game is not answering.

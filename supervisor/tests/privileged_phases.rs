@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use left4me_supervisor::a2s::A2sClient;
+use left4me_a2s::A2sClient;
 #[test]
 fn privileged_full_lifecycle_with_the_standin() {
     let mut host = Host::new("life");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use booted_support::*;
-use left4me_supervisor::a2s::A2sClient;
+use left4me_a2s::A2sClient;
 use left4me_tests::{STATE_DIR, require_root};
 
 /// The highest `systemd-analyze security` exposure we accept for the running unit (the seed
@@ -173,7 +173,7 @@ fn booted_start_waits_for_the_game_and_runs_it_confined() -> Result<()> {
             SocketAddr::from((Ipv4Addr::LOCALHOST, 27015)),
             Duration::from_secs(2),
         )?;
-        Ok::<_, left4me_supervisor::a2s::A2sError>((client.info()?, client.rules()?))
+        Ok::<_, left4me_a2s::A2sError>((client.info()?, client.rules()?))
     })??;
     let rule = |name: &str| {
         rules

@@ -8,8 +8,8 @@
 
 use std::path::Path;
 
+use left4me_a2s as a2s;
 use left4me_spec::{Blueprint, HostConfig, Instance, InstanceFile, OverlayDef};
-use left4me_supervisor::a2s;
 
 /// A fuzz target's entry point.
 pub type Target = fn(&[u8]);

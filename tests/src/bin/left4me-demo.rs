@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use left4me_supervisor::a2s::A2sClient;
+use left4me_a2s::A2sClient;
 use left4me_tests::{BootedSystem, release_binary};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use left4me_supervisor::a2s::{A2sClient, A2sError, Environment, Info, ServerType, Visibility};
+use left4me_a2s::{A2sClient, A2sError, Environment, Info, ServerType, Visibility};
 
 const STANDIN: &str = env!("CARGO_BIN_EXE_srcds-standin");
 const QUERY_TIMEOUT: Duration = Duration::from_millis(300);
@@ -159,7 +159,7 @@ impl Drop for Server {
     }
 }
 
-fn rule(rules: &[left4me_supervisor::a2s::Rule], name: &str) -> Option<String> {
+fn rule(rules: &[left4me_a2s::Rule], name: &str) -> Option<String> {
     rules
         .iter()
         .find(|r| r.name == name)

@@ -1,7 +1,7 @@
 //! Test bytes shared by the wire-format and client tests: the examples of the Valve developer
 //! wiki and a splitter that cuts a message into Source split datagrams.
 
-use super::wire::{Datagram, SINGLE_HEADER, SPLIT_HEADER, decode_datagram};
+use crate::wire::{Datagram, SINGLE_HEADER, SPLIT_HEADER, decode_datagram};
 
 /// A2S_INFO request, from the Valve developer wiki, "Server queries", A2S_INFO "Request
 /// Format" example (https://developer.valvesoftware.com/wiki/Server_queries#A2S_INFO).

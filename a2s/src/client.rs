@@ -5,7 +5,7 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use super::wire::{
+use crate::wire::{
     Datagram, Info, Player, Query, Reassembly, Rule, S2C_CHALLENGE, WireError, decode_datagram,
     parse_challenge, parse_info, parse_players, parse_rules,
 };
@@ -211,8 +211,8 @@ pub fn query_info(addr: SocketAddr, timeout: Duration) -> Result<Info, A2sError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::a2s::fixtures::*;
-    use crate::a2s::wire::info_request;
+    use crate::fixtures::*;
+    use crate::wire::info_request;
 
     fn loopback_server() -> (UdpSocket, SocketAddr) {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();

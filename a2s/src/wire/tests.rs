@@ -2,7 +2,7 @@
 //! split replies in any order and the headers that are refused.
 
 use super::*;
-use crate::a2s::fixtures::*;
+use crate::fixtures::*;
 
 fn malformed_reason(result: Result<impl std::fmt::Debug, WireError>) -> String {
     match result {

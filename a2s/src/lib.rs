@@ -1,4 +1,4 @@
-//! A2S server queries (Valve's "Server queries" UDP protocol), std only.
+//! A2S server queries (Valve's "Server queries" UDP protocol).
 //!
 //! Two parts:
 //! - [`wire`]: the bytes — datagram headers ([`decode_datagram`]), split-reply reassembly
