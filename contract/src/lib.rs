@@ -1,5 +1,6 @@
 //! The rules and formats more than one left4me binary must agree on, each defined once:
 //!
+//! - [`game`]: where the game's versions live and what may name one;
 //! - [`name`]: what may name an instance, blueprint, overlay or alias;
 //! - [`layout`]: the directories of the state dir that layers and instances live in;
 //! - [`passwd`]: looking the game and sandbox users up in `/etc/passwd`;
@@ -11,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod game;
 pub mod layout;
 pub mod name;
 pub mod passwd;

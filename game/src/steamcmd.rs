@@ -1,0 +1,1 @@
+//! What SteamCMD is told and what its output means (to be written).

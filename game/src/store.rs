@@ -1,0 +1,1 @@
+//! The immutable game versions (to be written).
