@@ -65,7 +65,8 @@ fn privileged_units_verify_without_warnings() {
     let script = format!(
         "mount -t overlay overlay -o lowerdir={root}/usr/lib:/usr/lib /usr/lib && \
          SYSTEMD_UNIT_PATH={root}/etc/systemd/system: systemd-analyze verify \
-         left4me-server@coop1.service left4me-server@bare.service l4d2-game.slice l4d2-build.slice",
+         left4me-server@coop1.service left4me-server@bare.service l4d2-game.slice l4d2-build.slice \
+         left4me-game-update.service left4me-game-update.timer",
         root = root.display()
     );
     let out = Command::new("unshare")
