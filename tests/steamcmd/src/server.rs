@@ -153,12 +153,15 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        if bytes[i] == b'%'
+            && let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
         i += 1;
@@ -285,10 +288,10 @@ fn manifest(depot: &Depot, query: &HashMap<String, String>) -> io::Result<String
     }
     let mut files = depot.manifest(build)?;
     let mut text = format!("build {build}\n");
-    if faults.contains(&Fault::Lie) {
-        if let Some(left_out) = files.pop() {
-            text.push_str(&format!("missing {}\n", left_out.size));
-        }
+    if faults.contains(&Fault::Lie)
+        && let Some(left_out) = files.pop()
+    {
+        text.push_str(&format!("missing {}\n", left_out.size));
     }
     for file in &files {
         text.push_str(&format!(

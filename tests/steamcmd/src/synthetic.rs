@@ -22,7 +22,7 @@ pub fn synthetic_tree(total_bytes: u64, files: usize, seed: u64) -> Vec<DepotFil
 }
 
 fn file(i: usize, seed: u64, len: u64) -> DepotFile {
-    let mode = if i % 10 == 0 { 0o755 } else { 0o644 };
+    let mode = if i.is_multiple_of(10) { 0o755 } else { 0o644 };
     DepotFile::generated(
         &format!("left4dead2/pak{:02}/file{i:05}.bin", i / 100),
         mode,
