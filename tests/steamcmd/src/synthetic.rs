@@ -36,33 +36,27 @@ fn file(i: usize, seed: u64, len: u64) -> DepotFile {
 /// were added are removed. Fixed by `seed`.
 pub fn next_build(tree: &[DepotFile], changed_fraction: f64, seed: u64) -> Vec<DepotFile> {
     let total: u64 = tree.iter().map(|f| f.content.len()).sum();
-    let target = (total as f64 * changed_fraction) as u64;
-    let added_target = target / 3;
-    let mut out: Vec<DepotFile> = tree.to_vec();
-    // remove files from the end until `added_target` bytes are gone
-    let mut removed = 0;
-    while removed < added_target && out.len() > 1 {
-        removed += out.pop().map(|f| f.content.len()).unwrap_or(0);
-    }
-    // rewrite every k-th file until two thirds of the target changed
-    let mut changed = 0;
-    let step = (out.len() / 32).max(1);
-    let mut i = 0;
-    while changed < target - added_target && i < out.len() {
-        if let Content::Generated { len, .. } = out[i].content {
-            out[i].content = Content::Generated {
-                seed: seed.wrapping_mul(7_919).wrapping_add(i as u64),
-                len,
-            };
-            changed += len;
-        }
-        i += step;
-        if i >= out.len() && changed < target - added_target {
-            i = i % step + 1;
+    let each = (total / tree.len().max(1) as u64).max(1);
+    let target = total as f64 * changed_fraction;
+    let rounded = |bytes: f64| (bytes / each as f64).round().max(0.0) as usize;
+    let n_remove = rounded(target / 3.0).clamp(1, tree.len().saturating_sub(1).max(1));
+    let mut out: Vec<DepotFile> = tree[..tree.len() - n_remove.min(tree.len())].to_vec();
+    let removed: u64 = tree[out.len()..].iter().map(|f| f.content.len()).sum();
+    // rewrite evenly spread files for the rest of the target
+    let n_change = rounded(target - removed as f64).min(out.len());
+    if n_change > 0 {
+        let step = out.len() / n_change;
+        for k in 0..n_change {
+            let i = k * step;
+            if let Content::Generated { len, .. } = out[i].content {
+                out[i].content = Content::Generated {
+                    seed: seed.wrapping_mul(7_919).wrapping_add(i as u64),
+                    len,
+                };
+            }
         }
     }
-    // add new files of the removed size
-    let each = tree.first().map(|f| f.content.len()).unwrap_or(1).max(1);
+    // new files holding as many bytes as were removed
     let mut added = 0;
     let mut n = 0;
     while added < removed {

@@ -857,3 +857,75 @@ fn the_bootstrap_tarball_unpacks_to_a_working_steamcmd() {
     );
     run.expect(0, SUCCESS);
 }
+
+#[test]
+fn privileged_runs_as_an_unprivileged_user_writing_only_its_own_dirs() {
+    assert_eq!(
+        unsafe_free_geteuid(),
+        0,
+        "privileged_* tests need root (they switch to uid 65534)"
+    );
+    let env = Env::new("nobody");
+    env.depot.add_build("public", 100, &build_a()).unwrap();
+    let install = env.install();
+    std::fs::create_dir_all(&install).unwrap();
+    for dir in [env.kit(), env.root.join("home"), install.clone()] {
+        let status = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env.kit().join("steamcmd.sh"))
+        .args(["+@NoPromptForPassword", "1", "+force_install_dir"])
+        .arg(&install)
+        .args([
+            "+login",
+            "anonymous",
+            "+app_update",
+            APP,
+            "validate",
+            "+quit",
+        ])
+        .env_clear()
+        .env("HOME", env.root.join("home"))
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir("/")
+        .output()
+        .unwrap();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+    };
+    run.expect(0, SUCCESS);
+    assert_eq!(tree(&install), expected(&build_a()));
+    let owner = std::fs::metadata(install.join("srcds_run")).unwrap().uid();
+    assert_eq!(owner, 65534);
+    for written in ["logs/stderr.txt", "package/steam_cmd_linux.installed"] {
+        assert!(env.kit().join(written).is_file(), "{written}");
+    }
+}
+
+#[test]
+fn synthetic_builds_update_through_the_client() {
+    use left4me_steamcmd_standin::{next_build, synthetic_tree};
+    let env = Env::new("synthetic");
+    let a = synthetic_tree(8 << 20, 64, 1);
+    let b = next_build(&a, 0.05, 2);
+    env.depot.add_build("public", 1, &a).unwrap();
+    env.app_update(&[]).expect(0, SUCCESS);
+    assert_eq!(tree(&env.install()), expected(&a));
+    env.depot.add_build("public", 2, &b).unwrap();
+    env.app_update(&[]).expect(0, SUCCESS);
+    assert_eq!(tree(&env.install()), expected(&b));
+    let acf = env.acf();
+    let downloaded: u64 = acf["BytesDownloaded"].as_str().unwrap().parse().unwrap();
+    let total: u64 = b.iter().map(|f| f.content.len()).sum();
+    assert!(
+        downloaded * 100 <= total * 7 && downloaded * 100 >= total * 3,
+        "{downloaded} of {total}"
+    );
+}
