@@ -44,8 +44,7 @@ pub fn next_build(tree: &[DepotFile], changed_fraction: f64, seed: u64) -> Vec<D
     let removed: u64 = tree[out.len()..].iter().map(|f| f.content.len()).sum();
     // rewrite evenly spread files for the rest of the target
     let n_change = rounded(target - removed as f64).min(out.len());
-    if n_change > 0 {
-        let step = out.len() / n_change;
+    if let Some(step) = out.len().checked_div(n_change) {
         for k in 0..n_change {
             let i = k * step;
             if let Content::Generated { len, .. } = out[i].content {
