@@ -354,6 +354,10 @@ static char *http_get_text(const char *path)
     static struct http h;
     if (http_get(&h, path) != 0)
         return NULL;
+    if (h.status != 200) {
+        http_close(&h);
+        return NULL;
+    }
     char *body = malloc(h.length + 1);
     size_t len = 0;
     ssize_t r;
@@ -430,7 +434,6 @@ static void self_update_once(void)
     snprintf(marker, sizeof marker, "%s/package/steam_cmd_linux.installed", steamroot);
     if (access(marker, F_OK) == 0)
         return;
-    printf("[  0%%] Checking for available updates...\n");
     printf("[  0%%] Downloading update (0 of 58,133 KB)...\n");
     printf("[100%%] Download Complete.\n");
     printf("[----] Applying update...\n");
@@ -463,6 +466,8 @@ static void banner(void)
     }
     printf("Logging directory: '%s'\n", logs);
     printf("[  0%%] Checking for available updates...\n");
+    fflush(stdout);
+    self_update_once();
     printf("[----] Verifying installation...\n");
     printf("Steam Console Client (c) Valve Corporation - version " CLIENT_VERSION "\n");
     printf("-- type 'quit' to exit --\n");
@@ -1234,7 +1239,6 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     find_steamroot();
     read_standin_cfg();
-    self_update_once();
     banner();
 
     for (int i = 1; i < argc; i++) {
