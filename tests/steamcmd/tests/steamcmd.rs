@@ -216,7 +216,7 @@ fn hash_file(path: &Path) -> u64 {
     hasher.finish()
 }
 
-/// Every file under `install` except `steamapps/`: path → (mode, hash).
+/// Every regular file under `install` except `steamapps/`: path → (mode, hash).
 fn tree(install: &Path) -> BTreeMap<String, (u32, u64)> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, u64)>) {
         for entry in std::fs::read_dir(dir).unwrap() {
@@ -233,7 +233,7 @@ fn tree(install: &Path) -> BTreeMap<String, (u32, u64)> {
             let meta = std::fs::symlink_metadata(&path).unwrap();
             if meta.is_dir() {
                 walk(base, &path, out);
-            } else {
+            } else if meta.is_file() {
                 out.insert(rel, (meta.permissions().mode() & 0o7777, hash_file(&path)));
             }
         }
@@ -928,4 +928,74 @@ fn synthetic_builds_update_through_the_client() {
         downloaded * 100 <= total * 7 && downloaded * 100 >= total * 3,
         "{downloaded} of {total}"
     );
+}
+
+#[test]
+fn privileged_an_update_through_overlayfs_leaves_only_the_delta_in_the_upper_layer() {
+    use std::os::unix::fs::FileTypeExt;
+    assert_eq!(
+        unsafe_free_geteuid(),
+        0,
+        "privileged_* tests need root (they mount an overlayfs)"
+    );
+    let env = Env::new("overlay");
+    env.depot.add_build("public", 100, &build_a()).unwrap();
+    env.app_update(&[]).expect(0, SUCCESS); // the lower layer: build A in GAME
+    let lower_before = tree(&env.install());
+    env.depot.add_build("public", 101, &build_b()).unwrap();
+    let (upper, work, merged) = (
+        env.root.join("upper"),
+        env.root.join("work"),
+        env.root.join("merged"),
+    );
+    for dir in [&upper, &work, &merged] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let script = format!(
+        "mount -t overlay overlay -o lowerdir='{}',upperdir='{}',workdir='{}' '{m}' && \
+         exec '{}/steamcmd.sh' +force_install_dir '{m}' +login anonymous +app_update {APP} +quit",
+        env.install().display(),
+        upper.display(),
+        work.display(),
+        env.kit().display(),
+        m = merged.display(),
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("HOME", env.root.join("home"))
+        .output()
+        .unwrap();
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+    };
+    run.expect(0, SUCCESS);
+    assert_eq!(
+        tree(&env.install()),
+        lower_before,
+        "the lower layer is never written"
+    );
+    let upper_files = tree(&upper);
+    let changed: Vec<&str> = upper_files.keys().map(String::as_str).collect();
+    assert_eq!(
+        changed,
+        [
+            "left4dead2/gameinfo.txt",
+            "left4dead2/maps/c14m1_junkyard.bsp",
+            "left4dead2/maps/c1m1_hotel.bsp",
+        ],
+        "only changed and added files are copied up"
+    );
+    let whiteout = std::fs::symlink_metadata(upper.join("left4dead2/old")).unwrap();
+    assert!(
+        whiteout.file_type().is_char_device() && whiteout.rdev() == 0,
+        "a whiteout"
+    );
+    assert!(
+        upper
+            .join(format!("steamapps/appmanifest_{APP}.acf"))
+            .is_file()
+    );
+    assert!(!upper.join("steamapps/downloading/222860").exists());
+    assert_complete_acf(&acf_at(&upper), 101);
 }
