@@ -116,23 +116,29 @@ impl Challenges {
     }
 }
 
-/// Faults asked for through `<game>/standin.control`: one word per line.
+/// Faults and players asked for through `<game>/standin.control`: one word per line.
 #[derive(Debug, Default)]
 struct Control {
     hang: bool,
     crash: bool,
     wedge: bool,
+    /// `players N`: the human players now (else `+standin_players`).
+    players: Option<u8>,
     unknown_logged: BTreeSet<String>,
 }
 
 impl Control {
     fn reread(&mut self, path: &Path, log: &mut Log) {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        (self.hang, self.crash, self.wedge) = (false, false, false);
+        (self.hang, self.crash, self.wedge, self.players) = (false, false, false, None);
         for word in text.lines().map(str::trim) {
+            let players = word
+                .strip_prefix("players ")
+                .and_then(|n| n.trim().parse::<u8>().ok());
             match word.to_ascii_lowercase().as_str() {
                 "" => {}
                 w if w.starts_with('#') => {}
+                _ if players.is_some() => self.players = players,
                 "hang" => self.hang = true,
                 "crash" => self.crash = true,
                 "wedge" => self.wedge = true,
@@ -297,6 +303,11 @@ impl Server {
             if now >= next_control {
                 control.reread(control_path, log);
                 next_control = now + CONTROL_PERIOD;
+                let humans = control.players.unwrap_or(self.args.humans);
+                if humans != self.info.humans {
+                    log.line(&format!("players: {humans}"));
+                    self.info.humans = humans;
+                }
             }
             let elapsed = now - self.started;
             let reached = |at: Option<Duration>| at.is_some_and(|at| elapsed >= at);

@@ -547,3 +547,29 @@ fn exits_2_on_a_bad_command_line() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("nogame does not exist"), "{stderr}");
 }
+
+#[test]
+fn players_come_and_go_through_the_control_file() {
+    let tree = GameTree::new("players");
+    let mut server = Server::start(&tree, &["+standin_players", "1", "+standin_bots", "2"]);
+    server.wait_ready(Duration::from_secs(10));
+    let humans = |server: &Server| {
+        let info = server.client().info().unwrap();
+        info.players - info.bots
+    };
+    assert_eq!(humans(&server), 1);
+    tree.control("players 2\n");
+    sleep(Duration::from_millis(600));
+    assert_eq!(humans(&server), 2);
+    assert_eq!(server.client().players().unwrap().len(), 4);
+    tree.control("players 0\n");
+    sleep(Duration::from_millis(600));
+    assert_eq!(humans(&server), 0);
+    // Without the word, the command line's count is back.
+    tree.control("");
+    sleep(Duration::from_millis(600));
+    assert_eq!(humans(&server), 1);
+    server.signal(libc::SIGINT);
+    assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
+    assert!(tree.log().contains("players: 2\n"));
+}
