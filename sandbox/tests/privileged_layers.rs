@@ -425,6 +425,8 @@ fn main() {
                 sandbox_user: SANDBOX_USER.into(),
                 owner_user: OWNER_USER.into(),
                 policy: policy.clone(),
+                lowers: Vec::new(),
+                home: None,
                 command,
             };
             let mut cells = Vec::new();
