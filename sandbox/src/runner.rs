@@ -227,18 +227,15 @@ fn process(what: &'static str) -> impl FnOnce(std::io::Error) -> RunError {
 
 /// Opens `path` (an `O_PATH` directory: the output directory, a lower layer, the home; `what`
 /// says which) and checks that `owner` owns it (else the sandbox user, which sees the owner's
-/// files as its own through the idmap, could not use it). With `beneath`, `path` is opened
-/// relative to that directory without following a symlink or leaving it.
+/// files as its own through the idmap, could not use it). With `beneath` (a directory opened
+/// before and the name of `path` in it), it is opened relative to that directory without
+/// following a symlink or leaving it.
 fn open_owned(
     what: &'static str,
     path: &Path,
-    beneath: Option<&OwnedFd>,
+    beneath: Option<(&OwnedFd, &str)>,
     owner: Ids,
 ) -> Result<OwnedFd, RunError> {
-    let shown = match beneath {
-        Some(_) => format!("{what} {}", path.display()),
-        None => path.display().to_string(),
-    };
     let problem = |problem: String| RunError::Output {
         what,
         path: path.to_owned(),
@@ -247,9 +244,9 @@ fn open_owned(
     let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let fd = match beneath {
         None => rustix::fs::open(path, flags, Mode::empty()),
-        Some(dir) => rustix::fs::openat2(
+        Some((dir, name)) => rustix::fs::openat2(
             dir,
-            path,
+            name,
             flags,
             Mode::empty(),
             rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS,
@@ -259,9 +256,13 @@ fn open_owned(
     let stat = rustix::fs::fstat(&fd).map_err(|e| problem(format!("cannot stat it: {e}")))?;
     if stat.st_uid != owner.uid {
         return Err(problem(format!(
-            "owned by uid {}, not by the owner uid {}: `chown {}:{} {shown}` (the sandbox writes \
+            "owned by uid {}, not by the owner uid {}: `chown {}:{} {}` (the sandbox writes \
              there as the owner)",
-            stat.st_uid, owner.uid, owner.uid, owner.gid,
+            stat.st_uid,
+            owner.uid,
+            owner.uid,
+            owner.gid,
+            path.display()
         )));
     }
     Ok(fd)
@@ -285,7 +286,8 @@ fn open_sources(invocation: &Invocation, owner: Ids) -> Result<OpenSources, RunE
     let output = open_owned("output directory", &invocation.output, None, owner)?;
     if !invocation.lowers.is_empty() {
         for name in [TREE, WORK] {
-            open_owned("output directory", Path::new(name), Some(&output), owner)?;
+            let path = invocation.output.join(name);
+            open_owned("output directory", &path, Some((&output, name)), owner)?;
         }
         let lowers = invocation
             .lowers
@@ -297,7 +299,8 @@ fn open_sources(invocation: &Invocation, owner: Ids) -> Result<OpenSources, RunE
             staging: output,
         })
     } else if invocation.owner_user == ROOT_OWNER {
-        let tree = open_owned("output directory", Path::new(TREE), Some(&output), owner)?;
+        let path = invocation.output.join(TREE);
+        let tree = open_owned("output directory", &path, Some((&output, TREE)), owner)?;
         Ok(OpenSources::Dir(tree))
     } else {
         Ok(OpenSources::Dir(output))
