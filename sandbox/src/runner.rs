@@ -324,16 +324,14 @@ fn prepare(invocation: &Invocation) -> Result<Prepared, RunError> {
     }
     invocation.args().check()?;
     let passwd = Path::new(PASSWD);
+    let sandbox = passwd::lookup(passwd, &invocation.sandbox_user, "--user")?;
     let owner = if invocation.owner_user == ROOT_OWNER {
         // Only with the steamcmd profile (checked above): the game's files are root's.
         Ids { uid: 0, gid: 0 }
     } else {
         passwd::lookup(passwd, &invocation.owner_user, "--owner")?
     };
-    let map = IdMap {
-        sandbox: passwd::lookup(passwd, &invocation.sandbox_user, "--user")?,
-        owner,
-    };
+    let map = IdMap { sandbox, owner };
     let me = rustix::process::getuid().as_raw();
     if map.sandbox.uid == map.owner.uid || map.sandbox.gid == map.owner.gid || map.sandbox.uid == me
     {

@@ -14,7 +14,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{OWNER_USER, RUNNER, Report, SANDBOX_UID, SANDBOX_USER, TestEnv};
+use common::{Listeners, OWNER_USER, RUNNER, Report, SANDBOX_UID, SANDBOX_USER, TestEnv};
 
 /// Builds the i386 program into `dir` (a directory of its own, granted `--allow-exec`).
 fn build_probe(dir: &Path) -> PathBuf {
@@ -172,6 +172,10 @@ fn main() {
 
     // --- the layered run ---------------------------------------------------------------
     let a_host_file = format!("{}/written-from-inside", a.display());
+    let listeners = Listeners::new();
+    let allowed = listeners.allowed_port().to_string();
+    let tcp_allowed = format!("tcp:{allowed}");
+    let tcp_blocked = format!("tcp:{}", listeners.blocked_port());
     let out = sandbox(
         &[
             "--profile",
@@ -188,10 +192,14 @@ fn main() {
             home.to_str().unwrap(),
             "--allow-exec",
             bin_arg,
+            "--allow-port",
+            &allowed,
         ],
         &[
             probe,
             "layered",
+            &tcp_allowed,
+            &tcp_blocked,
             "/etc/written",
             "/usr/written",
             "/home/written",
@@ -284,8 +292,18 @@ fn main() {
         ),
         (
             "socket",
-            "EPERM".into(),
-            "known gap: i386 glibc uses socketcall (refused)",
+            "ok".into(),
+            "i386 glibc's socket() is socketcall(SYS_SOCKET)",
+        ),
+        (
+            &format!("connect {tcp_allowed}"),
+            "ok".into(),
+            "socketcall(SYS_CONNECT) to an allowed port",
+        ),
+        (
+            &format!("connect {tcp_blocked}"),
+            "EACCES".into(),
+            "Landlock: the port rule holds for socketcall too",
         ),
     ];
     for (key, want, why) in &expect {

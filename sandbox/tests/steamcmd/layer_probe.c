@@ -1,9 +1,12 @@
 /* The i386 test program of privileged_steamcmd (built there with `gcc -m32`; not installed).
  * Stands in for SteamCMD's file work: run as `layer_probe layered|install [PATH]...`, it reads,
- * changes, deletes and creates files in /overlay, writes into $HOME, tries to write each PATH,
- * and prints one "what result" line per step (errno names, so the test can compare). */
+ * changes, deletes and creates files in /overlay, writes into $HOME, tries to write each PATH
+ * (or, for `tcp:PORT`, to connect to 127.0.0.1:PORT), and prints one "what result" line per
+ * step (errno names, so the test can compare). */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,10 +77,24 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/home.txt", getenv("HOME"));
     printf("write $HOME/home.txt %s\n", result(write_file(path, "w", "home\n")));
     owner("owner $HOME/home.txt", path);
-    for (int i = 2; i < argc; i++)
-        printf("write %s %s\n", argv[i], result(write_file(argv[i], "w", "x\n")));
-    /* glibc's i386 socket() goes through socketcall (Debian builds it for kernels >= 3.2). */
+    /* glibc's i386 socket functions go through socketcall (Debian builds it for Linux >= 3.2). */
     int s = socket(AF_INET, SOCK_STREAM, 0);
     printf("socket %s\n", result(s >= 0));
+    if (s >= 0)
+        close(s);
+    for (int i = 2; i < argc; i++) {
+        if (strncmp(argv[i], "tcp:", 4) == 0) {
+            struct sockaddr_in addr = {.sin_family = AF_INET};
+            addr.sin_port = htons((unsigned short)atoi(argv[i] + 4));
+            addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            int ok = fd >= 0 && connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
+            printf("connect %s %s\n", argv[i], result(ok));
+            if (fd >= 0)
+                close(fd);
+        } else {
+            printf("write %s %s\n", argv[i], result(write_file(argv[i], "w", "x\n")));
+        }
+    }
     return 0;
 }
