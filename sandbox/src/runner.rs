@@ -28,16 +28,16 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::Mode;
 use rustix::process::{Pid, Resource, Rlimit, Signal, WaitOptions, WaitStatus};
 
-use left4me_contract::game::{TREE, WORK};
 use left4me_contract::passwd::{self, Ids, PASSWD, PasswdError};
 use left4me_contract::sandbox::{ROOT_OWNER, SandboxArgs, SandboxArgsError};
 
 use crate::mounts::{IdMap, MountError, MountOps, OverlaySource, RealMounts, RootPlan, Sources};
 use crate::policy::{HOME_DIR, OVERLAY_DIR, Policy};
 use crate::profile::{self, WriteExecute};
+use crate::sources::{OpenSources, open_owned, open_sources};
 use crate::{creds, landlock, mounts, seccomp, sys};
 
 /// The whole environment of the command (with `--home`, `HOME` is [`HOME_DIR`] instead).
@@ -223,88 +223,6 @@ pub enum RunError {
 
 fn process(what: &'static str) -> impl FnOnce(std::io::Error) -> RunError {
     move |source| RunError::Process { what, source }
-}
-
-/// Opens `path` (an `O_PATH` directory: the output directory, a lower layer, the home; `what`
-/// says which) and checks that `owner` owns it (else the sandbox user, which sees the owner's
-/// files as its own through the idmap, could not use it). With `beneath` (a directory opened
-/// before and the name of `path` in it), it is opened relative to that directory without
-/// following a symlink or leaving it.
-fn open_owned(
-    what: &'static str,
-    path: &Path,
-    beneath: Option<(&OwnedFd, &str)>,
-    owner: Ids,
-) -> Result<OwnedFd, RunError> {
-    let problem = |problem: String| RunError::Output {
-        what,
-        path: path.to_owned(),
-        problem,
-    };
-    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    let fd = match beneath {
-        None => rustix::fs::open(path, flags, Mode::empty()),
-        Some((dir, name)) => rustix::fs::openat2(
-            dir,
-            name,
-            flags,
-            Mode::empty(),
-            rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS,
-        ),
-    }
-    .map_err(|e| problem(format!("cannot open it as a directory: {e}")))?;
-    let stat = rustix::fs::fstat(&fd).map_err(|e| problem(format!("cannot stat it: {e}")))?;
-    if stat.st_uid != owner.uid {
-        return Err(problem(format!(
-            "owned by uid {}, not by the owner uid {}: `chown {}:{} {}` (the sandbox writes \
-             there as the owner)",
-            stat.st_uid,
-            owner.uid,
-            owner.uid,
-            owner.gid,
-            path.display()
-        )));
-    }
-    Ok(fd)
-}
-
-/// The directories behind the sandbox's `/overlay` and home, open.
-enum OpenSources {
-    /// The output directory (or its `tree/`), idmapped at `/overlay`.
-    Dir(OwnedFd),
-    /// The lowers and the output directory holding `tree/` and `work/`.
-    Layers {
-        lowers: Vec<OwnedFd>,
-        staging: OwnedFd,
-    },
-}
-
-/// Opens and checks what `/overlay` is made of: with lowers, the output directory and its
-/// `tree/` and `work/` and every lower; with the owner `root` and no lowers (a first install),
-/// the output's `tree/`; otherwise the output directory itself.
-fn open_sources(invocation: &Invocation, owner: Ids) -> Result<OpenSources, RunError> {
-    let output = open_owned("output directory", &invocation.output, None, owner)?;
-    if !invocation.lowers.is_empty() {
-        for name in [TREE, WORK] {
-            let path = invocation.output.join(name);
-            open_owned("output directory", &path, Some((&output, name)), owner)?;
-        }
-        let lowers = invocation
-            .lowers
-            .iter()
-            .map(|lower| open_owned("lower layer", lower, None, owner))
-            .collect::<Result<_, _>>()?;
-        Ok(OpenSources::Layers {
-            lowers,
-            staging: output,
-        })
-    } else if invocation.owner_user == ROOT_OWNER {
-        let path = invocation.output.join(TREE);
-        let tree = open_owned("output directory", &path, Some((&output, TREE)), owner)?;
-        Ok(OpenSources::Dir(tree))
-    } else {
-        Ok(OpenSources::Dir(output))
-    }
 }
 
 /// What the child needs, prepared by the parent so errors surface before the fork.
