@@ -124,6 +124,9 @@ pub fn rules(policy: &Policy) -> Vec<(PathBuf, BitFlags<AccessFs>)> {
     for path in &policy.read_write {
         out.push((path.clone(), read_write_access()));
     }
+    if let Some(home) = &policy.home {
+        out.push((home.clone(), read_write_access() | AccessFs::Execute));
+    }
     for device in &policy.devices {
         let access = if device.writable {
             AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::Truncate

@@ -14,6 +14,7 @@ pub mod policy;
 pub mod profile;
 pub mod runner;
 pub mod seccomp;
+pub mod sources;
 #[allow(unsafe_code)]
 pub mod sys;
 #[cfg(test)]

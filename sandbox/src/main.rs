@@ -92,6 +92,8 @@ mod tests {
             "--allow-port",
             "--no-network",
             "--allow-exec",
+            "--lower",
+            "--home",
             "159: SIGSYS",
             "125      the sandbox could not be set up",
         ] {

@@ -10,7 +10,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use left4me_contract::sandbox::{DEFAULT_PORTS, Network, Profile};
+pub use left4me_contract::sandbox::{DEFAULT_PORTS, HOME_DIR, Network, Profile};
 
 use crate::profile;
 
@@ -44,6 +44,10 @@ pub struct Policy {
     /// Directories beneath which files may be read, written, created, renamed and removed, but
     /// never executed: [`OVERLAY_DIR`] and [`TMP_DIR`].
     pub read_write: Vec<PathBuf>,
+    /// A writable home directory inside the sandbox ([`HOME_DIR`], `--home`), where files
+    /// may also be executed (SteamCMD updates itself there and runs from there); `None`
+    /// without `--home`.
+    pub home: Option<PathBuf>,
     /// The sandbox's device files.
     pub devices: Vec<Device>,
     /// IP networking: no IP sockets at all (seccomp refuses `socket(AF_INET/AF_INET6)`), or TCP
@@ -74,6 +78,7 @@ impl Policy {
             extra_exec: Vec::new(),
             read_only: paths(def.read_only),
             read_write: vec![PathBuf::from(OVERLAY_DIR), PathBuf::from(TMP_DIR)],
+            home: None,
             devices: def
                 .devices
                 .iter()
@@ -124,6 +129,7 @@ impl Policy {
             extra_exec: self.extra_exec.clone(),
             read_only: existing(&self.read_only)?,
             read_write: self.read_write.clone(),
+            home: self.home.clone(),
             devices: self
                 .devices
                 .iter()

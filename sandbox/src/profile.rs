@@ -243,7 +243,9 @@ pub const SCRIPT: Definition = Definition {
 };
 
 /// SteamCMD: the script policy, plus the i386 system call ABI (SteamCMD is a 32-bit program),
-/// with the same allow-list by its i386 numbers.
+/// with the same allow-list by its i386 numbers and `socketcall` by sub-call (i386 glibc's
+/// socket functions use it; [`crate::seccomp::allowlist::socketcall`]). The runner allows
+/// `--lower`, `--home` and `--owner root` only with this profile.
 pub const STEAMCMD: Definition = Definition {
     profile: Profile::Steamcmd,
     abis: &[

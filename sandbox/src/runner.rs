@@ -28,24 +28,34 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::Mode;
 use rustix::process::{Pid, Resource, Rlimit, Signal, WaitOptions, WaitStatus};
 
 use left4me_contract::passwd::{self, Ids, PASSWD, PasswdError};
-use left4me_contract::sandbox::SandboxArgs;
+use left4me_contract::sandbox::{ROOT_OWNER, SandboxArgs, SandboxArgsError};
 
-use crate::mounts::{IdMap, MountError, MountOps, RealMounts, RootPlan};
-use crate::policy::{OVERLAY_DIR, Policy};
+use crate::mounts::{IdMap, MountError, MountOps, OverlaySource, RealMounts, RootPlan, Sources};
+use crate::policy::{HOME_DIR, OVERLAY_DIR, Policy};
 use crate::profile::{self, WriteExecute};
+use crate::sources::{OpenSources, open_owned, open_sources};
 use crate::{creds, landlock, mounts, seccomp, sys};
 
-/// The whole environment of the command.
+/// The whole environment of the command (with `--home`, `HOME` is [`HOME_DIR`] instead).
 pub const ENVIRONMENT: [(&str, &str); 4] = [
     ("HOME", "/tmp"),
     ("PATH", "/usr/bin:/bin"),
     ("OVERLAY", OVERLAY_DIR),
     ("LANG", "C.UTF-8"),
 ];
+
+/// [`ENVIRONMENT`], with `HOME` at [`HOME_DIR`] when the run has a home.
+pub fn environment(home: bool) -> [(&'static str, &'static str); 4] {
+    let mut env = ENVIRONMENT;
+    if home {
+        env[0].1 = HOME_DIR;
+    }
+    env
+}
 
 /// Exit code: the sandbox could not be set up; the command did not run.
 pub const EXIT_SETUP_FAILED: u8 = 125;
@@ -60,16 +70,38 @@ const FORWARDED: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SI
 /// One sandboxed run.
 #[derive(Debug, Clone)]
 pub struct Invocation {
-    /// The directory mounted at `/overlay`; must be owned by `owner`.
+    /// The directory behind `/overlay`; must be owned by `owner`. With `lowers` or the owner
+    /// `root` it holds `tree/` (and `work/`), see [`SandboxArgs::output`].
     pub output: PathBuf,
     /// The user the command runs as.
     pub sandbox_user: String,
-    /// The user files written to `/overlay` belong to on disk.
+    /// The user files written to `/overlay` belong to on disk (`root`: uid 0, `steamcmd` only).
     pub owner_user: String,
     /// What the command may access.
     pub policy: Policy,
+    /// Read-only lower layers of `/overlay`, topmost first (`steamcmd` only).
+    pub lowers: Vec<PathBuf>,
+    /// The writable home mounted at [`HOME_DIR`] (`steamcmd` only).
+    pub home: Option<PathBuf>,
     /// The command and its arguments.
     pub command: Vec<OsString>,
+}
+
+impl Invocation {
+    /// The command line this run stands for (for [`SandboxArgs::check`]).
+    fn args(&self) -> SandboxArgs {
+        SandboxArgs {
+            output: self.output.clone(),
+            user: self.sandbox_user.clone(),
+            owner: self.owner_user.clone(),
+            profile: self.policy.profile,
+            network: self.policy.network.clone(),
+            allow_exec: self.policy.extra_exec.clone(),
+            lowers: self.lowers.clone(),
+            home: self.home.clone(),
+            command: self.command.clone(),
+        }
+    }
 }
 
 impl From<SandboxArgs> for Invocation {
@@ -82,6 +114,8 @@ impl From<SandboxArgs> for Invocation {
             sandbox_user: args.user,
             owner_user: args.owner,
             policy,
+            lowers: args.lowers,
+            home: args.home,
             command: args.command,
         }
     }
@@ -145,6 +179,9 @@ impl Outcome {
 /// Errors of the parent, before the child exists or while waiting for it.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// A combination of settings the runner refuses.
+    #[error(transparent)]
+    Args(#[from] SandboxArgsError),
     /// A user lookup failed.
     #[error(transparent)]
     User(#[from] PasswdError),
@@ -154,9 +191,11 @@ pub enum RunError {
          left4me-sandbox, in uid and gid"
     )]
     SameUser { sandbox: String, owner: String },
-    /// The output directory cannot be used.
-    #[error("output directory {path}: {problem}")]
+    /// The output directory (or a lower layer, or the home) cannot be used.
+    #[error("{what} {path}: {problem}")]
     Output {
+        /// Which directory: `output directory`, `lower layer`, `home`.
+        what: &'static str,
         /// The directory.
         path: PathBuf,
         /// What is wrong.
@@ -186,40 +225,13 @@ fn process(what: &'static str) -> impl FnOnce(std::io::Error) -> RunError {
     move |source| RunError::Process { what, source }
 }
 
-/// Opens the output directory and checks that `owner` owns it (else the sandbox user, which
-/// sees the owner's files as its own through the idmap, could not write there).
-fn open_output(path: &Path, owner: Ids) -> Result<OwnedFd, RunError> {
-    let problem = |problem: String| RunError::Output {
-        path: path.to_owned(),
-        problem,
-    };
-    let fd = rustix::fs::open(
-        path,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| problem(format!("cannot open it as a directory: {e}")))?;
-    let stat = rustix::fs::fstat(&fd).map_err(|e| problem(format!("cannot stat it: {e}")))?;
-    if stat.st_uid != owner.uid {
-        return Err(problem(format!(
-            "owned by uid {}, not by the owner uid {}: `chown {}:{} {}` (the sandbox writes \
-             there as the owner)",
-            stat.st_uid,
-            owner.uid,
-            owner.uid,
-            owner.gid,
-            path.display()
-        )));
-    }
-    Ok(fd)
-}
-
 /// What the child needs, prepared by the parent so errors surface before the fork.
 struct Prepared {
     map: IdMap,
     policy: Policy,
     plan: RootPlan,
-    output: OwnedFd,
+    sources: OpenSources,
+    home: Option<OwnedFd>,
     mounts: RealMounts,
     userns: OwnedFd,
 }
@@ -228,11 +240,16 @@ fn prepare(invocation: &Invocation) -> Result<Prepared, RunError> {
     if invocation.command.is_empty() {
         return Err(RunError::NoCommand);
     }
+    invocation.args().check()?;
     let passwd = Path::new(PASSWD);
-    let map = IdMap {
-        sandbox: passwd::lookup(passwd, &invocation.sandbox_user, "--user")?,
-        owner: passwd::lookup(passwd, &invocation.owner_user, "--owner")?,
+    let sandbox = passwd::lookup(passwd, &invocation.sandbox_user, "--user")?;
+    let owner = if invocation.owner_user == ROOT_OWNER {
+        // Only with the steamcmd profile (checked above): the game's files are root's.
+        Ids { uid: 0, gid: 0 }
+    } else {
+        passwd::lookup(passwd, &invocation.owner_user, "--owner")?
     };
+    let map = IdMap { sandbox, owner };
     let me = rustix::process::getuid().as_raw();
     if map.sandbox.uid == map.owner.uid || map.sandbox.gid == map.owner.gid || map.sandbox.uid == me
     {
@@ -241,11 +258,16 @@ fn prepare(invocation: &Invocation) -> Result<Prepared, RunError> {
             owner: invocation.owner_user.clone(),
         });
     }
-    let output = open_output(&invocation.output, map.owner)?;
-    let policy = invocation
+    let sources = open_sources(invocation, map.owner)?;
+    let home = match &invocation.home {
+        Some(path) => Some(open_owned("home", path, None, map.owner)?),
+        None => None,
+    };
+    let mut policy = invocation
         .policy
         .concrete(Path::new("/"))
         .map_err(RunError::Policy)?;
+    policy.home = home.as_ref().map(|_| PathBuf::from(HOME_DIR));
     let plan = RootPlan::new(&policy, Path::new("/"))?;
     let mounts = RealMounts::default();
     let userns = mounts.idmap_userns(&map)?;
@@ -253,7 +275,8 @@ fn prepare(invocation: &Invocation) -> Result<Prepared, RunError> {
         map,
         policy,
         plan,
-        output,
+        sources,
+        home,
         mounts,
         userns,
     })
@@ -364,10 +387,21 @@ fn child_main(
     rustix::process::umask(Mode::from_raw_mode(0o022));
 
     // 1. mounts
+    let overlay = match &prepared.sources {
+        OpenSources::Dir(dir) => OverlaySource::Dir(dir.as_fd()),
+        OpenSources::Layers { lowers, staging } => OverlaySource::Layers {
+            lowers: lowers.iter().map(AsFd::as_fd).collect(),
+            staging: staging.as_fd(),
+        },
+    };
+    let sources = Sources {
+        overlay,
+        home: prepared.home.as_ref().map(AsFd::as_fd),
+    };
     mounts::build_root(
         &prepared.mounts,
         &prepared.plan,
-        prepared.output.as_fd(),
+        &sources,
         &prepared.userns,
         &prepared.map,
     )
@@ -394,8 +428,18 @@ fn child_main(
         creds::drop_to(prepared.map.sandbox).map_err(|e| chain(&e))?;
         // A credential change clears the death signal.
         die_with_parent()?;
+        let layers = match &prepared.sources {
+            OpenSources::Layers { lowers, .. } => {
+                format!(", an overlayfs over {} lower layers", lowers.len())
+            }
+            OpenSources::Dir(_) => String::new(),
+        };
+        let home = match &prepared.policy.home {
+            Some(home) => format!(" and {}", home.display()),
+            None => String::new(),
+        };
         log.push(format!(
-            "uid {} (writes to {OVERLAY_DIR} land as uid {})",
+            "uid {} (writes to {OVERLAY_DIR}{layers}{home} land as uid {})",
             prepared.map.sandbox.uid, prepared.map.owner.uid
         ));
     } else {
@@ -438,7 +482,7 @@ fn child_main(
     let error = std::process::Command::new(program)
         .args(&invocation.command[1..])
         .env_clear()
-        .envs(ENVIRONMENT)
+        .envs(environment(prepared.policy.home.is_some()))
         .exec();
     let code = if error.kind() == std::io::ErrorKind::NotFound {
         EXIT_NOT_FOUND
@@ -471,5 +515,9 @@ mod tests {
     fn environment_is_exactly_four_variables() {
         let names: Vec<&str> = ENVIRONMENT.iter().map(|(k, _)| *k).collect();
         assert_eq!(names, ["HOME", "PATH", "OVERLAY", "LANG"]);
+        assert_eq!(environment(false), ENVIRONMENT);
+        let with_home = environment(true);
+        assert_eq!(with_home[0], ("HOME", "/home/steamcmd"));
+        assert_eq!(with_home[1..], ENVIRONMENT[1..]);
     }
 }

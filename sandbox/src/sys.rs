@@ -15,6 +15,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use rustix::io::Errno;
 use rustix::process::Pid;
 
+use left4me_contract::passwd::Ids;
+
 /// Which side of a [`fork`] we are on.
 #[derive(Debug)]
 pub enum Fork {
@@ -265,6 +267,56 @@ pub fn refuse_write_execute() -> Result<(), Errno> {
             io::Error::last_os_error().raw_os_error().unwrap_or(0),
         ))
     }
+}
+
+/// Runs `f` with the file system uid and gid of `ids` and every permitted capability effective,
+/// then goes back to the previous file system ids. A change of the fsuid away from 0 drops the
+/// file capabilities (`CAP_DAC_OVERRIDE`, `CAP_FOWNER`, …) from the effective set; they are
+/// raised again from the permitted set, so `f` acts as `ids` with the runner's powers (what
+/// overlayfs then keeps as its mounter's credentials). For the single-threaded sandbox child
+/// (the ids are per thread).
+pub fn with_fs_ids<T>(ids: Ids, f: impl FnOnce() -> T) -> Result<T, Errno> {
+    use rustix::thread::{CapabilitySets, capabilities, set_capabilities};
+    let set = |uid: u32, gid: u32| {
+        // SAFETY: setfsuid/setfsgid take plain integers and only change this thread's file
+        // system ids; `u32::MAX` (-1) changes nothing and returns the current id, which is how
+        // success is checked (they report no error).
+        unsafe {
+            libc::setfsgid(gid);
+            libc::setfsuid(uid);
+        }
+    };
+    let current = || {
+        // SAFETY: as above; -1 only reads the current ids.
+        unsafe {
+            (
+                libc::setfsuid(u32::MAX) as u32,
+                libc::setfsgid(u32::MAX) as u32,
+            )
+        }
+    };
+    let (old_uid, old_gid) = current();
+    set(ids.uid, ids.gid);
+    let result = if current() == (ids.uid, ids.gid) {
+        capabilities(None)
+            .and_then(|caps| {
+                set_capabilities(
+                    None,
+                    CapabilitySets {
+                        effective: caps.permitted,
+                        ..caps
+                    },
+                )
+            })
+            .map(|()| f())
+    } else {
+        Err(Errno::PERM)
+    };
+    set(old_uid, old_gid);
+    if current() != (old_uid, old_gid) {
+        return Err(Errno::PERM);
+    }
+    result
 }
 
 /// `kill(pid, signal)` with a raw signal number.

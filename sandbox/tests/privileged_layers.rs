@@ -348,7 +348,7 @@ fn main() {
         // W^X memory (refused under `script` only) and the i386 gate: refused as a whole under
         // `script`, the allow-list by its i386 numbers under `steamcmd` ("ok N" is any number
         // the call returned).
-        let i386: [(&str, Vec<&str>, [&str; 5], &str); 4] = match profile {
+        let i386: [(&str, Vec<&str>, [&str; 5], &str); 6] = match profile {
             Profile::Script => [
                 (
                     "mmap(PROT_WRITE|PROT_EXEC)",
@@ -372,6 +372,30 @@ fn main() {
                     "int 0x80: i386 unshare(CLONE_NEWUSER)",
                     vec!["int80", "310", "268435456"],
                     ["ok 0", "ok 0", "ok 0", "signal 31", "signal 31"],
+                    "seccomp arch check",
+                ),
+                (
+                    "int 0x80: i386 socketcall(SYS_SOCKET, NULL)",
+                    vec!["int80", "102", "1", "0"],
+                    [
+                        "err EFAULT",
+                        "err EFAULT",
+                        "err EFAULT",
+                        "signal 31",
+                        "signal 31",
+                    ],
+                    "seccomp arch check",
+                ),
+                (
+                    "int 0x80: i386 socketcall(SYS_BIND, NULL)",
+                    vec!["int80", "102", "2", "0"],
+                    [
+                        "err EFAULT",
+                        "err EFAULT",
+                        "err EFAULT",
+                        "signal 31",
+                        "signal 31",
+                    ],
                     "seccomp arch check",
                 ),
             ],
@@ -400,6 +424,24 @@ fn main() {
                     ["ok 0", "ok 0", "ok 0", "err EPERM", "err EPERM"],
                     "seccomp (the allow-list by i386 numbers)",
                 ),
+                (
+                    "int 0x80: i386 socketcall(SYS_SOCKET, NULL)",
+                    vec!["int80", "102", "1", "0"],
+                    ["err EFAULT"; 5],
+                    "(allowed) i386 glibc's socket(); EFAULT: no argument block",
+                ),
+                (
+                    "int 0x80: i386 socketcall(SYS_BIND, NULL)",
+                    vec!["int80", "102", "2", "0"],
+                    [
+                        "err EFAULT",
+                        "err EFAULT",
+                        "err EFAULT",
+                        "err EPERM",
+                        "err EPERM",
+                    ],
+                    "seccomp (socketcall by sub-call: no bind)",
+                ),
             ],
         };
         let mut policy = Policy::new(
@@ -425,6 +467,8 @@ fn main() {
                 sandbox_user: SANDBOX_USER.into(),
                 owner_user: OWNER_USER.into(),
                 policy: policy.clone(),
+                lowers: Vec::new(),
+                home: None,
                 command,
             };
             let mut cells = Vec::new();

@@ -20,6 +20,70 @@ const TMP_TMPFS: &str = "mode=1777";
 /// the per-process directories (no `/proc/sys`, `/proc/kcore`, …).
 const PROC_OPTIONS: &str = "hidepid=invisible,subset=pid";
 
+/// Options of the private tmpfs the layers of an overlayfs `/overlay` are attached under while
+/// it is mounted (detached right after).
+const LAYER_TMPFS: &str = "mode=0700,size=64k,nr_inodes=64";
+
+/// Where, in the root being assembled, that tmpfs is mounted (removed before `pivot_root`).
+pub const LAYER_STAGING: &str = "/.left4me-layers";
+
+/// What is mounted at `/overlay`.
+#[derive(Debug)]
+pub enum OverlaySource<'a> {
+    /// A directory, idmapped (the output directory, or `tree/` in it for a first install).
+    Dir(BorrowedFd<'a>),
+    /// An overlayfs: `lowers` (open directories, topmost first) read-only, and `staging`
+    /// (the directory holding `tree/`, the upper layer, and `work/`, overlayfs' work dir, which
+    /// must sit on the same mount), each idmapped.
+    Layers {
+        /// The lower layers, topmost first.
+        lowers: Vec<BorrowedFd<'a>>,
+        /// The directory holding `tree/` and `work/`.
+        staging: BorrowedFd<'a>,
+    },
+}
+
+/// The directories of the run that are idmapped into the sandbox.
+#[derive(Debug)]
+pub struct Sources<'a> {
+    /// What `/overlay` is.
+    pub overlay: OverlaySource<'a>,
+    /// The writable home (`--home`), mounted at the policy's home.
+    pub home: Option<BorrowedFd<'a>>,
+}
+
+/// An overlayfs mount request, the paths as seen by the runner while it assembles the root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayLayers {
+    /// The (idmapped, attached) lower layers, topmost first.
+    pub lowers: Vec<PathBuf>,
+    /// The (idmapped, attached) directory holding `tree/` and `work/`.
+    pub staging: PathBuf,
+    /// Whose file system ids overlayfs keeps as its mounter's credentials: the sandbox user.
+    /// overlayfs does its own work in the upper layer (the `work/work` dir, whiteouts, copy-up
+    /// temporary files) with the credentials of whoever created the mount, through the
+    /// idmapped mount; uid 0 is not in that idmap (only the sandbox user is), so as root every
+    /// such step fails with `EOVERFLOW` and the mount falls back to read-only.
+    pub mounter: Ids,
+}
+
+/// overlayfs options besides the layers, and why:
+/// - `redirect_dir=off`: renaming a lower directory gets `EXDEV` (tools copy instead) rather
+///   than a `trusted.overlay.redirect` xattr naming a path in a lower layer: the new layer must
+///   stay a plain tree with whiteouts, usable below any later version and by instances.
+/// - `metacopy=off`: a metadata change copies the whole file up; a metacopy-only upper file
+///   would have no data of its own, so the published layer would not be self-contained.
+/// - `index=off`: no inode index in `work/` (which is removed before publishing) and no
+///   `trusted.overlay.origin` verification tying the layer to these exact lower inodes.
+/// - `xino=off`: no high-bit inode numbers; nothing relies on them, and they would differ from
+///   what instances see when the layer is a lower there.
+pub const OVERLAY_OPTIONS: [(&str, &str); 4] = [
+    ("redirect_dir", "off"),
+    ("metacopy", "off"),
+    ("index", "off"),
+    ("xino", "off"),
+];
+
 /// The uid/gid pair the output directory is idmapped with: what the sandbox user writes lands
 /// on disk as the owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,11 +144,73 @@ pub trait MountOps {
     fn create_file(&self, path: &Path) -> Result<(), Errno>;
     /// `symlink(target, path)`.
     fn symlink(&self, target: &Path, path: &Path) -> Result<(), Errno>;
+    /// Mounts an overlayfs of `layers` at `target` (`nosuid,nodev,noexec`), with
+    /// [`OVERLAY_OPTIONS`], `tree/` of the staging directory as the upper layer and `work/` as
+    /// the work dir (both opened beneath it without following a symlink).
+    fn mount_overlay(&self, layers: &OverlayLayers, target: &Path) -> Result<(), Errno>;
+    /// Detaches the mount at `path` and everything beneath it (`umount2(MNT_DETACH)`).
+    fn detach(&self, path: &Path) -> Result<(), Errno>;
+    /// `rmdir(path)`.
+    fn rmdir(&self, path: &Path) -> Result<(), Errno>;
     /// Makes the mount at `path` read-only (not recursive).
     fn make_readonly(&self, path: &Path) -> Result<(), Errno>;
     /// Makes `new_root` the root (`pivot_root(".", ".")` then a lazy unmount of the old root)
     /// and changes to `/`.
     fn pivot_root(&self, new_root: &Path) -> Result<(), Errno>;
+}
+
+/// The idmapped clones behind `/overlay`, before they are attached.
+enum Overlay<T> {
+    Dir(T),
+    Layers { lowers: Vec<T>, staging: T },
+}
+
+/// Mounts the overlayfs at `target`: attaches the idmapped layers under a private tmpfs at
+/// [`LAYER_STAGING`] (overlayfs takes its layers by path, and only from mounts of the caller's
+/// namespace), mounts the overlay (which keeps private clones of its layers), then detaches
+/// that tmpfs with everything under it and removes its mount point.
+fn mount_layers<M: MountOps>(
+    ops: &M,
+    lowers: Vec<M::Tree>,
+    staging: M::Tree,
+    target: &Path,
+    map: &IdMap,
+) -> Result<(), MountError> {
+    let base = staged(Path::new(LAYER_STAGING));
+    ops.mkdir(&base, 0o700)
+        .map_err(step_err(format!("mkdir {LAYER_STAGING}")))?;
+    ops.mount_tmpfs(&base, LAYER_TMPFS)
+        .map_err(step_err(format!(
+            "mounting the layer tmpfs on {LAYER_STAGING}"
+        )))?;
+    let mut layers = OverlayLayers {
+        lowers: Vec::new(),
+        staging: base.join("upper"),
+        mounter: map.sandbox,
+    };
+    for (i, tree) in lowers.into_iter().enumerate() {
+        let at = base.join(i.to_string());
+        ops.mkdir(&at, 0o700)
+            .map_err(step_err(format!("mkdir {}", at.display())))?;
+        ops.attach(tree, &at)
+            .map_err(step_err(format!("attaching lower layer {i}")))?;
+        layers.lowers.push(at);
+    }
+    ops.mkdir(&layers.staging, 0o700)
+        .map_err(step_err(format!("mkdir {}", layers.staging.display())))?;
+    ops.attach(staging, &layers.staging)
+        .map_err(step_err("attaching the output directory".into()))?;
+    ops.mount_overlay(&layers, target)
+        .map_err(step_err(format!(
+            "mounting overlayfs at /overlay ({} lower layers, upper tree/ and work/ of the output \
+         directory, both owned by the owner; the kernel log says more)",
+            layers.lowers.len()
+        )))?;
+    ops.detach(&base)
+        .map_err(step_err(format!("detaching {LAYER_STAGING}")))?;
+    ops.rmdir(&base)
+        .map_err(step_err(format!("rmdir {LAYER_STAGING}")))?;
+    Ok(())
 }
 
 fn staged(path: &Path) -> PathBuf {
@@ -95,34 +221,74 @@ fn step_err(step: String) -> impl FnOnce(Errno) -> MountError {
     move |source| MountError::Step { step, source }
 }
 
-/// Carries out `plan`: a private mount namespace whose root is the planned tree, with `output`
-/// (an open directory) idmapped through `userns` (made by [`MountOps::idmap_userns`] for `map`)
-/// at [`OVERLAY_DIR`](crate::policy::OVERLAY_DIR). Afterwards the process's root and cwd are the new root.
+/// Carries out `plan`: a private mount namespace whose root is the planned tree, with
+/// `sources` idmapped through `userns` (made by [`MountOps::idmap_userns`] for `map`): the
+/// output at [`OVERLAY_DIR`](crate::policy::OVERLAY_DIR) (a directory, or an overlayfs of
+/// read-only lowers and a writable upper) and the home at the plan's home. Afterwards the
+/// process's root and cwd are the new root.
 pub fn build_root<M: MountOps>(
     ops: &M,
     plan: &RootPlan,
-    output: BorrowedFd<'_>,
+    sources: &Sources<'_>,
     userns: &M::Userns,
     map: &IdMap,
 ) -> Result<(), MountError> {
-    // The output directory first: `open_tree` only clones mounts of the caller's namespace, and
-    // `output` was opened in the host's. The detached clone can be attached in ours later.
-    let mut overlay = None;
-    if plan.steps.iter().any(|s| matches!(s, Step::Overlay(_))) {
+    // The idmapped clones first: `open_tree` only clones mounts of the caller's namespace, and
+    // the sources were opened in the host's. The detached clones are attached in ours later.
+    let mapping = format!(
+        "uid {} -> {}, gid {} -> {}; does its file system support idmapped mounts?",
+        map.sandbox.uid, map.owner.uid, map.sandbox.gid, map.owner.gid
+    );
+    let idmapped = |dir: BorrowedFd<'_>, what: &str, extra: MountAttrFlags| {
         let tree = ops
-            .clone_dir(output)
-            .map_err(step_err("cloning the output directory".into()))?;
+            .clone_dir(dir)
+            .map_err(step_err(format!("cloning {what}")))?;
         let attrs = MountAttrFlags::MOUNT_ATTR_IDMAP
             | MountAttrFlags::MOUNT_ATTR_NOSUID
             | MountAttrFlags::MOUNT_ATTR_NODEV
-            | MountAttrFlags::MOUNT_ATTR_NOEXEC;
+            | extra;
         ops.set_attrs(&tree, attrs, false, Some(userns))
-            .map_err(step_err(format!(
-                "idmapping the output directory (uid {} -> {}, gid {} -> {}; does its file \
-                 system support idmapped mounts?)",
-                map.sandbox.uid, map.owner.uid, map.sandbox.gid, map.owner.gid
-            )))?;
-        overlay = Some(tree);
+            .map_err(step_err(format!("idmapping {what} ({mapping})")))?;
+        Ok::<_, MountError>(tree)
+    };
+    let mut overlay = None;
+    if plan.steps.iter().any(|s| matches!(s, Step::Overlay(_))) {
+        overlay = Some(match &sources.overlay {
+            OverlaySource::Dir(dir) => Overlay::Dir(idmapped(
+                *dir,
+                "the output directory",
+                MountAttrFlags::MOUNT_ATTR_NOEXEC,
+            )?),
+            OverlaySource::Layers { lowers, staging } => {
+                let mut trees = Vec::new();
+                for (i, lower) in lowers.iter().enumerate() {
+                    trees.push(idmapped(
+                        *lower,
+                        &format!("lower layer {i}"),
+                        MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+                    )?);
+                }
+                let staging = idmapped(
+                    *staging,
+                    "the output directory (tree/ and work/)",
+                    MountAttrFlags::MOUNT_ATTR_NOEXEC,
+                )?;
+                Overlay::Layers {
+                    lowers: trees,
+                    staging,
+                }
+            }
+        });
+    }
+    let mut home = None;
+    if let Some(dir) = sources.home {
+        // Executable: SteamCMD updates itself in its home and runs from there (Valve's
+        // bootstrap and Debian's wrapper both do).
+        home = Some(idmapped(
+            dir,
+            "the home directory",
+            MountAttrFlags::empty(),
+        )?);
     }
 
     ops.unshare_private()
@@ -141,7 +307,6 @@ pub fn build_root<M: MountOps>(
                     .map_err(step_err(format!("{what}: setting {:?}", kind.attrs())))?;
                 trees.push(Some(tree));
             }
-            Step::Overlay(_) => trees.push(overlay.take()),
             _ => trees.push(None),
         }
     }
@@ -187,7 +352,22 @@ pub fn build_root<M: MountOps>(
             Step::Overlay(path) => {
                 ops.mkdir(&at(path), 0o755)
                     .map_err(step_err(format!("mkdir {}", path.display())))?;
-                let tree = tree.expect("the output directory was cloned");
+                match overlay.take().expect("the output was cloned") {
+                    Overlay::Dir(tree) => ops
+                        .attach(tree, &at(path))
+                        .map_err(step_err(step.to_string()))?,
+                    Overlay::Layers { lowers, staging } => {
+                        mount_layers(ops, lowers, staging, &at(path), map)?
+                    }
+                }
+            }
+            Step::Home(path) => {
+                ops.mkdir(&at(path), 0o755)
+                    .map_err(step_err(format!("mkdir {}", path.display())))?;
+                let tree = home.take().ok_or_else(|| MountError::Step {
+                    step: format!("{step}: no --home directory was given"),
+                    source: Errno::INVAL,
+                })?;
                 ops.attach(tree, &at(path))
                     .map_err(step_err(step.to_string()))?;
             }

@@ -11,7 +11,10 @@
 //! │               stderr → /proc/self/fd/…
 //! ├── proc        a fresh procfs, read-only, hidepid=invisible,subset=pid
 //! ├── tmp         a fresh tmpfs, mode 1777, nosuid,nodev,noexec
-//! ├── overlay     the output directory, idmapped (sandbox uid ↔ owner uid), nosuid,nodev,noexec
+//! ├── overlay     the output directory, idmapped (sandbox uid ↔ owner uid), nosuid,nodev,noexec;
+//! │               with --lower an overlayfs: the lowers read-only and idmapped, the output's
+//! │               tree/ (idmapped) the upper layer
+//! ├── home/steamcmd  --home, idmapped, writable and executable, nosuid,nodev
 //! └── DIR         each --allow-exec directory, read-only, nosuid,nodev
 //! ```
 //!
@@ -45,7 +48,10 @@ use std::path::PathBuf;
 
 use rustix::io::Errno;
 
-pub use build::{IdMap, MountOps, build_root};
+pub use build::{
+    IdMap, LAYER_STAGING, MountOps, OVERLAY_OPTIONS, OverlayLayers, OverlaySource, Sources,
+    build_root,
+};
 pub use plan::{BindKind, RootPlan, Step};
 pub use real::RealMounts;
 #[cfg(test)]

@@ -66,15 +66,21 @@ pub enum Step {
     Proc(PathBuf),
     /// A fresh writable tmpfs.
     Tmpfs(PathBuf),
-    /// The idmapped output directory.
+    /// The idmapped output directory (or the overlayfs over its layers).
     Overlay(PathBuf),
+    /// The idmapped, writable home (`--home`).
+    Home(PathBuf),
 }
 
 impl Step {
     /// Where inside the sandbox this step makes something.
     pub fn path(&self) -> &Path {
         match self {
-            Self::Dir(path) | Self::Proc(path) | Self::Tmpfs(path) | Self::Overlay(path) => path,
+            Self::Dir(path)
+            | Self::Proc(path)
+            | Self::Tmpfs(path)
+            | Self::Overlay(path)
+            | Self::Home(path) => path,
             Self::Symlink { path, .. } | Self::Bind { path, .. } => path,
         }
     }
@@ -98,6 +104,7 @@ impl fmt::Display for Step {
             Self::Proc(path) => write!(f, "proc at {}", path.display()),
             Self::Tmpfs(path) => write!(f, "tmpfs at {}", path.display()),
             Self::Overlay(path) => write!(f, "overlay at {}", path.display()),
+            Self::Home(path) => write!(f, "home at {}", path.display()),
         }
     }
 }
@@ -150,7 +157,7 @@ fn check_host_path<'a>(path: &Path, own: impl Iterator<Item = &'a Step>) -> Resu
     }
     for step in own {
         let mine = step.path();
-        let inside_only = matches!(step, Step::Proc(_) | Step::Overlay(_));
+        let inside_only = matches!(step, Step::Proc(_) | Step::Overlay(_) | Step::Home(_));
         if mine.starts_with(path) || (inside_only && path.starts_with(mine)) {
             return Err(refuse(mine));
         }
@@ -258,11 +265,12 @@ impl RootPlan {
         // The sandbox's own file systems first: a host path of the policy that lies beneath
         // one of them (a tool kit in /tmp/tools, a checkout's target dir under /tmp) is then
         // mounted on top of the fresh file system, at the same path.
-        let own = vec![
+        let mut own = vec![
             Step::Proc(PathBuf::from(PROC_DIR)),
             Step::Tmpfs(PathBuf::from(TMP_DIR)),
             Step::Overlay(PathBuf::from(OVERLAY_DIR)),
         ];
+        own.extend(policy.home.iter().cloned().map(Step::Home));
         let mut host_steps = Vec::new();
         for (path, target) in symlinks {
             host_steps.push(Step::Symlink { path, target });

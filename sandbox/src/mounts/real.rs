@@ -2,18 +2,20 @@
 
 use std::cell::RefCell;
 use std::ffi::CString;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{CWD, Mode, OFlags};
+use rustix::fs::{CWD, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use rustix::mount::{
-    MountAttrFlags, MountFlags, MountPropagationFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags,
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MountPropagationFlags, MoveMountFlags,
+    OpenTreeFlags, UnmountFlags,
 };
 
-use super::{IdMap, MountError, MountOps};
+use super::{IdMap, MountError, MountOps, OVERLAY_OPTIONS, OverlayLayers};
 use crate::sys;
+use left4me_contract::game as contract_game;
 
 /// The real system calls.
 #[derive(Debug, Default)]
@@ -164,6 +166,59 @@ impl MountOps for RealMounts {
 
     fn symlink(&self, target: &Path, path: &Path) -> Result<(), Errno> {
         rustix::fs::symlink(target, path)
+    }
+
+    fn mount_overlay(&self, layers: &OverlayLayers, target: &Path) -> Result<(), Errno> {
+        // tree/ and work/ are opened beneath the staging directory without following a
+        // symlink or crossing a mount, and handed to overlayfs as /proc/self/fd/N: the owner
+        // of the output directory (the game user, unless it is root) cannot swap either for a
+        // link between this check and the mount.
+        let staging = rustix::fs::open(
+            &layers.staging,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let beneath = |name: &str| {
+            rustix::fs::openat2(
+                &staging,
+                name,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
+            )
+        };
+        let upper = beneath(contract_game::TREE)?;
+        let work = beneath(contract_game::WORK)?;
+        let fd_path = |fd: &OwnedFd| format!("/proc/self/fd/{}", fd.as_raw_fd());
+
+        let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+        for lower in &layers.lowers {
+            rustix::mount::fsconfig_set_string(&fs, "lowerdir+", lower)?;
+        }
+        rustix::mount::fsconfig_set_string(&fs, "upperdir", fd_path(&upper))?;
+        rustix::mount::fsconfig_set_string(&fs, "workdir", fd_path(&work))?;
+        for (key, value) in OVERLAY_OPTIONS {
+            rustix::mount::fsconfig_set_string(&fs, key, value)?;
+        }
+        // The superblock is made here, and overlayfs keeps the credentials of this call as its
+        // mounter's (see `OverlayLayers::mounter`).
+        sys::with_fs_ids(layers.mounter, || rustix::mount::fsconfig_create(&fs))??;
+        let mount = rustix::mount::fsmount(
+            &fs,
+            FsMountFlags::FSMOUNT_CLOEXEC,
+            MountAttrFlags::MOUNT_ATTR_NOSUID
+                | MountAttrFlags::MOUNT_ATTR_NODEV
+                | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+        )?;
+        self.attach(mount, target)
+    }
+
+    fn detach(&self, path: &Path) -> Result<(), Errno> {
+        rustix::mount::unmount(path, UnmountFlags::DETACH)
+    }
+
+    fn rmdir(&self, path: &Path) -> Result<(), Errno> {
+        rustix::fs::rmdir(path)
     }
 
     fn make_readonly(&self, path: &Path) -> Result<(), Errno> {

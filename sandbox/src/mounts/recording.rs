@@ -8,7 +8,7 @@ use std::path::Path;
 use rustix::io::Errno;
 use rustix::mount::MountAttrFlags;
 
-use super::{IdMap, MountError, MountOps};
+use super::{IdMap, MountError, MountOps, OverlayLayers};
 
 /// A recording double: every call becomes one line of text; nothing is mounted.
 #[derive(Debug, Default)]
@@ -104,6 +104,31 @@ impl MountOps for RecordingMounts {
             path.display(),
             target.display()
         ))
+    }
+
+    fn mount_overlay(&self, layers: &OverlayLayers, target: &Path) -> Result<(), Errno> {
+        let lowers: Vec<String> = layers
+            .lowers
+            .iter()
+            .map(|l| l.display().to_string())
+            .collect();
+        self.record(format!(
+            "overlay {} lowers {} upper {}/tree work {}/work as uid {} gid {}",
+            target.display(),
+            lowers.join(":"),
+            layers.staging.display(),
+            layers.staging.display(),
+            layers.mounter.uid,
+            layers.mounter.gid
+        ))
+    }
+
+    fn detach(&self, path: &Path) -> Result<(), Errno> {
+        self.record(format!("detach {}", path.display()))
+    }
+
+    fn rmdir(&self, path: &Path) -> Result<(), Errno> {
+        self.record(format!("rmdir {}", path.display()))
     }
 
     fn make_readonly(&self, path: &Path) -> Result<(), Errno> {

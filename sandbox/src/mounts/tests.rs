@@ -52,6 +52,7 @@ fn policy(root: &Path) -> Policy {
             .map(PathBuf::from)
             .to_vec(),
         read_write: vec![PathBuf::from("/overlay"), PathBuf::from("/tmp")],
+        home: None,
         devices: vec![
             Device {
                 path: PathBuf::from("/dev/null"),
@@ -111,7 +112,11 @@ fn build_root_sequence() {
         owner: Ids { uid: 990, gid: 985 },
     };
     let userns = ops.idmap_userns(&map).unwrap();
-    build_root(&ops, &plan, output.as_fd(), &userns, &map).unwrap();
+    let sources = Sources {
+        overlay: OverlaySource::Dir(output.as_fd()),
+        home: None,
+    };
+    build_root(&ops, &plan, &sources, &userns, &map).unwrap();
     let calls = ops.calls();
     let expected_start = [
         "userns uid_map 990 989 1 gid_map 985 984 1",
@@ -146,6 +151,79 @@ fn build_root_sequence() {
     assert!(calls.contains(&"create /tmp/dev/null".to_string()));
     assert!(calls.contains(&"move_mount /dev/null -> /tmp/dev/null".to_string()));
     assert!(calls.contains(&"move_mount /usr -> /tmp/usr".to_string()));
+}
+
+/// `--lower` and `--home` (SteamCMD, owner root): the lowers read-only and the output
+/// directory idmapped before the namespace is unshared; the overlayfs mounted from a private
+/// layer tmpfs, which is detached and removed right after; the home idmapped and executable.
+#[test]
+fn build_root_sequence_with_layers_and_home() {
+    let host = host();
+    let mut policy = policy(host.path());
+    policy.home = Some(PathBuf::from("/home/steamcmd"));
+    let plan = RootPlan::new(&policy, host.path()).unwrap();
+    let ops = RecordingMounts::default();
+    let dir = std::fs::File::open(host.path()).unwrap();
+    let map = IdMap {
+        sandbox: Ids { uid: 989, gid: 984 },
+        owner: Ids { uid: 0, gid: 0 },
+    };
+    let userns = ops.idmap_userns(&map).unwrap();
+    let sources = Sources {
+        overlay: OverlaySource::Layers {
+            lowers: vec![dir.as_fd(), dir.as_fd()],
+            staging: dir.as_fd(),
+        },
+        home: Some(dir.as_fd()),
+    };
+    build_root(&ops, &plan, &sources, &userns, &map).unwrap();
+    let calls = ops.calls();
+    let ns = "(userns uid_map 0 989 1 gid_map 0 984 1)";
+    let expected_start = [
+        "userns uid_map 0 989 1 gid_map 0 984 1".to_string(),
+        "open_tree <output>".into(),
+        format!("setattr <output> IDMAP,NODEV,NOEXEC,NOSUID,RDONLY {ns}"),
+        "open_tree <output>".into(),
+        format!("setattr <output> IDMAP,NODEV,NOEXEC,NOSUID,RDONLY {ns}"),
+        "open_tree <output>".into(),
+        format!("setattr <output> IDMAP,NODEV,NOEXEC,NOSUID {ns}"),
+        "open_tree <output>".into(),
+        format!("setattr <output> IDMAP,NODEV,NOSUID {ns}"),
+        "unshare mount namespace; / rslave".into(),
+    ];
+    assert_eq!(calls[..expected_start.len()], expected_start);
+    let at = |line: &str| {
+        calls
+            .iter()
+            .position(|c| c == line)
+            .unwrap_or_else(|| panic!("no {line:?} in {calls:#?}"))
+    };
+    let overlay = [
+        "mkdir /tmp/overlay 755",
+        "mkdir /tmp/.left4me-layers 700",
+        "tmpfs /tmp/.left4me-layers mode=0700,size=64k,nr_inodes=64",
+        "mkdir /tmp/.left4me-layers/0 700",
+        "move_mount <output> -> /tmp/.left4me-layers/0",
+        "mkdir /tmp/.left4me-layers/1 700",
+        "move_mount <output> -> /tmp/.left4me-layers/1",
+        "mkdir /tmp/.left4me-layers/upper 700",
+        "move_mount <output> -> /tmp/.left4me-layers/upper",
+        "overlay /tmp/overlay lowers /tmp/.left4me-layers/0:/tmp/.left4me-layers/1 \
+         upper /tmp/.left4me-layers/upper/tree work /tmp/.left4me-layers/upper/work \
+         as uid 989 gid 984",
+        "detach /tmp/.left4me-layers",
+        "rmdir /tmp/.left4me-layers",
+    ];
+    let first = at(overlay[0]);
+    assert_eq!(calls[first..first + overlay.len()], overlay);
+    let home = [
+        "mkdir /tmp/home 755",
+        "mkdir /tmp/home/steamcmd 755",
+        "move_mount <output> -> /tmp/home/steamcmd",
+    ];
+    let first = at(home[0]);
+    assert_eq!(calls[first..first + home.len()], home);
+    assert!(at("readonly /tmp") > first);
 }
 
 /// A host path beneath the sandbox's own /tmp (a tool kit in /tmp, a checkout under /tmp) is

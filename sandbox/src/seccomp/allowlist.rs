@@ -554,3 +554,40 @@ pub fn build_tools(network: &Network) -> Result<Vec<Allowed>, SeccompError> {
     }
     Ok(list)
 }
+
+/// i386's `socketcall` (102): one call for every socket operation, the operation in its first
+/// argument and the operation's own arguments behind a pointer in the second. glibc on i386
+/// makes its socket calls through it unless it was built for Linux 4.3 or later, and the
+/// distributions build it for 3.2 (Debian 12's glibc 2.36 does: `strace -n` of a `gcc -m32`
+/// program shows `[102] socket(...)`), so SteamCMD, which uses the host's i386 glibc, has no
+/// network without it. Allowed for the sub-calls whose direct call is on `list` (so never
+/// `bind`, `listen`, `accept`, `accept4`; no `socket` without network), matched on the first
+/// argument. What is lost against the direct calls: their argument rules (the domain, type and
+/// protocol of `socket`, `AF_UNIX` of `socketpair`, no `MSG_FASTOPEN`), which the filter cannot
+/// read behind the pointer. `None` when no sub-call is allowed.
+pub fn socketcall(list: &[Allowed]) -> Result<Option<Allowed>, SeccompError> {
+    let mut rules = Vec::new();
+    for &(sub, _, stands_for) in super::i386::SOCKETCALL_SUBCALLS {
+        if list.iter().any(|a| a.name == stands_for) {
+            rules.push(rule(
+                "socketcall",
+                vec![arg("socketcall", 0, SeccompCmpOp::Eq, u64::from(sub))?],
+            )?);
+        }
+    }
+    if rules.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(when(
+        SOCKETCALL_NATIVE,
+        "socketcall",
+        "i386 glibc's socket calls (SteamCMD): see `socketcall` in README.md",
+        "i386 only; the sub-calls whose direct call is allowed (never bind, listen, accept, \
+         accept4; socket only with network); their own argument rules cannot be checked",
+        rules,
+    )))
+}
+
+/// The number [`socketcall`]'s entry carries for the native ABI: none (x86_64 has no such
+/// call; the native table leaves negative numbers out).
+pub const SOCKETCALL_NATIVE: i64 = -1;

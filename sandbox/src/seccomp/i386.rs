@@ -17,17 +17,47 @@
 //! - `set_thread_area`, `get_thread_area`: thread-local storage, what `arch_prctl` does on
 //!   x86_64.
 //!
-//! Deliberately absent, so refused with `EPERM`: `socketcall` and `ipc`, the multiplexers whose
-//! real arguments sit behind a pointer (the socket rules could not see the domain or protocol;
-//! a program that still goes through `socketcall` gets no network, and must use the direct
-//! `socket` … `shutdown` calls i386 has had since Linux 4.3), and everything whose x86_64
-//! counterpart is not allowed.
+//! `socketcall`, the multiplexer glibc's i386 socket functions go through (distributions build
+//! glibc for Linux 3.2, before the direct socket calls), is admitted by its sub-call number only
+//! ([`SOCKETCALL_SUBCALLS`], [`super::allowlist::socketcall`]): the arguments of the sub-call
+//! sit behind a pointer, so their rules (the domain of `socket`) cannot be checked there.
+//! Deliberately absent, so refused with `EPERM`: `ipc` (SysV IPC, refused anyway), and
+//! everything whose x86_64 counterpart is not allowed.
 //!
 //! Numbers from the kernel's `arch/x86/entry/syscalls/syscall_32.tbl` (Linux 6.12); a unit test
 //! checks them against the host's `<asm/unistd_32.h>` where it is installed.
 
 /// `AUDIT_ARCH_I386`: `EM_386 | __AUDIT_ARCH_LE`.
 pub const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+
+/// i386's `socketcall` multiplexer: admitted by its sub-call number
+/// ([`super::allowlist::socketcall`]).
+pub const SOCKETCALL: u32 = 102;
+
+/// `socketcall`'s sub-calls (`SYS_SOCKET` … of `<linux/net.h>`): (number, name, the allow-list
+/// entry it stands for). A sub-call is allowed when that entry is on the list.
+pub const SOCKETCALL_SUBCALLS: &[(u32, &str, &str)] = &[
+    (1, "socket", "socket"),
+    (2, "bind", "bind"),
+    (3, "connect", "connect"),
+    (4, "listen", "listen"),
+    (5, "accept", "accept"),
+    (6, "getsockname", "getsockname"),
+    (7, "getpeername", "getpeername"),
+    (8, "socketpair", "socketpair"),
+    (9, "send", "sendto"),
+    (10, "recv", "recvfrom"),
+    (11, "sendto", "sendto"),
+    (12, "recvfrom", "recvfrom"),
+    (13, "shutdown", "shutdown"),
+    (14, "setsockopt", "setsockopt"),
+    (15, "getsockopt", "getsockopt"),
+    (16, "sendmsg", "sendmsg"),
+    (17, "recvmsg", "recvmsg"),
+    (18, "accept4", "accept4"),
+    (19, "recvmmsg", "recvmmsg"),
+    (20, "sendmmsg", "sendmmsg"),
+];
 
 /// (i386 number, i386 name, the allow-list entry it stands for), by number.
 pub const CALLS: &[(u32, &str, &str)] = &[
@@ -90,6 +120,7 @@ pub const CALLS: &[(u32, &str, &str)] = &[
     (95, "fchown", "fchown"),
     (99, "statfs", "statfs"),
     (100, "fstatfs", "fstatfs"),
+    (SOCKETCALL, "socketcall", "socketcall"),
     (104, "setitimer", "setitimer"),
     (105, "getitimer", "getitimer"),
     (106, "stat", "stat"),

@@ -99,6 +99,7 @@ fn table(abi: Abi, names: &[(&'static str, i64)]) -> Result<Table, SeccompError>
         Abi::Native => names
             .iter()
             .enumerate()
+            .filter(|&(_, &(_, nr))| nr >= 0)
             .map(|(index, &(_, nr))| (nr as u32, index))
             .collect(),
         Abi::I386 => i386::CALLS
@@ -123,7 +124,10 @@ pub fn program(policy: &Policy) -> Result<BpfProgram, SeccompError> {
 /// The program and the number of allowed system calls.
 fn build(policy: &Policy) -> Result<(BpfProgram, usize), SeccompError> {
     let def = profile::definition(policy.profile);
-    let allowed = (def.system_calls)(&policy.network)?;
+    let mut allowed = (def.system_calls)(&policy.network)?;
+    if def.abis.iter().any(|&(abi, _)| abi == Abi::I386) {
+        allowed.extend(allowlist::socketcall(&allowed)?);
+    }
     let count = allowed.len();
     let (names, actions) = actions(allowed);
     let tables = def
