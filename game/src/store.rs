@@ -166,7 +166,13 @@ pub fn layer_path(id: &str) -> String {
 /// [`Store::resolve`] for a state dir that may have no store yet: without `game/`, an unpinned
 /// instance uses `installation/` and a pin is a version that does not exist.
 pub fn resolve(state: &StateDir, pin: Option<&str>) -> Result<GameLayers, StoreError> {
-    match Store::open(state, false)? {
+    resolve_in(state.dir(), pin)
+}
+
+/// [`resolve`] beneath any directory descriptor (a caller that is not root cannot open a
+/// [`StateDir`] of its own).
+pub fn resolve_in(state: &Dir, pin: Option<&str>) -> Result<GameLayers, StoreError> {
+    match Store::open_in(state, false)? {
         Some(store) => store.resolve(pin),
         None => match pin {
             None => Ok(GameLayers::Installation),
@@ -174,7 +180,7 @@ pub fn resolve(state: &StateDir, pin: Option<&str>) -> Result<GameLayers, StoreE
                 check_id(id)?;
                 Err(StoreError::NotFound {
                     id: id.to_owned(),
-                    path: state.dir().path().join(GAME).join(VERSIONS).join(id),
+                    path: state.path().join(GAME).join(VERSIONS).join(id),
                 })
             }
         },
