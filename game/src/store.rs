@@ -417,7 +417,9 @@ impl Store {
 
     /// Removes every version that is not current, not in `keep` (the caller passes the pinned
     /// and mounted ids), not used by any overlay in PID 1's mount table, and not in the chain
-    /// of a kept version. Returns the ids removed, oldest first.
+    /// of a kept version. Returns the ids removed, oldest first. Hold the game lock: an update's
+    /// SteamCMD overlay (in the sandbox's own mount namespace, not PID 1's) uses its parent's
+    /// chain, and the lock is what keeps gc away from it.
     pub fn gc(&self, keep: &BTreeSet<String>) -> Result<Vec<String>, StoreError> {
         let mut roots = keep.clone();
         roots.extend(mounted_versions(&self.state_path)?);

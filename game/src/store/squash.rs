@@ -7,7 +7,8 @@
 //!   layer where the name is not a directory, or including the first *opaque* one
 //!   (`trusted.overlay.opaque` = `y`), which hides everything older;
 //! - regular files, symbolic links and directories are copied with owner, mode and times;
-//!   anything else (devices, FIFOs, sockets) is not part of a game and is left out.
+//!   anything else (devices, FIFOs, sockets) is not part of a game and is left out; hard links
+//!   become separate copies.
 //!
 //! Everything is reached through descriptors opened with `openat2(RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS)` and `O_NOFOLLOW`: a symbolic link in a layer is copied as a link,
