@@ -109,7 +109,8 @@ pub(crate) fn render(version: &Version, path: &Path) -> Result<String, StoreErro
         how: version.how,
         platform_workaround: version.platform_workaround,
     };
-    // TOML integers are 64-bit signed: a larger build id cannot be written.
+    // TOML's integers are 64-bit signed; the toml crate writes and reads a larger u64 too
+    // (tested), and says so should it ever refuse one.
     let text = toml::to_string(&file).map_err(|e| StoreError::Metadata {
         path: path.to_owned(),
         reason: format!("cannot write build id {}: {e}", version.build_id),

@@ -346,3 +346,49 @@ fn running_versions_come_from_the_tagged_mounts() {
         Path::new("/s/game/versions/7/tree")
     );
 }
+
+#[test]
+fn metadata_round_trips_and_refuses_what_toml_cannot_hold() {
+    let version = Version {
+        id: "7-2".into(),
+        build_id: 7,
+        branch: "beta".into(),
+        parent: Some("7".into()),
+        created: 1,
+        bytes: 2,
+        how: How::Validate,
+        platform_workaround: true,
+    };
+    let path = Path::new("/s/game/versions/7-2/version.toml");
+    let text = meta::render(&version, path).unwrap();
+    assert_eq!(meta::parse("7-2", path, &text).unwrap(), version);
+    let e = meta::parse(
+        "7",
+        path,
+        "build_id = 7\nbranch = \"public\"\ncreated = 1\nbytes = 1\nhow = \"guess\"\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("/s/game/versions/7-2/version.toml: "),
+        "{e}"
+    );
+    let e = meta::parse(
+        "7",
+        path,
+        &text.replace("parent = \"7\"", "parent = \"../x\""),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("parent \"../x\" is not a version id"),
+        "{e}"
+    );
+    let huge = Version {
+        build_id: u64::MAX,
+        ..version
+    };
+    // Every id the ID rule allows (20 digits) is written and read back.
+    let text = meta::render(&huge, path).unwrap();
+    assert_eq!(meta::parse("7-2", path, &text).unwrap(), huge);
+}
