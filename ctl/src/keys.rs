@@ -8,9 +8,10 @@ use toml_edit::{DocumentMut, Item, Table, TableLike, Value};
 
 /// Keys whose values are text: VALUE is taken as a string even when it looks like a number
 /// (`health.watchdog=0` means `"0"`), unless it is a quoted TOML string.
-pub const TEXT_KEYS: [&str; 8] = [
+pub const TEXT_KEYS: [&str; 9] = [
     "map",
     "blueprint",
+    "game_version",
     "config",
     "resources.cpu_affinity",
     "resources.memory_high",

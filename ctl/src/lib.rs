@@ -23,6 +23,7 @@ mod change;
 mod cli;
 mod editor;
 mod error;
+mod game_view;
 mod keys;
 mod output;
 mod reload;

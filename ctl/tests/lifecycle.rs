@@ -350,3 +350,100 @@ fn privileged_reset_waits_for_the_instance_lock_that_prepare_holds() {
     );
     assert!(!f.fx.path("state/runtime/coop1").exists());
 }
+
+/// A published game version 100 (by hand, as `left4mectl game install` leaves it).
+fn publish_version(f: &Fakes, id: &str) {
+    f.fx.write(
+        &format!("state/game/versions/{id}/version.toml"),
+        "build_id = 100\nbranch = \"public\"\ncreated = 1795304571\nbytes = 3\nhow = \"install\"\n",
+    );
+    fs::create_dir_all(f.fx.path(&format!("state/game/versions/{id}/tree"))).unwrap();
+    f.fx.write("state/game/current", &format!("{id}\n"));
+}
+
+#[test]
+fn status_and_list_show_the_game_version_and_a_pending_update() {
+    let f = Fakes::new();
+    f.set("left4me-server@coop1.service", ACTIVE);
+    // Running on installation/ (nothing of it mounted here), a version now current: a restart
+    // moves it.
+    publish_version(&f, "100");
+    let run = f.run(&["status", "coop1"]);
+    run.assert_ok();
+    assert!(
+        run.stdout.contains(
+            "game       installation/; update pending: a restart moves it to game version 100 \
+             (`left4mectl restart coop1`)\n"
+        ),
+        "{run:#?}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&f.run(&["status", "coop1", "--json"]).stdout).unwrap();
+    assert_eq!(json["game_version"], serde_json::Value::Null);
+    assert_eq!(json["game_version_next"], "100");
+    assert_eq!(json["update_pending"], true);
+
+    // Stopped: nothing is pending; the line says what a start mounts.
+    f.set("left4me-server@coop1.service", STOPPED);
+    let run = f.run(&["status", "coop1"]);
+    assert!(
+        run.stdout
+            .contains("game       - (not running; a start mounts game version 100)\n"),
+        "{run:#?}"
+    );
+    let rows: serde_json::Value = serde_json::from_str(&f.run(&["list", "--json"]).stdout).unwrap();
+    let coop1 = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "coop1")
+        .unwrap();
+    assert_eq!(coop1["game_version_next"], "100");
+    assert_eq!(coop1["update_pending"], false);
+
+    // A pin naming no version is shown as the error it will be at start.
+    f.run(&["set", "coop1", "game_version=999"]).assert_ok();
+    let run = f.run(&["status", "coop1"]);
+    assert!(
+        run.stdout
+            .contains("game       error: game version 999 does not exist"),
+        "{run:#?}"
+    );
+    let run = f.run(&["render", "coop1"]);
+    run.assert_ok();
+    assert!(
+        run.stdout.contains(
+            "=== overlay lowerdir stack, topmost first; game: error: game version 999 does not exist"
+        ),
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn render_stacks_the_current_or_pinned_version() {
+    let f = Fakes::new();
+    publish_version(&f, "100");
+    let run = f.run(&["render", "vs1"]);
+    run.assert_ok();
+    assert!(
+        run.stdout.contains(
+            "=== overlay lowerdir stack, topmost first; game: game version 100 (current) ===\n\
+             [ROOT]/state/game/versions/100/tree\n"
+        ),
+        "{run:#?}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&f.run(&["render", "vs1", "--json"]).stdout).unwrap();
+    assert_eq!(json["game_version"], "100");
+    assert_eq!(json["game_version_pinned"], false);
+    let run = f.run(&["set", "vs1", "game_version=100"]);
+    run.assert_ok();
+    let run = f.run(&["show", "vs1"]);
+    assert!(run.stdout.contains("game_version   100\n"), "{run:#?}");
+    let run = f.run(&["render", "vs1"]);
+    assert!(
+        run.stdout
+            .contains("game: game version 100, pinned by game_version ==="),
+        "{run:#?}"
+    );
+}

@@ -156,8 +156,24 @@ pub(crate) fn check_plain(path: &Path) -> Result<(), NotPlain> {
     })
 }
 
+/// Whether `path` is a game version's layer, `game/versions/ID/tree` with a valid ID
+/// (`left4me_contract::game`): the layers the supervisor stacks below the overlays instead of
+/// `installation`. Spec-level overlay paths never name `game/` (the spec crate refuses them).
+pub fn is_game_layer(path: &Path) -> bool {
+    use left4me_contract::game::{GAME, TREE, VERSIONS, is_valid_version_id};
+    let parts: Vec<&str> = path
+        .components()
+        .map(|c| match c {
+            Component::Normal(part) => part.to_str().unwrap_or("\0"),
+            _ => "\0",
+        })
+        .collect();
+    matches!(parts.as_slice(), [game, versions, id, tree]
+        if *game == GAME && *versions == VERSIONS && *tree == TREE && is_valid_version_id(id))
+}
+
 /// Checks the shape of a layer path (no I/O): relative, plain components only, and beneath one of
-/// [`LAYER_ROOTS`].
+/// [`LAYER_ROOTS`] or a game version's layer ([`is_game_layer`]).
 pub fn validate_layer_path(path: &Path) -> Result<(), PlanError> {
     let refuse = |reason| {
         Err(PlanError::Layer {
@@ -173,6 +189,9 @@ pub fn validate_layer_path(path: &Path) -> Result<(), PlanError> {
             NotPlain::CurDir => "contains `.`: name the directory directly",
         });
     }
+    if is_game_layer(path) {
+        return Ok(());
+    }
     let mut components = path.components();
     let first = components.next().map(|c| c.as_os_str());
     if !LAYER_ROOTS.iter().any(|root| first == Some(root.as_ref())) {
@@ -183,7 +202,8 @@ pub fn validate_layer_path(path: &Path) -> Result<(), PlanError> {
 
 impl MountPlan {
     /// Computes the plan. `layers` are relative to `state_dir`, in kernel order (topmost first,
-    /// `installation` last), e.g. `["overlays/b", "overlays/a", "installation"]`. No I/O.
+    /// the game last: `installation` or a version's chain `game/versions/ID/tree`, newest
+    /// first), e.g. `["overlays/b", "overlays/a", "installation"]`. No I/O.
     pub fn new<P: AsRef<Path>>(
         state_dir: impl Into<PathBuf>,
         name: &str,
@@ -352,6 +372,25 @@ mod tests {
     }
 
     #[test]
+    fn game_layers_sit_below_the_overlays() {
+        let plan = MountPlan::new(
+            "/s",
+            "x",
+            &["overlays/a", "game/versions/2/tree", "game/versions/1/tree"],
+        )
+        .unwrap();
+        assert_eq!(plan.lowerdirs[1], Path::new("/s/game/versions/2/tree"));
+        let installed = MountPlan::new("/s", "x", &["overlays/a", "installation"]).unwrap();
+        assert_ne!(
+            plan.source(),
+            installed.source(),
+            "a new layer list is a new mount"
+        );
+        assert!(is_game_layer(Path::new("game/versions/1/tree")));
+        assert!(!is_game_layer(Path::new("game/versions/.new-0a/tree")));
+    }
+
+    #[test]
     fn runtime_refusals() {
         let e = InstanceRuntime::new("rel", "x").unwrap_err();
         assert!(matches!(e, PlanError::StateDirNotAbsolute { .. }), "{e}");
@@ -403,6 +442,22 @@ mod tests {
             ),
             ("./overlays/a", "contains `.`: name the directory directly"),
             (
+                "game/versions/01/tree",
+                "must be beneath installation/, overlays/ or workshop_cache/",
+            ),
+            (
+                "game/versions/1",
+                "must be beneath installation/, overlays/ or workshop_cache/",
+            ),
+            (
+                "game/versions/1/tree/left4dead2",
+                "must be beneath installation/, overlays/ or workshop_cache/",
+            ),
+            (
+                "game/steamcmd",
+                "must be beneath installation/, overlays/ or workshop_cache/",
+            ),
+            (
                 "runtime/x/upper",
                 "must be beneath installation/, overlays/ or workshop_cache/",
             ),
@@ -422,6 +477,8 @@ mod tests {
             "overlays/a",
             "workshop_cache/123/x",
             "overlays/a/",
+            "game/versions/12345678/tree",
+            "game/versions/12345678-2/tree/",
         ] {
             validate_layer_path(ok.as_ref()).unwrap();
         }

@@ -143,6 +143,20 @@ fn resolve_layer(
         crate::plan::PlanError::Layer { reason, .. } => refuse(reason.to_owned()),
         other => refuse(other.to_string()),
     })?;
+    if crate::plan::is_game_layer(rel) {
+        // A game version: root's all the way down, so no link is followed at all.
+        let flags = OFlags::PATH | OFlags::DIRECTORY;
+        let fd = openat2_retry(state, rel, flags, Mode::empty(), RESOLVE_STRICT).map_err(|e| {
+            refuse(match e {
+                Errno::NOENT => "does not exist: the game version is gone (`left4mectl game \
+                                 versions` lists them)"
+                    .to_owned(),
+                Errno::LOOP | Errno::XDEV => "goes through a symlink: refused".to_owned(),
+                other => describe(other, "game"),
+            })
+        })?;
+        return opened(rel, fd).map_err(|e| refuse(describe(e, "game")));
+    }
     let mut components = rel.components();
     let Some(Component::Normal(first)) = components.next() else {
         unreachable!("validate_layer_path checked the first component");
@@ -168,7 +182,12 @@ fn resolve_layer(
         openat2_retry(root.as_fd(), &rest, flags, Mode::empty(), resolve)
             .map_err(|e| refuse(describe(e, &first_name)))?
     };
-    let stat = rustix::fs::fstat(&fd).map_err(|e| refuse(describe(e, &first_name)))?;
+    opened(rel, fd).map_err(|e| refuse(describe(e, &first_name)))
+}
+
+/// The [`ResolvedLayer`] of the layer `rel`, opened as `fd`.
+fn opened(rel: &Path, fd: OwnedFd) -> Result<ResolvedLayer, Errno> {
+    let stat = rustix::fs::fstat(&fd)?;
     Ok(ResolvedLayer {
         rel: rel.to_owned(),
         path: fd_path(fd.as_fd()),

@@ -370,3 +370,48 @@ fn privileged_mount_error_carries_the_kernel_message() {
     assert_eq!(Tmpfs::mounts_at(&plan.dirs().merged), 0);
     unmount(&sys, &outer.runtime).unwrap();
 }
+
+/// A game version's chain below the overlays instead of `installation`; a start on another
+/// version is a different mount (the layer list is part of the mount's tag), and a game layer
+/// that goes through a symlink is refused.
+#[test]
+fn privileged_mount_game_version_layers() {
+    assert_root();
+    let t = state("gamever");
+    t.write("game/versions/1/tree/srcds_run", "#!/bin/sh\n");
+    t.write("game/versions/1/tree/who", "version 1");
+    t.write("game/versions/1/tree/only_1", "1");
+    t.write("game/versions/2/tree/who", "version 2");
+    let v2 = ["overlays/a", "game/versions/2/tree", "game/versions/1/tree"];
+    let plan = MountPlan::new(t.path(), "x", &v2).unwrap();
+    let sys = RealSys::new();
+    assert_eq!(
+        ensure_mounted(&sys, &plan, GAME).unwrap().outcome,
+        MountOutcome::Mounted
+    );
+    let m = &plan.dirs().merged;
+    assert_eq!(read(m.join("who")), "a");
+    assert_eq!(read(m.join("only_1")), "1");
+    assert!(!m.join("only_installation").exists());
+    let MountState::Mounted(entry) = mount_state(&sys, &plan.runtime).unwrap() else {
+        panic!()
+    };
+    assert_eq!(entry.overlay_layers().lowerdirs, plan.lowerdirs);
+    assert_eq!(
+        ensure_mounted(&sys, &plan, GAME).unwrap().outcome,
+        MountOutcome::AlreadyMounted
+    );
+    let v1 = MountPlan::new(t.path(), "x", &["overlays/a", "game/versions/1/tree"]).unwrap();
+    let report = ensure_mounted(&sys, &v1, GAME).unwrap();
+    assert!(
+        matches!(report.outcome, MountOutcome::Replaced { .. }),
+        "{report}"
+    );
+    unmount(&sys, &v1.runtime).unwrap();
+
+    std::fs::create_dir_all(t.path().join("elsewhere")).unwrap();
+    symlink("../../elsewhere", t.path().join("game/versions/3")).unwrap();
+    let bad = MountPlan::new(t.path(), "x", &["game/versions/3/tree"]).unwrap();
+    let err = resolve_plan(&bad).unwrap_err();
+    assert!(err.to_string().contains("symlink"), "{err}");
+}

@@ -12,6 +12,7 @@ use crate::overlay::OverlayRef;
 use crate::toml_fields::{Fields, parse_document};
 use crate::values::{CpuList, Duration, Size};
 pub use left4me_contract::MAX_LAYERS;
+use left4me_contract::game::MAX_CHAIN;
 
 /// The shortest watchdog period (`health.watchdog`) a spec may ask for, in microseconds.
 pub const MIN_WATCHDOG_USEC: u64 = 1_000_000;
@@ -82,16 +83,20 @@ pub struct Settings {
     pub maxplayers: Option<u8>,
     pub args: Vec<String>,
     pub overlays: Vec<OverlayRef>,
+    /// `game_version`: the game version (an id in `game/versions`) pinned instead of the
+    /// current one.
+    pub game_version: Option<String>,
     pub config: Option<String>,
     pub resources: Resources,
     pub health: Health,
 }
 
-const SETTINGS_KEYS: [&str; 7] = [
+const SETTINGS_KEYS: [&str; 8] = [
     "map",
     "maxplayers",
     "args",
     "overlays",
+    "game_version",
     "config",
     "resources",
     "health",
@@ -133,6 +138,19 @@ impl Settings {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let game_version = fields.string("game_version")?;
+        if let Some(id) = &game_version
+            && !left4me_contract::game::is_valid_version_id(id)
+        {
+            return Err(fields.error(
+                "game_version",
+                format!(
+                    "'{}' is not a game version id; write a Steam build id as listed by \
+                     `left4mectl game versions`, e.g. \"12345678\" or \"12345678-2\"",
+                    id.escape_debug()
+                ),
+            ));
+        }
         let config = fields.string("config")?;
         if config.as_deref().is_some_and(|c| c.contains('\0')) {
             return Err(fields.error("config", "contains a NUL byte"));
@@ -188,6 +206,7 @@ impl Settings {
             maxplayers,
             args,
             overlays,
+            game_version,
             config,
             resources,
             health,
@@ -206,6 +225,7 @@ impl Settings {
             maxplayers: over.maxplayers.or(self.maxplayers),
             args: [self.args, over.args].concat(),
             overlays: [self.overlays, over.overlays].concat(),
+            game_version: over.game_version.or(self.game_version),
             config,
             resources: Resources {
                 cpu_affinity: over.resources.cpu_affinity.or(self.resources.cpu_affinity),
@@ -332,6 +352,11 @@ pub struct Instance {
     pub args: Vec<String>,
     /// Lowest first: a later entry wins over an earlier one.
     pub overlays: Vec<OverlayRef>,
+    /// The game version pinned by `game_version` (the instance's, else its blueprint's);
+    /// `None`: the version current at each start.
+    pub game_version: Option<String>,
+    /// The file that set `game_version` (the instance's or the blueprint's), for messages.
+    pub game_version_file: Option<PathBuf>,
     /// The blueprint's config then the instance's.
     pub config: String,
     pub resources: Resources,
@@ -364,15 +389,21 @@ impl Instance {
                 ),
             ));
         }
+        let game_version_file = match (&file.settings.game_version, blueprint) {
+            (Some(_), _) => Some(path.clone()),
+            (None, Some(b)) if b.settings.game_version.is_some() => Some(b.file.clone()),
+            _ => None,
+        };
         let settings = match blueprint {
             Some(blueprint) => blueprint.settings.clone().merged_under(file.settings),
             None => file.settings,
         };
-        if settings.overlays.len() + 1 > MAX_LAYERS {
+        // The game below them is `installation/` or a version's chain of up to MAX_CHAIN layers.
+        if settings.overlays.len() + MAX_CHAIN > MAX_LAYERS {
             return Err(invalid(
                 "overlays",
                 format!(
-                    "{} overlays plus the installation exceed the kernel's limit of {MAX_LAYERS} layers",
+                    "{} overlays plus up to {MAX_CHAIN} game layers exceed the kernel's limit of {MAX_LAYERS} layers",
                     settings.overlays.len()
                 ),
             ));
@@ -420,6 +451,8 @@ impl Instance {
             maxplayers: settings.maxplayers,
             args: settings.args,
             overlays: settings.overlays,
+            game_version: settings.game_version,
+            game_version_file,
             config: settings.config.unwrap_or_default(),
             resources: settings.resources,
             ready_timeout: settings
@@ -552,6 +585,29 @@ nice = -5
     }
 
     #[test]
+    fn game_version_pins_come_from_the_instance_before_the_blueprint() {
+        let bp = "game_version = \"100\"\n";
+        let merged = resolve("blueprint = \"coop\"\nport = 27016\n", Some(bp)).unwrap();
+        assert_eq!(merged.game_version.as_deref(), Some("100"));
+        assert_eq!(
+            merged.game_version_file.as_deref(),
+            Some(Path::new("/etc/left4me/blueprints/coop.toml"))
+        );
+        let inst = "blueprint = \"coop\"\nport = 27016\ngame_version = \"200-2\"\n";
+        let merged = resolve(inst, Some(bp)).unwrap();
+        assert_eq!(merged.game_version.as_deref(), Some("200-2"));
+        assert_eq!(
+            merged.game_version_file.as_deref(),
+            Some(Path::new("/etc/left4me/instances/coop1.toml"))
+        );
+        let plain = resolve("port = 27016\n", None).unwrap();
+        assert_eq!((plain.game_version, plain.game_version_file), (None, None));
+        let err = resolve("port = 27016\ngame_version = \"1-1\"\n", None).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("game_version"));
+        assert!(err.reason.contains("not a game version id"), "{err}");
+    }
+
+    #[test]
     fn blueprints_cannot_set_port_or_blueprint() {
         for text in ["port = 1", "blueprint = 'x'"] {
             let err = Blueprint::parse("b", Path::new("/b.toml"), text).unwrap_err();
@@ -569,6 +625,9 @@ nice = -5
             ("port = 27015\nmapp = 'x'", "mapp"),
             ("port = 27015\nmap = 'c1m1 hotel'", "map"),
             ("port = 27015\nmaxplayers = 0", "maxplayers"),
+            ("port = 27015\ngame_version = '01'", "game_version"),
+            ("port = 27015\ngame_version = 12345678", "game_version"),
+            ("port = 27015\ngame_version = '../1'", "game_version"),
             ("port = 27015\nblueprint = 'Bad'", "blueprint"),
             ("port = 27015\nargs = ['a', '']", "args[1]"),
             ("port = 27015\nargs = 'x'", "args"),
@@ -636,19 +695,19 @@ nice = -5
     }
 
     #[test]
-    fn layer_limit_counts_the_installation() {
+    fn layer_limit_counts_the_game_layers() {
         let overlays = |n: usize| {
             let list: Vec<String> = (0..n).map(|i| format!("'overlays/o{i}'")).collect();
             format!("port = 27015\noverlays = [{}]", list.join(","))
         };
         assert_eq!(
-            resolve(&overlays(MAX_LAYERS - 1), None)
+            resolve(&overlays(MAX_LAYERS - MAX_CHAIN), None)
                 .unwrap()
                 .overlays
                 .len(),
-            499
+            496
         );
-        let err = resolve(&overlays(MAX_LAYERS), None).unwrap_err();
+        let err = resolve(&overlays(MAX_LAYERS - MAX_CHAIN + 1), None).unwrap_err();
         assert!(err.reason.contains("limit of 500 layers"), "{err}");
     }
 

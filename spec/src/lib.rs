@@ -40,8 +40,8 @@ pub use overlay::{OverlayDef, OverlayKind, OverlayRef, ScriptLimits};
 pub use parallel::map_chunks;
 pub use read::{MAX_SPEC_BYTES, read_spec};
 pub use render::{
-    AliasCfg, GENERATED_HEADER, SERVER_CFG, alias_cfgs, lower_layers, render_dropin,
-    render_server_cfg, render_slice_dropins, srcds_argv,
+    AliasCfg, GENERATED_HEADER, SERVER_CFG, alias_cfgs, lower_layers, lower_layers_over,
+    render_dropin, render_server_cfg, render_slice_dropins, srcds_argv,
 };
 pub use toml_fields::line_column;
 pub use values::{CpuList, Duration, Size};

@@ -248,6 +248,10 @@ mod tests {
             "overlays/./a",
             "overlays//a",
             "runtime/x/upper",
+            // The game's versions are the supervisor's to stack (game_version), never an
+            // overlay.
+            "game/versions/1/tree",
+            "game/steamcmd",
             "etc/passwd",
             "overlays/a,b",
             "overlays/a:b",

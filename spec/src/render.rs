@@ -131,14 +131,21 @@ pub fn render_server_cfg(instance: &Instance) -> String {
 }
 
 /// The overlayfs lower layers relative to the state dir, in kernel order: topmost first, the
-/// installation last.
+/// installation last (an instance that runs the hand-installed game).
 pub fn lower_layers(instance: &Instance) -> Vec<String> {
+    lower_layers_over(instance, &["installation".to_owned()])
+}
+
+/// The overlayfs lower layers relative to the state dir, in kernel order: the overlays topmost
+/// first, then `game` (the game's layers, newest first: a version's chain
+/// `game/versions/ID/tree`…, or `installation`).
+pub fn lower_layers_over(instance: &Instance, game: &[String]) -> Vec<String> {
     instance
         .overlays
         .iter()
         .rev()
         .map(|overlay| overlay.path.clone())
-        .chain(std::iter::once("installation".to_owned()))
+        .chain(game.iter().cloned())
         .collect()
 }
 
@@ -348,6 +355,20 @@ mod tests {
         assert_eq!(
             lower_layers(&instance("port = 27015", None)),
             ["installation"]
+        );
+        let game = [
+            "game/versions/2/tree".to_owned(),
+            "game/versions/1/tree".to_owned(),
+        ];
+        assert_eq!(
+            lower_layers_over(&inst, &game),
+            [
+                "overlays/c",
+                "workshop_cache/b",
+                "overlays/a",
+                "game/versions/2/tree",
+                "game/versions/1/tree"
+            ]
         );
     }
 

@@ -15,6 +15,9 @@ use rustix::io::Errno;
 pub enum Subject<'a> {
     Instance(&'a str),
     Overlay(&'a str),
+    /// The game's versions (`game/`): one lock for every verb that changes them (install,
+    /// update, validate, gc, squash).
+    Game,
 }
 
 impl Subject<'_> {
@@ -22,6 +25,7 @@ impl Subject<'_> {
         match self {
             Subject::Instance(name) => format!("instance-{name}.lock"),
             Subject::Overlay(name) => format!("overlay-{name}.lock"),
+            Subject::Game => "game.lock".to_owned(),
         }
     }
 }
@@ -31,6 +35,7 @@ impl std::fmt::Display for Subject<'_> {
         match self {
             Subject::Instance(name) => write!(f, "instance {name}"),
             Subject::Overlay(name) => write!(f, "overlay {name}"),
+            Subject::Game => f.write_str("the game install"),
         }
     }
 }
@@ -121,6 +126,14 @@ mod tests {
         );
         // Another subject is independent.
         let _other = Lock::take(&dir, Subject::Overlay("coop1"), false).unwrap();
+        let game = Lock::take(&dir, Subject::Game, false).unwrap();
+        let busy = Lock::take(&dir, Subject::Game, false).unwrap_err();
+        assert_eq!(
+            busy.to_string(),
+            "the game install is busy: another left4me process is working on it; try again when \
+             it is done"
+        );
+        drop(game);
         let waiter = {
             let dir = dir.clone();
             std::thread::spawn(move || Lock::take(&dir, Subject::Instance("coop1"), true).is_ok())

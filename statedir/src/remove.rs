@@ -65,7 +65,9 @@ impl Dir {
             let frame = stack.pop().expect("the loop saw it");
             let parent = stack.last().map_or(self.fd(), |p| p.fd.as_fd());
             match rustix::fs::unlinkat(parent, frame.name.as_os_str(), AtFlags::REMOVEDIR) {
-                Ok(()) | Err(Errno::NOENT) => {}
+                // NOTDIR: the directory was renamed away and a non-directory put in its
+                // place; the parent, listed again next, holds both.
+                Ok(()) | Err(Errno::NOENT | Errno::NOTDIR) => {}
                 Err(Errno::NOTEMPTY | Errno::EXIST) if refills < MAX_REFILLS => {
                     refills += 1;
                     stack.push(frame);

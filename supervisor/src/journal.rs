@@ -58,8 +58,9 @@ impl Phase {
     }
 }
 
-/// The journal fields every entry of one supervisor process carries. (The game version the
-/// instance runs joins them as `LEFT4ME_GAME_VERSION=` once game versions exist.)
+/// The journal fields every entry of one supervisor process carries. (`prepare` adds
+/// `LEFT4ME_GAME_VERSION=ID` to its line naming the game version it mounts, so
+/// `journalctl LEFT4ME_GAME_VERSION=ID` lists the starts on a version.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fields {
     /// The instance name from the command line; left out when it is not a valid name (the

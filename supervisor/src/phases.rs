@@ -10,11 +10,12 @@ use left4me_overlay::{
 };
 use left4me_spec::{
     Catalog, ErrorKind, HostConfig, Instance, Layout, SERVER_CFG, SpecError, alias_cfgs,
-    check_name, load_instance, lower_layers, render_server_cfg, srcds_argv,
+    check_name, load_instance, lower_layers_over, render_server_cfg, srcds_argv,
 };
 
-use left4me_statedir::{Lock, LockError, Subject};
-use rustix::fs::AtFlags;
+use left4me_game::store::{self, GameLayers, StoreError};
+use left4me_statedir::{Dir, Lock, LockError, StateDir, Subject};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::exit::{EXIT_BAD_LAYER, EXIT_BAD_SPEC, EXIT_MOUNT_FAILED, EXIT_RUNTIME};
@@ -47,11 +48,31 @@ pub enum PhaseError {
     NotPrepared { name: String, merged: PathBuf },
     #[error(
         "the game is not installed: the bottom layer {} has no srcds_run; install the game \
-         (put it in <state>/installation, or `left4mectl game install` once that exists) and \
-         start the instance again",
+         (`left4mectl game install`, or by hand into <state>/installation) and start the \
+         instance again",
         layer.display()
     )]
     NoGame { layer: PathBuf },
+    #[error(
+        "game version {id} has no srcds_run (in {}): install the game again (`left4mectl game \
+         validate`) or pin another version, and start the instance again",
+        layer.display()
+    )]
+    NoGameInVersion { id: String, layer: PathBuf },
+    #[error(
+        "{}: key 'game_version': game version {id} does not exist: `left4mectl game versions` \
+         lists the versions there are; change or remove the pin ({source})",
+        file.display()
+    )]
+    PinnedVersionMissing {
+        file: PathBuf,
+        id: String,
+        source: StoreError,
+    },
+    #[error("{0}")]
+    Game(StoreError),
+    #[error("{0}")]
+    StateDir(#[from] left4me_statedir::DirError),
     #[error("cannot check {}/srcds_run: {source}", layer.display())]
     GameCheck {
         layer: PathBuf,
@@ -68,6 +89,9 @@ impl PhaseError {
             PhaseError::Layer(_)
             | PhaseError::Stage(_)
             | PhaseError::NoGame { .. }
+            | PhaseError::NoGameInVersion { .. }
+            | PhaseError::PinnedVersionMissing { .. }
+            | PhaseError::Game(_)
             | PhaseError::GameCheck { .. } => EXIT_BAD_LAYER,
             PhaseError::Mount(
                 MountError::Layer(_)
@@ -79,6 +103,7 @@ impl PhaseError {
             PhaseError::User(_)
             | PhaseError::Run(_)
             | PhaseError::NotPrepared { .. }
+            | PhaseError::StateDir(_)
             | PhaseError::Lock(_) => EXIT_RUNTIME,
         }
     }
@@ -98,10 +123,12 @@ fn host_layout() -> Result<(HostConfig, Layout), SpecError> {
     left4me_spec::load_host(&Layout::config_dir_from_env(), Layout::state_dir_from_env())
 }
 
-/// `prepare NAME`: check the spec against every other instance, open every layer once, read the
+/// `prepare NAME`: check the spec against every other instance, resolve the game version once
+/// (the spec's `game_version` pin, else `game/current`, else the hand-installed
+/// `installation/`) and log it (`LEFT4ME_GAME_VERSION=`), open every layer once, read the
 /// aliased overlays' cfg files from those layers, create the runtime dirs, stage the cfg files
-/// into the upper dir and mount the same layers (keeping a matching mount). Call
-/// `join_pid1_mount_namespace` first. Holds the instance's lock throughout, waiting while
+/// into the upper dir and mount the same layers (keeping a mount of exactly these layers).
+/// Call `join_pid1_mount_namespace` first. Holds the instance's lock throughout, waiting while
 /// `left4mectl reset` holds it. Returns the log line saying what was done.
 pub fn prepare(name: &str) -> Result<String, PhaseError> {
     checked_name(name)?;
@@ -112,29 +139,106 @@ pub fn prepare(name: &str) -> Result<String, PhaseError> {
         None => return Err(missing_spec(&catalog.layout, name).into()),
     };
     let game = lookup(Path::new("/"), &catalog.host.game_user)?;
-    let plan = MountPlan::new(&catalog.layout.state_dir, name, &lower_layers(&instance))?;
+    let version = game_layers(&catalog.layout.state_dir, &instance)?;
+    let game_layers = version.layers();
+    let plan = MountPlan::new(
+        &catalog.layout.state_dir,
+        name,
+        &lower_layers_over(&instance, &game_layers),
+    )?;
     let resolved = resolve_plan(&plan)?;
-    check_game_installed(&resolved)?;
+    check_game_installed(&resolved, &version)?;
+    match version.id() {
+        Some(id) => log::info!(
+            LEFT4ME_GAME_VERSION = id;
+            "left4me-supervisor: {name}: game version {id} ({} layer{}){}",
+            game_layers.len(),
+            if game_layers.len() == 1 { "" } else { "s" },
+            if instance.game_version.is_some() { ", pinned by game_version" } else { "" }
+        ),
+        None => log::info!(
+            "left4me-supervisor: {name}: game from installation/ (no game version is current)"
+        ),
+    }
     let files = cfg_files(&resolved, &instance)?;
     let report = left4me_overlay::prepare(&RealSys::new(), &resolved, game, &files)?;
     Ok(report.to_string())
 }
 
-/// The bottom layer (the game install) must hold `srcds_run`; checked through its descriptor.
-fn check_game_installed(resolved: &ResolvedPlan<'_>) -> Result<(), PhaseError> {
-    let Some(bottom) = resolved.layers().last() else {
+/// The game layers the instance starts on: its pin, else the current version, else
+/// `installation/`. A pin naming no version fails naming the spec file and key.
+fn game_layers(state_dir: &Path, instance: &Instance) -> Result<GameLayers, PhaseError> {
+    let pin = instance.game_version.as_deref();
+    let result = if rustix::process::geteuid().is_root() {
+        let state = StateDir::open(state_dir)?;
+        store::resolve(&state, pin)
+    } else {
+        // Not root (tests): nothing to be redirected into; open it plainly.
+        let fd = rustix::fs::open(
+            state_dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| left4me_statedir::DirError::Io {
+            action: "open the state dir",
+            path: state_dir.to_owned(),
+            source: e.into(),
+        })?;
+        store::resolve_in(&Dir::from_fd(fd, state_dir.to_owned()), pin)
+    };
+    result.map_err(|source| match (pin, source) {
+        (Some(id), source @ StoreError::NotFound { .. }) => PhaseError::PinnedVersionMissing {
+            file: instance
+                .game_version_file
+                .clone()
+                .unwrap_or_else(|| instance.file.clone()),
+            id: id.to_owned(),
+            source,
+        },
+        (_, source) => PhaseError::Game(source),
+    })
+}
+
+/// The game layers (the bottom of the stack) must provide `srcds_run`: the newest game layer
+/// that has the name decides (a whiteout, char 0:0, is a deletion). Checked through the layers'
+/// descriptors.
+fn check_game_installed(
+    resolved: &ResolvedPlan<'_>,
+    version: &GameLayers,
+) -> Result<(), PhaseError> {
+    let layers = resolved.layers();
+    let game = &layers[layers.len().saturating_sub(version.layers().len())..];
+    let Some(bottom) = game.last() else {
         return Ok(());
     };
-    match rustix::fs::statat(&bottom.fd, "srcds_run", AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(_) => Ok(()),
-        Err(Errno::NOENT) => Err(PhaseError::NoGame {
+    let missing = || match version.id() {
+        Some(id) => PhaseError::NoGameInVersion {
+            id: id.to_owned(),
             layer: bottom.path.clone(),
-        }),
-        Err(e) => Err(PhaseError::GameCheck {
+        },
+        None => PhaseError::NoGame {
             layer: bottom.path.clone(),
-            source: e.into(),
-        }),
+        },
+    };
+    for layer in game {
+        match rustix::fs::statat(&layer.fd, "srcds_run", AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat)
+                if FileType::from_raw_mode(stat.st_mode) == FileType::CharacterDevice
+                    && stat.st_rdev == 0 =>
+            {
+                return Err(missing());
+            }
+            Ok(_) => return Ok(()),
+            Err(Errno::NOENT) => continue,
+            Err(e) => {
+                return Err(PhaseError::GameCheck {
+                    layer: layer.path.clone(),
+                    source: e.into(),
+                });
+            }
+        }
     }
+    Err(missing())
 }
 
 fn missing_spec(layout: &Layout, name: &str) -> SpecError {

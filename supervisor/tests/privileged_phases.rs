@@ -217,3 +217,100 @@ fn privileged_bad_spec_exits_3_and_missing_spec_says_how_to_create_it() {
     let out = host.phase("prepare", "../etc");
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 }
+
+/// Game versions: `prepare` mounts the current version's chain (not `installation/`), says
+/// which one, moves to a new current version only on the next prepare, follows a pin (from
+/// the blueprint here), and a pin naming no version fails with exit 4 naming file and key.
+#[test]
+fn privileged_prepare_mounts_the_current_or_pinned_game_version() {
+    use left4me_game::store::{How, NewVersion, Store, running_versions_in};
+    let host = Host::new("gamever");
+    let state = left4me_statedir::StateDir::open(&host.state).unwrap();
+    let store = Store::open(&state, true).unwrap().unwrap();
+    let new = |build_id, how| NewVersion {
+        build_id,
+        branch: "public".into(),
+        how,
+        platform_workaround: false,
+    };
+    let staging = store.begin(None).unwrap();
+    std::fs::create_dir_all(staging.tree.join("left4dead2/cfg")).unwrap();
+    std::fs::copy(standin(), staging.tree.join("srcds_run")).unwrap();
+    std::fs::write(staging.tree.join("which"), "100").unwrap();
+    store.publish(staging, new(100, How::Install)).unwrap();
+
+    let port = free_udp_port();
+    host.write("config/instances/v.toml", &format!("port = {port}\n"));
+    let running = |host: &Host| {
+        let table = std::fs::read(format!("/proc/{}/mountinfo", host.pid1())).unwrap();
+        let entries = left4me_overlay::mountinfo::parse(&table).unwrap();
+        running_versions_in(&entries, &host.state).get("v").cloned()
+    };
+    let out = host.phase("prepare", "v");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("v: game version 100 (1 layer)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(running(&host).as_deref(), Some("100"));
+    let which = host.in_pid1(&host.merged("v").join("which"));
+    assert_eq!(std::fs::read_to_string(&which).unwrap(), "100");
+
+    // A new version: the mount changes only when prepare runs again, and then it is replaced.
+    let staging = store.begin(Some("100")).unwrap();
+    std::fs::write(staging.tree.join("which"), "200").unwrap();
+    store.publish(staging, new(200, How::Update)).unwrap();
+    assert_eq!(running(&host).as_deref(), Some("100"));
+    let out = host.phase("prepare", "v");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("game version 200 (2 layers)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("kept the existing mount"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(running(&host).as_deref(), Some("200"));
+    assert_eq!(std::fs::read_to_string(&which).unwrap(), "200");
+    assert_eq!(host.mounted_in_pid1(&host.merged("v")), 1);
+    let again = host.phase("prepare", "v");
+    assert!(
+        stderr(&again).contains("kept the existing mount"),
+        "{}",
+        stderr(&again)
+    );
+
+    // Pinned by the blueprint.
+    host.write("config/blueprints/old.toml", "game_version = \"100\"\n");
+    host.write(
+        "config/instances/v.toml",
+        &format!("blueprint = \"old\"\nport = {port}\n"),
+    );
+    let out = host.phase("prepare", "v");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("game version 100 (1 layer), pinned"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(running(&host).as_deref(), Some("100"));
+
+    // A pin naming no version: exit 4, the file and key named, the mount left alone.
+    host.write(
+        "config/instances/v.toml",
+        &format!("blueprint = \"old\"\nport = {port}\ngame_version = \"999\"\n"),
+    );
+    let out = host.phase("prepare", "v");
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("instances/v.toml: key 'game_version': game version 999 does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(running(&host).as_deref(), Some("100"));
+}

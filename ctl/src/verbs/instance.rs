@@ -5,7 +5,7 @@ use std::path::Path;
 
 use left4me_spec::{
     Blueprint, Catalog, HostConfig, Instance, InstanceFile, OverlayDef, SERVER_CFG, Settings,
-    SpecError, alias_cfgs, list_names, load_blueprint, lower_layers, render_dropin,
+    SpecError, alias_cfgs, list_names, load_blueprint, lower_layers_over, render_dropin,
     render_server_cfg, srcds_argv,
 };
 use serde::Serialize;
@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::change::{self, NewSpec, SpecKind, check_spec_name, missing, peek};
 use crate::cli::{CreateArgs, SetArgs};
 use crate::error::{EXIT_INVALID, EXIT_OK, UsageError};
+use crate::game_view::{GameView, GameViews, is_running};
 use crate::output::{
     emit, fields, limits_line, or_dash, overlay_lines, quoted, spec_problem, table,
 };
@@ -141,6 +142,13 @@ fn describe_instance(instance: &Instance, catalog: &Catalog) -> String {
         ),
         ("args", or_dash(quoted(&instance.args))),
         ("overlays", or_dash(overlays.join("\n"))),
+        (
+            "game_version",
+            match &instance.game_version {
+                Some(id) => tag(id.clone(), |s| s.game_version.is_some()),
+                None => "- (the current version at each start)".into(),
+            },
+        ),
         ("resources", or_dash(limits_line(&instance.resources))),
         (
             "ready_timeout",
@@ -176,6 +184,9 @@ struct ListRow {
     /// All `null` when systemd is not running.
     #[serde(flatten)]
     live: Live,
+    /// The game version it runs and would run (`update_pending`).
+    #[serde(flatten)]
+    game: GameView,
 }
 
 fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
@@ -193,6 +204,7 @@ fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
                 error: None,
                 problem: None,
                 live: Default::default(),
+                game: Default::default(),
             },
             Err(err) => {
                 let face = peek(&err.file);
@@ -206,6 +218,7 @@ fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
                     error: Some(err.to_string()),
                     problem: Some(spec_problem(err)),
                     live: Default::default(),
+                    game: Default::default(),
                 }
             }
         })
@@ -257,6 +270,7 @@ fn live_table(rows: &[ListRow]) -> String {
                 if row.ok { "ok" } else { "error" }.into(),
                 row.live.state_cell(),
                 boot.into(),
+                row.game.cell(is_running(row.live.active_state.as_deref())),
                 status,
             ]
         })
@@ -270,6 +284,7 @@ fn live_table(rows: &[ListRow]) -> String {
             "SPEC",
             "STATE",
             "BOOT",
+            "GAME",
             "STATUS",
         ],
         &cells,
@@ -285,6 +300,14 @@ pub fn list(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
     let with_live = live.is_some();
     for (row, state) in rows.iter_mut().zip(live.into_iter().flatten()) {
         row.live = state;
+    }
+    let views = GameViews::load(&catalog.layout.state_dir);
+    for row in &mut rows {
+        let active = is_running(row.live.active_state.as_deref());
+        row.game = match catalog.get(&row.name) {
+            Some(Ok(instance)) => views.of(instance, active),
+            _ => views.running_only(&row.name),
+        };
     }
     if json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
@@ -441,8 +464,15 @@ struct Rendered {
     name: String,
     dropin: RenderedFile,
     server_cfg: RenderedFile,
-    /// Absolute lower dirs, topmost first.
+    /// Absolute lower dirs, topmost first: the overlays, then the game's layers a start would
+    /// mount now (empty when that is unknown: `game_error`).
     lowerdirs: Vec<String>,
+    /// The game version a start would mount now (`null`: `installation/`).
+    game_version: Option<String>,
+    /// Whether the spec pins it (`game_version =`).
+    game_version_pinned: bool,
+    /// Why the game's layers are unknown (a pin naming no version, …).
+    game_error: Option<String>,
     alias_cfgs: Vec<RenderedAlias>,
     argv: Vec<String>,
     cwd: String,
@@ -467,6 +497,7 @@ fn render_instance(instance: &Instance, catalog: &Catalog) -> Rendered {
     let name = &instance.name;
     let runtime = layout.runtime(name);
     let (merged, upper) = (runtime.merged, runtime.upper);
+    let game = GameViews::load(&layout.state_dir).layers(instance);
     Rendered {
         name: name.clone(),
         dropin: RenderedFile {
@@ -477,10 +508,13 @@ fn render_instance(instance: &Instance, catalog: &Catalog) -> Rendered {
             path: upper.join(SERVER_CFG).display().to_string(),
             text: render_server_cfg(instance),
         },
-        lowerdirs: lower_layers(instance)
+        lowerdirs: lower_layers_over(instance, &game.as_ref().map_or(Vec::new(), |g| g.layers()))
             .iter()
             .map(|layer| layout.state_dir.join(layer).display().to_string())
             .collect(),
+        game_version: game.as_ref().ok().and_then(|g| g.id().map(str::to_owned)),
+        game_version_pinned: instance.game_version.is_some(),
+        game_error: game.err(),
         alias_cfgs: alias_cfgs(instance)
             .into_iter()
             .map(|cfg| RenderedAlias {
@@ -528,7 +562,17 @@ pub fn render(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
             r.server_cfg.text,
         ),
         section(
-            "overlay lowerdir stack, topmost first".into(),
+            format!(
+                "overlay lowerdir stack, topmost first; game: {}",
+                match (&r.game_version, &r.game_error) {
+                    (_, Some(error)) => format!("error: {error}"),
+                    (Some(id), None) if r.game_version_pinned => {
+                        format!("game version {id}, pinned by game_version")
+                    }
+                    (Some(id), None) => format!("game version {id} (current)"),
+                    (None, None) => "installation/ (no game version is current)".into(),
+                }
+            ),
             lines(r.lowerdirs),
         ),
         section(

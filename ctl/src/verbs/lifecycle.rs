@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::change::{SpecKind, check_spec_name, missing};
 use crate::error::{EXIT_OK, UsageError};
+use crate::game_view::{GameView, GameViews, is_running};
 use crate::output::{emit, fields, format_since, format_size, spec_problem, unix_now};
 use crate::runtime::{Runtime, instance_mounts};
 use crate::systemd::{
@@ -419,6 +420,9 @@ struct Status {
     start_limit_hit: bool,
     #[serde(flatten)]
     live: Live,
+    /// The game version it runs and would run (`update_pending`).
+    #[serde(flatten)]
+    game: GameView,
     last_exit: Option<LastExit>,
     /// The unit's settings are older than its spec; a restart applies the spec.
     need_daemon_reload: bool,
@@ -452,6 +456,12 @@ pub fn status(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
     };
     let journal = systemd::journal_tail(&unit, JOURNAL_LINES, None)
         .unwrap_or_else(|err| vec![format!("(cannot read the journal: {err})")]);
+    let views = GameViews::load(&catalog.layout.state_dir);
+    let active = is_running(Some(&state.active_state));
+    let game = match catalog.get(name) {
+        Some(Ok(instance)) => views.of(instance, active),
+        _ => views.running_only(name),
+    };
     let status = Status {
         name: name.to_owned(),
         file: file.display().to_string(),
@@ -461,6 +471,7 @@ pub fn status(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
         state: state.describe(),
         start_limit_hit: start_limit_hit(&state, &journal),
         live: Live::from(&state),
+        game,
         last_exit: state.last_exit.clone(),
         need_daemon_reload: state.need_daemon_reload,
         journal,
@@ -501,6 +512,12 @@ fn describe_status(status: &Status, state: &UnitState, spec: String) -> String {
             },
         ),
         ("status", dash(state.status_text.clone())),
+        (
+            "game",
+            status
+                .game
+                .describe(&status.name, is_running(Some(&state.active_state))),
+        ),
         ("main pid", dash(state.main_pid.map(|p| p.to_string()))),
         ("memory", dash(state.memory_bytes.map(format_size))),
         ("restarts", state.restarts.to_string()),
