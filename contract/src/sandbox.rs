@@ -77,6 +77,11 @@ pub struct SandboxArgs {
     pub network: Network,
     /// Extra directories whose programs may be read and executed.
     pub allow_exec: Vec<PathBuf>,
+    /// Read-only lower layers of `/overlay`, topmost first (`--lower`, repeatable): with any,
+    /// `/overlay` is an overlayfs whose upper is `output/tree` and work dir `output/work`.
+    pub lowers: Vec<PathBuf>,
+    /// A writable directory idmapped at `/home/steamcmd` and made `$HOME` (`--home`).
+    pub home: Option<PathBuf>,
     /// The command and its arguments.
     pub command: Vec<OsString>,
 }
@@ -106,6 +111,14 @@ impl SandboxArgs {
         for dir in &self.allow_exec {
             args.push("--allow-exec".into());
             args.push(dir.clone().into());
+        }
+        for dir in &self.lowers {
+            args.push("--lower".into());
+            args.push(dir.clone().into());
+        }
+        if let Some(home) = &self.home {
+            args.push("--home".into());
+            args.push(home.clone().into());
         }
         args.push("--".into());
         args.extend(self.command.iter().cloned());
@@ -149,6 +162,14 @@ pub struct SandboxFlags {
     #[arg(long = "allow-exec", value_name = "DIR")]
     pub allow_exec: Vec<PathBuf>,
 
+    /// Read-only lower layer of /overlay, topmost first (repeatable)
+    #[arg(long = "lower", value_name = "DIR")]
+    pub lowers: Vec<PathBuf>,
+
+    /// Writable directory seen as /home/steamcmd and made $HOME
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
     /// The command and its arguments, after `--`
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -172,6 +193,8 @@ impl From<SandboxFlags> for SandboxArgs {
             profile: flags.profile,
             network,
             allow_exec: flags.allow_exec,
+            lowers: flags.lowers,
+            home: flags.home,
             command: flags.command,
         }
     }
@@ -211,6 +234,8 @@ mod tests {
             profile: Profile::Script,
             network: Network::default(),
             allow_exec: Vec::new(),
+            lowers: Vec::new(),
+            home: None,
             command: strs(&["/bin/bash", "-c", "echo --no-network $HOME -- x"]),
         };
         let variants = [
@@ -218,6 +243,16 @@ mod tests {
             SandboxArgs {
                 network: Network::Off,
                 profile: Profile::Steamcmd,
+                ..base.clone()
+            },
+            SandboxArgs {
+                profile: Profile::Steamcmd,
+                owner: "root".into(),
+                lowers: vec![
+                    "/s/game/versions/2/tree".into(),
+                    "/s/game/versions/1/tree".into(),
+                ],
+                home: Some("/s/game/steamcmd".into()),
                 ..base.clone()
             },
             SandboxArgs {

@@ -86,6 +86,8 @@ pub fn sandbox_args(job: &Job, output: &Path) -> SandboxArgs {
             },
         },
         allow_exec: Vec::new(),
+        lowers: Vec::new(),
+        home: None,
         command: job.command.clone(),
     }
 }
