@@ -38,6 +38,7 @@ pub mod pipeline;
 pub mod preflight;
 pub mod progress;
 pub mod publish;
+mod record;
 pub mod resolver;
 pub mod stream;
 pub mod systemd;
