@@ -303,6 +303,23 @@ impl Ledger {
         Ok(())
     }
 
+    /// Changes the status and detail of the ended job `id` (a later check found what its run
+    /// did wrong).
+    pub fn finish_detail(
+        &self,
+        id: i64,
+        status: LedgerStatus,
+        detail: &str,
+    ) -> Result<(), LedgerError> {
+        self.conn
+            .execute(
+                "UPDATE build_jobs SET status = ?2, detail = ?3 WHERE id = ?1",
+                params![id, status.as_str(), detail],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
     /// Marks the `running` rows of `overlay` whose kind is one of `kinds` as `abandoned`
     /// (called under the job's lock, so none of them is really running); returns how many.
     pub fn abandon_running(&self, overlay: &str, kinds: &[JobKind]) -> Result<usize, LedgerError> {

@@ -40,6 +40,7 @@ pub mod progress;
 pub mod publish;
 mod record;
 pub mod resolver;
+pub mod steamcmd;
 pub mod stream;
 pub mod systemd;
 #[cfg(any(test, feature = "testing"))]

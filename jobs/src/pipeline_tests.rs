@@ -6,8 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use super::*;
-use crate::ledger::{Ledger, LedgerStatus};
 use crate::job::{JobKind, Limits, NetworkPolicy};
+use crate::ledger::{Ledger, LedgerStatus};
 use crate::testing::{Call, RecordingRunner, Scenario, TempDir, current_ids};
 use crate::{OverlayDirs, Profile};
 

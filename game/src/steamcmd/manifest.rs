@@ -41,6 +41,8 @@ pub struct AppManifest {
     pub appid: u32,
     pub state_flags: u32,
     pub buildid: u64,
+    /// `SizeOnDisk`: the install's size as SteamCMD counts it (0 when absent).
+    pub size_on_disk: u64,
     pub bytes_to_download: u64,
     pub bytes_downloaded: u64,
     pub bytes_to_stage: u64,
@@ -93,6 +95,7 @@ pub fn parse(text: &str) -> Result<AppManifest, ManifestError> {
         appid: small("appid")?,
         state_flags: small("StateFlags")?,
         buildid: number("buildid")?,
+        size_on_disk: counter("SizeOnDisk")?,
         bytes_to_download: counter("BytesToDownload")?,
         bytes_downloaded: counter("BytesDownloaded")?,
         bytes_to_stage: counter("BytesToStage")?,

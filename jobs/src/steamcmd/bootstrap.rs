@@ -1,0 +1,1 @@
+//! Making `game/steamcmd/steamcmd.sh` exist (to be written).
