@@ -178,6 +178,8 @@ pub struct GameJob {
     pub state_dir: PathBuf,
     /// The staging dir (`game/versions/.new-JOB`), made by the caller, holding `tree/` (the
     /// new layer, root's, empty) and `work/` (overlayfs' work dir, when there are lowers).
+    /// A `check` needs one too (the sandbox always has an `/overlay`); nothing is written
+    /// there, and the caller removes it afterwards.
     pub output: PathBuf,
     /// The layers below the new one, topmost first (`game/versions/ID/tree`, …).
     pub lowers: Vec<PathBuf>,
