@@ -190,6 +190,8 @@ pub struct GameJob {
     pub limits: Limits,
     /// The download the caller expects, in bytes; `None`: [`estimate_download`] guesses.
     pub expected_download: Option<u64>,
+    /// The build the appmanifest must show (the remote build a `check` found); `None`: any.
+    pub expected_build: Option<u64>,
     pub retry: RetryPolicy,
 }
 

@@ -410,7 +410,7 @@ impl Runner<'_, '_> {
                 Some(Ok(found)) => {
                     self.report.build_id = Some(found.buildid);
                     self.report.bytes_downloaded = found.bytes_downloaded;
-                    let problems = found.problems(&job.branch, None);
+                    let problems = found.problems(&job.branch, job.expected_build);
                     if problems.is_empty() {
                         GameStatus::Succeeded
                     } else {

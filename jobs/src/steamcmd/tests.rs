@@ -85,6 +85,7 @@ impl Fixture {
                 timeout: "2h".into(),
             },
             expected_download: Some(0),
+            expected_build: None,
             retry: RetryPolicy {
                 attempts: 3,
                 backoff: Duration::ZERO,
@@ -345,6 +346,26 @@ fn privileged_a_success_line_over_a_half_done_download_is_caught() {
         panic!("{:?}", report.status);
     };
     assert_eq!(problems.len(), 1);
+    drop(fx);
+    // A build other than the one a check found is caught too.
+    let mut fx = Fixture::new("wrong-build", Action::Install);
+    fx.job.expected_build = Some(6);
+    let runner = RecordingRunner::sequence(vec![installed(5)]);
+    let GameStatus::Failed(GameFailure::Manifest(problems)) = fx.run(&runner).0.status else {
+        panic!("accepted");
+    };
+    assert_eq!(
+        problems[0].to_string(),
+        "build 5 was installed, build 6 was expected"
+    );
+    drop(fx);
+    let fx = Fixture::new("lie2", Action::Install);
+    let runner = RecordingRunner::sequence(vec![steamcmd(
+        &["Success! App '222860' fully installed."],
+        0,
+        &[(&format!("tree/{ACF}"), manifest(5, 400))],
+    )]);
+    let _ = fx.run(&runner);
     let row = &fx.ledger()[0];
     assert_eq!(row.status, LedgerStatus::Failed);
     assert!(
@@ -466,6 +487,30 @@ fn privileged_check_reads_the_remote_build_after_dropping_the_cache() {
         report.status,
         GameStatus::Failed(GameFailure::GaveUp { runs: 3, .. })
     ));
+}
+
+#[test]
+fn privileged_an_interrupted_run_stops_its_unit_and_is_not_retried() {
+    let fx = Fixture::new("stop", Action::Install);
+    let stop = Stop::new();
+    let mut scenario = steamcmd(
+        &["Error! App '222860' state is 0x602 after update job."],
+        8,
+        &[],
+    );
+    scenario.stop = Some(stop.clone());
+    let runner = RecordingRunner::sequence(vec![scenario]);
+    let mut progress = |_: GameEvent<'_>| {};
+    let report = run(&fx.job, &fx.host, &runner, &stop, &mut progress).unwrap();
+    assert_eq!(report.status, GameStatus::Interrupted);
+    assert_eq!(report.runs(), 1);
+    assert!(
+        runner
+            .calls()
+            .iter()
+            .any(|c| matches!(c, crate::testing::Call::Stop(_)))
+    );
+    assert_eq!(fx.ledger()[0].status, LedgerStatus::Interrupted);
 }
 
 #[test]
