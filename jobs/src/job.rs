@@ -32,25 +32,29 @@ pub enum JobKind {
     GameCheck,
     /// SteamCMD itself downloaded into `game/steamcmd` (Valve's tarball, in the sandbox).
     SteamcmdBootstrap,
+    /// `left4mectl game login USER`: SteamCMD caches an account's credentials (interactive).
+    GameLogin,
 }
 
 /// The kinds that work on the game: one of them at a time (they share SteamCMD's home).
-pub const GAME_KINDS: [JobKind; 5] = [
+pub const GAME_KINDS: [JobKind; 6] = [
     JobKind::GameInstall,
     JobKind::GameUpdate,
     JobKind::GameValidate,
     JobKind::GameCheck,
     JobKind::SteamcmdBootstrap,
+    JobKind::GameLogin,
 ];
 
 impl JobKind {
-    const ALL: [JobKind; 6] = [
+    const ALL: [JobKind; 7] = [
         JobKind::OverlayBuild,
         JobKind::GameInstall,
         JobKind::GameUpdate,
         JobKind::GameValidate,
         JobKind::GameCheck,
         JobKind::SteamcmdBootstrap,
+        JobKind::GameLogin,
     ];
 
     /// The name the ledger stores.
@@ -62,6 +66,7 @@ impl JobKind {
             JobKind::GameValidate => "game-validate",
             JobKind::GameCheck => "game-check",
             JobKind::SteamcmdBootstrap => "steamcmd-bootstrap",
+            JobKind::GameLogin => "game-login",
         }
     }
 
@@ -79,6 +84,7 @@ impl JobKind {
             JobKind::GameValidate => "left4me-game-validate",
             JobKind::GameCheck => "left4me-game-check",
             JobKind::SteamcmdBootstrap => "left4me-steamcmd-bootstrap",
+            JobKind::GameLogin => "left4me-game-login",
         }
     }
 
@@ -113,6 +119,7 @@ impl JobKind {
             JobKind::GameValidate => "left4me game validate (SteamCMD)".into(),
             JobKind::GameCheck => "left4me game check (SteamCMD)".into(),
             JobKind::SteamcmdBootstrap => "left4me SteamCMD bootstrap".into(),
+            JobKind::GameLogin => "left4me SteamCMD login".into(),
         }
     }
 

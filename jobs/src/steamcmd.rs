@@ -32,6 +32,8 @@
 //!   (mode 0600) into SteamCMD's home for the run and removed after it, and every output line
 //!   is scrubbed of it before anyone sees it.
 //!
+//! [`login::login`] caches an account's credentials interactively (`left4mectl game login`).
+//!
 //! The caller holds the game's lock (the version store's) for the whole job: this module
 //! takes none, and refuses to start beside a loaded unit of any game job.
 
@@ -42,6 +44,7 @@ mod tap;
 mod tests;
 
 pub mod bootstrap;
+pub mod login;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -254,6 +254,16 @@ impl TransientUnit {
         args
     }
 
+    /// The `systemd-run` arguments of an interactive run: `--pty` (the command gets this
+    /// process's terminal, and its output goes to it, not to the journal) instead of
+    /// `--pipe`.
+    pub fn interactive_args(&self) -> Vec<OsString> {
+        self.systemd_run_args()
+            .into_iter()
+            .map(|arg| if arg == "--pipe" { "--pty".into() } else { arg })
+            .collect()
+    }
+
     /// The same unit as a unit file, for `systemd-analyze security` (the command is shown with
     /// the script replaced by a placeholder: unit-file quoting is not the point here).
     pub fn unit_file(&self) -> String {
