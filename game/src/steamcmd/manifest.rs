@@ -235,3 +235,26 @@ mod tests {
         assert!(parse("").is_err());
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    /// Every prefix of a real manifest and of a real app info dump parses or fails, never
+    /// panics.
+    #[test]
+    fn cut_documents_never_panic() {
+        let text = super::tests_fixture();
+        for cut in (0..text.len()).filter(|&i| text.is_char_boundary(i)) {
+            let _ = super::parse(&text[..cut]);
+            let _ = crate::steamcmd::appinfo::remote_build(&text[..cut], "public");
+        }
+    }
+}
+
+#[cfg(test)]
+fn tests_fixture() -> String {
+    "\"AppState\"\n{\n\t\"appid\"\t\t\"222860\"\n\t\"StateFlags\"\t\t\"4\"\n\t\"buildid\"\t\t\"7\"\n\
+     \t\"UserConfig\"\n\t{\n\t\t\"betakey\"\t\t\"b\"\n\t}\n}\n\"222860\"\n{\n\t\"depots\"\n\t{\n\
+     \t\t\"branches\"\n\t\t{\n\t\t\t\"public\"\n\t\t\t{\n\t\t\t\t\"buildid\"\t\t\"7\"\n\t\t\t}\n\
+     \t\t}\n\t}\n}\n"
+        .to_owned()
+}

@@ -222,3 +222,34 @@ fn cleans_escapes() {
     assert_eq!(clean("\\x1b[0m\"222860\"\\x1b[0m"), "\"222860\"");
     assert_eq!(clean("\\x1b"), "");
 }
+
+/// Every prefix and suffix of real lines, and every line with a byte replaced by one of the
+/// characters the parsers split at, classifies without a panic (a cheap stand-in for the fuzz
+/// target the pure functions are written for).
+#[test]
+fn never_panics_on_cut_or_mangled_lines() {
+    let lines = [
+        " Update state (0x61) downloading, progress: 45.12 (1234 / 5678)",
+        "Error! App '222860' state is 0x202 after update job.",
+        "ERROR! Failed to install app '222860' (Invalid platform)",
+        "Logging in user 'op' to Steam Public...FAILED (Rate Limit Exceeded)",
+        "Success! App '222860' fully installed.",
+        "\\x1b[0mAppID : 222860\\x1b[",
+    ];
+    for line in lines {
+        let chars: Vec<char> = line.chars().collect();
+        for cut in 0..=chars.len() {
+            let head: String = chars[..cut].iter().collect();
+            let tail: String = chars[cut..].iter().collect();
+            let _ = classify(&head);
+            let _ = classify(&tail);
+            for odd in ['(', ')', '/', ',', '\'', '\u{1b}', 'x', 'é'] {
+                let mut mangled = chars.clone();
+                if cut < mangled.len() {
+                    mangled[cut] = odd;
+                }
+                let _ = classify(&mangled.iter().collect::<String>());
+            }
+        }
+    }
+}
