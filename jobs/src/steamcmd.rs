@@ -32,6 +32,9 @@
 //!   (mode 0600) into SteamCMD's home for the run and removed after it, and every output line
 //!   is scrubbed of it before anyone sees it.
 //!
+//! [`sdk::install_sdk`] copies SteamCMD's `steamclient.so` to `game/sdk/sdk32` and `sdk64`
+//! (the caller runs it after a successful job).
+//!
 //! [`login::login`] caches an account's credentials interactively (`left4mectl game login`).
 //!
 //! The caller holds the game's lock (the version store's) for the whole job: this module
@@ -45,6 +48,7 @@ mod tests;
 
 pub mod bootstrap;
 pub mod login;
+pub mod sdk;
 
 use std::path::PathBuf;
 use std::time::Duration;
