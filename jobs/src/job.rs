@@ -22,28 +22,91 @@ pub const RUN_DIR: &str = "/run/left4me/builds";
 pub enum JobKind {
     /// `left4mectl overlay build`: a script overlay's script.
     OverlayBuild,
+    /// `left4mectl game install`: SteamCMD installs the game into a new version.
+    GameInstall,
+    /// `left4mectl game update`: SteamCMD updates a new layer over the current version.
+    GameUpdate,
+    /// `left4mectl game validate`: SteamCMD validates into a new layer.
+    GameValidate,
+    /// `left4mectl game check`: SteamCMD asks Steam for the remote build id.
+    GameCheck,
+    /// SteamCMD itself downloaded into `game/steamcmd` (Valve's tarball, in the sandbox).
+    SteamcmdBootstrap,
+    /// `left4mectl game login USER`: SteamCMD caches an account's credentials (interactive).
+    GameLogin,
 }
 
+/// The kinds that work on the game: one of them at a time (they share SteamCMD's home).
+pub const GAME_KINDS: [JobKind; 6] = [
+    JobKind::GameInstall,
+    JobKind::GameUpdate,
+    JobKind::GameValidate,
+    JobKind::GameCheck,
+    JobKind::SteamcmdBootstrap,
+    JobKind::GameLogin,
+];
+
 impl JobKind {
+    const ALL: [JobKind; 7] = [
+        JobKind::OverlayBuild,
+        JobKind::GameInstall,
+        JobKind::GameUpdate,
+        JobKind::GameValidate,
+        JobKind::GameCheck,
+        JobKind::SteamcmdBootstrap,
+        JobKind::GameLogin,
+    ];
+
     /// The name the ledger stores.
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::OverlayBuild => "overlay-build",
+            JobKind::GameInstall => "game-install",
+            JobKind::GameUpdate => "game-update",
+            JobKind::GameValidate => "game-validate",
+            JobKind::GameCheck => "game-check",
+            JobKind::SteamcmdBootstrap => "steamcmd-bootstrap",
+            JobKind::GameLogin => "game-login",
         }
     }
 
     /// The kind the ledger stored as `text`.
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "overlay-build" => Some(JobKind::OverlayBuild),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
     }
 
-    /// The prefix of its units: `left4me-build-NAME-ID.service`.
+    /// The prefix of its units: `left4me-build-NAME-ID.service`, `left4me-game-install-ID.service`.
     pub fn unit_prefix(self) -> &'static str {
         match self {
             JobKind::OverlayBuild => "left4me-build",
+            JobKind::GameInstall => "left4me-game-install",
+            JobKind::GameUpdate => "left4me-game-update",
+            JobKind::GameValidate => "left4me-game-validate",
+            JobKind::GameCheck => "left4me-game-check",
+            JobKind::SteamcmdBootstrap => "left4me-steamcmd-bootstrap",
+            JobKind::GameLogin => "left4me-game-login",
+        }
+    }
+
+    /// What every unit of the job of `name` starts with, before its 8-hex-digit id: overlay
+    /// builds carry the overlay's name, game jobs (one game per host) do not.
+    pub fn unit_stem(self, name: &str) -> String {
+        match self {
+            JobKind::OverlayBuild => format!("{}-{name}-", self.unit_prefix()),
+            _ => format!("{}-", self.unit_prefix()),
+        }
+    }
+
+    /// The unit of run `id` of the job of `name`.
+    pub fn unit_name(self, name: &str, id: &str) -> String {
+        format!("{}{id}.service", self.unit_stem(name))
+    }
+
+    /// The kinds a job of this kind must not run beside (itself included).
+    pub fn family(self) -> &'static [JobKind] {
+        match self {
+            JobKind::OverlayBuild => &[JobKind::OverlayBuild],
+            _ => &GAME_KINDS,
         }
     }
 
@@ -51,6 +114,20 @@ impl JobKind {
     pub fn describe(self, name: &str) -> String {
         match self {
             JobKind::OverlayBuild => format!("left4me build of overlay {name}"),
+            JobKind::GameInstall => "left4me game install (SteamCMD)".into(),
+            JobKind::GameUpdate => "left4me game update (SteamCMD)".into(),
+            JobKind::GameValidate => "left4me game validate (SteamCMD)".into(),
+            JobKind::GameCheck => "left4me game check (SteamCMD)".into(),
+            JobKind::SteamcmdBootstrap => "left4me SteamCMD bootstrap".into(),
+            JobKind::GameLogin => "left4me SteamCMD login".into(),
+        }
+    }
+
+    /// What an earlier run is called in messages: `build of overlay NAME`, `game install`.
+    pub fn what(self, name: &str) -> String {
+        match self {
+            JobKind::OverlayBuild => format!("build of overlay {name}"),
+            other => other.as_str().replace('-', " "),
         }
     }
 }
@@ -172,7 +249,7 @@ impl Job {
 }
 
 /// The resolver plan for a host whose files are at `etc` and `upstream`.
-fn read_resolver(etc: &Path, upstream: &Path) -> ResolverPlan {
+pub(crate) fn read_resolver(etc: &Path, upstream: &Path) -> ResolverPlan {
     let etc = std::fs::read_to_string(etc).unwrap_or_default();
     let upstream = std::fs::read_to_string(upstream).ok();
     resolver::plan(&etc, upstream.as_deref())

@@ -303,21 +303,44 @@ impl Ledger {
         Ok(())
     }
 
-    /// Marks the `running` rows of `overlay` as `abandoned` (called under the overlay's build
-    /// lock, so none of them is really running); returns how many.
-    pub fn abandon_running(&self, overlay: &str) -> Result<usize, LedgerError> {
+    /// Changes the status and detail of the ended job `id` (a later check found what its run
+    /// did wrong).
+    pub fn finish_detail(
+        &self,
+        id: i64,
+        status: LedgerStatus,
+        detail: &str,
+    ) -> Result<(), LedgerError> {
         self.conn
             .execute(
-                "UPDATE build_jobs SET status = ?2, \
-                 detail = 'left4mectl ended before the build did' \
-                 WHERE overlay = ?1 AND status = ?3",
-                params![
-                    overlay,
-                    LedgerStatus::Abandoned.as_str(),
-                    LedgerStatus::Running.as_str()
-                ],
+                "UPDATE build_jobs SET status = ?2, detail = ?3 WHERE id = ?1",
+                params![id, status.as_str(), detail],
             )
-            .map_err(self.err())
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Marks the `running` rows of `overlay` whose kind is one of `kinds` as `abandoned`
+    /// (called under the job's lock, so none of them is really running); returns how many.
+    pub fn abandon_running(&self, overlay: &str, kinds: &[JobKind]) -> Result<usize, LedgerError> {
+        let mut count = 0;
+        for kind in kinds {
+            count += self
+                .conn
+                .execute(
+                    "UPDATE build_jobs SET status = ?2, \
+                     detail = 'left4mectl ended before the build did' \
+                     WHERE overlay = ?1 AND status = ?3 AND kind = ?4",
+                    params![
+                        overlay,
+                        LedgerStatus::Abandoned.as_str(),
+                        LedgerStatus::Running.as_str(),
+                        kind.as_str()
+                    ],
+                )
+                .map_err(self.err())?;
+        }
+        Ok(count)
     }
 
     /// The newest `limit` builds, of `overlay` only when given, newest first.
@@ -464,7 +487,13 @@ mod tests {
             ledger.last("addons").unwrap().unwrap().status,
             LedgerStatus::Running
         );
-        assert_eq!(ledger.abandon_running("addons").unwrap(), 1);
+        assert_eq!(
+            ledger
+                .abandon_running("addons", &[JobKind::GameInstall])
+                .unwrap(),
+            0
+        );
+        assert_eq!(ledger.abandon_running("addons", KIND.family()).unwrap(), 1);
         assert_eq!(
             ledger.last("addons").unwrap().unwrap().status,
             LedgerStatus::Abandoned

@@ -38,7 +38,9 @@ pub mod pipeline;
 pub mod preflight;
 pub mod progress;
 pub mod publish;
+mod record;
 pub mod resolver;
+pub mod steamcmd;
 pub mod stream;
 pub mod systemd;
 #[cfg(any(test, feature = "testing"))]

@@ -13,22 +13,21 @@ use std::fs;
 use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use left4me_contract::Ids;
 
 use crate::check::{self, CheckError};
 use crate::content::{self, ContentError, Overlays};
-use crate::disk::DiskGuard;
-use crate::error_chain;
 use crate::job::{Host, Job, Plan, Resolver};
-use crate::ledger::{Ending, Ledger, LedgerError, LedgerStatus, now_ms};
+use crate::ledger::LedgerError;
 use crate::preflight::{self, PreflightError};
 use crate::progress::{Event, Progress, Seeded, Start, Warning};
 use crate::publish::{self, PublishError, Retired};
-use crate::stream::{self, Stop, StreamError, Streamed};
+use crate::record::{self, Recorded};
+use crate::stream::{Stop, StreamError, Streamed};
 use crate::systemd::UnitRunner;
-use crate::verdict::{Failure, Status, Summary, judge};
+use crate::verdict::{Failure, Status, Summary};
 
 /// Why a job could not be carried out (as opposed to a job that ran and failed: that is a
 /// [`Report`] with [`Status::Failed`]).
@@ -99,7 +98,7 @@ impl Drop for BuildDirGuard<'_> {
 }
 
 /// Removes a file of root's run dir when dropped.
-struct FileGuard(PathBuf);
+pub(crate) struct FileGuard(pub(crate) PathBuf);
 
 impl Drop for FileGuard {
     fn drop(&mut self) {
@@ -125,14 +124,7 @@ pub fn run(
         .map_err(PreflightError::from)?;
     preflight::check_no_earlier_unit(job, runner)?;
     let overlays = job.output.open(true)?.expect("create opens or fails");
-    let ledger = Ledger::open(&host.database, true)?.expect("create opens or fails");
-    for path in ledger.removed_side_files() {
-        progress.event(Event::Warning(&Warning::ForeignLedgerFile(path.clone())));
-    }
-    let abandoned = ledger.abandon_running(&job.name)?;
-    if abandoned > 0 {
-        progress.event(Event::Abandoned(abandoned));
-    }
+    let ledger = record::open_ledger(host, job.kind, &job.name, progress)?;
     clear_leftovers(&overlays, host, progress)?;
     let guard = preflight::check_disk(overlays.dir().path())?;
 
@@ -150,47 +142,35 @@ pub fn run(
         limits: &job.limits,
     }));
 
-    let started_ms = now_ms();
-    let ledger_id = ledger.begin(job.kind, &job.name, &plan.unit.unit, started_ms)?;
-    let started = Instant::now();
-    let streamed = stream::run_unit(runner, &plan.unit, &guard, stop, progress);
-    let elapsed = started.elapsed();
-    let streamed = match streamed {
-        Ok(streamed) => streamed,
-        Err(err) => {
-            let _ = ledger.finish(
-                ledger_id,
-                &Ending {
-                    ended_ms: now_ms(),
-                    status: LedgerStatus::Failed,
-                    result: None,
-                    exit_status: None,
-                    detail: &error_chain(&err),
-                    log_tail: "",
-                },
-            );
-            return Err(err.into());
-        }
-    };
-    let (status, bytes_written) = judge_run(job, &streamed, &guard, &overlays, plan);
+    let Recorded {
+        ledger_id,
+        started_ms,
+        elapsed,
+        streamed,
+    } = record::run_recorded(
+        &ledger, job.kind, &job.name, &plan.unit, &guard, runner, stop, progress,
+    )?;
+    let status = record::judge_streamed(&streamed, &job.limits, &guard);
+    let bytes_written = overlays
+        .dir()
+        .open_dir(overlays.names().build_name(&plan.id))
+        .and_then(|build| build.usage())
+        .map_or(0, |usage| usage.bytes);
     let (status, retired) = if status == Status::Succeeded {
         publish_output(&overlays, plan, host, game, &mut output_guard, progress)?
     } else {
         (status, Vec::new())
     };
     drop(output_guard);
-    let Streamed { tail, summary, .. } = streamed;
-    ledger.finish(
+    record::finish(
+        &ledger,
         ledger_id,
-        &Ending {
-            ended_ms: now_ms(),
-            status: status.ledger_status(),
-            result: summary.result.as_deref(),
-            exit_status: summary.exit_status,
-            detail: &status.detail(),
-            log_tail: &tail.join("\n"),
-        },
+        status.ledger_status(),
+        &status.detail(),
+        &streamed,
+        &streamed.tail,
     )?;
+    let Streamed { tail, summary, .. } = streamed;
     Ok(Report {
         ledger_id,
         unit: plan.unit.unit.clone(),
@@ -274,7 +254,7 @@ fn ensure_run_dir(run_dir: &Path) -> Result<(), JobError> {
 
 /// Writes the job's resolv.conf (readable by the unit's user) in root's `run_dir`; removed
 /// when the guard drops.
-fn write_resolver(resolver: &Resolver, run_dir: &Path) -> Result<FileGuard, JobError> {
+pub(crate) fn write_resolver(resolver: &Resolver, run_dir: &Path) -> Result<FileGuard, JobError> {
     ensure_run_dir(run_dir)?;
     let error = |source| JobError::Resolver {
         path: resolver.path.clone(),
@@ -292,35 +272,6 @@ fn write_resolver(resolver: &Resolver, run_dir: &Path) -> Result<FileGuard, JobE
     file.write_all(resolver.plan.render().as_bytes())
         .map_err(error)?;
     Ok(cleanup)
-}
-
-/// The run's status, with the disk checked once more, and the output's size.
-fn judge_run(
-    job: &Job,
-    streamed: &Streamed,
-    guard: &DiskGuard,
-    overlays: &Overlays,
-    plan: &Plan,
-) -> (Status, u64) {
-    let mut status = judge(
-        &streamed.summary,
-        streamed.run_status,
-        &job.limits,
-        streamed.interrupted,
-        streamed.guard.clone(),
-    );
-    // A job that filled the disk and ended before the guard looked.
-    if status == Status::Succeeded
-        && let Some(failure) = guard.check(false)
-    {
-        status = Status::Failed(failure);
-    }
-    let bytes = overlays
-        .dir()
-        .open_dir(overlays.names().build_name(&plan.id))
-        .and_then(|build| build.usage())
-        .map_or(0, |usage| usage.bytes);
-    (status, bytes)
 }
 
 /// Checks the output and, when it passes, exchanges it with the content dir; the previous

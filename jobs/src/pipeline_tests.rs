@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::*;
 use crate::job::{JobKind, Limits, NetworkPolicy};
+use crate::ledger::{Ledger, LedgerStatus};
 use crate::testing::{Call, RecordingRunner, Scenario, TempDir, current_ids};
 use crate::{OverlayDirs, Profile};
 

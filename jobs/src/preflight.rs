@@ -11,7 +11,7 @@ use left4me_contract::passwd::{self, Ids, PasswdError};
 use crate::content::ContentError;
 use crate::disk::{DiskGuard, Reserve, room};
 use crate::format_bytes;
-use crate::job::{Host, Job};
+use crate::job::{Host, Job, JobKind};
 use crate::systemd::UnitRunner;
 
 /// Why a job may not start.
@@ -27,10 +27,10 @@ pub enum PreflightError {
     #[error(transparent)]
     Content(#[from] ContentError),
     #[error(
-        "an earlier build of overlay {name} still runs as {unit} (its left4mectl was stopped); \
+        "an earlier {what} still runs as {unit} (its left4mectl was stopped); \
          wait for it or `systemctl stop {unit}`"
     )]
-    StillRunning { name: String, unit: String },
+    StillRunning { what: String, unit: String },
     #[error("cannot stat {}", path.display())]
     Stat {
         path: PathBuf,
@@ -86,32 +86,53 @@ pub fn check_host(runner: &dyn UnitRunner) -> Result<(), PreflightError> {
 
 /// The game user's ids, once both users are known to exist.
 pub fn check_users(job: &Job, host: &Host) -> Result<Ids, PreflightError> {
+    check_user_names(&job.game_user, &job.sandbox_user, host)
+}
+
+/// [`check_users`] for users given by name: the game user's ids.
+pub fn check_user_names(
+    game_user: &str,
+    sandbox_user: &str,
+    host: &Host,
+) -> Result<Ids, PreflightError> {
     let setting_game = "game_user in /etc/left4me/host.toml";
     let setting_sandbox = "sandbox_user in /etc/left4me/host.toml";
-    let game = passwd::lookup(&host.passwd, &job.game_user, setting_game)?;
-    passwd::lookup(&host.passwd, &job.sandbox_user, setting_sandbox)?;
+    let game = passwd::lookup(&host.passwd, game_user, setting_game)?;
+    passwd::lookup(&host.passwd, sandbox_user, setting_sandbox)?;
     Ok(game)
 }
 
 /// Refuses to start while a unit of an earlier run of the same job is still loaded (its
 /// left4mectl was killed; the lock died with it, the unit did not).
 pub fn check_no_earlier_unit(job: &Job, runner: &dyn UnitRunner) -> Result<(), PreflightError> {
-    let prefix = format!("{}-{}-", job.kind.unit_prefix(), job.name);
-    let earlier = runner
-        .loaded_units(&format!("{prefix}*.service"))
-        .into_iter()
-        .find(|unit| {
-            unit.strip_prefix(&prefix)
-                .and_then(|rest| rest.strip_suffix(".service"))
-                .is_some_and(|id| id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-        });
-    match earlier {
-        Some(unit) => Err(PreflightError::StillRunning {
-            name: job.name.clone(),
-            unit,
-        }),
-        None => Ok(()),
+    check_no_earlier_units(job.kind, &job.name, runner)
+}
+
+/// Refuses to start a job of `kind` named `name` while a unit of any kind of its
+/// [`JobKind::family`] is still loaded.
+pub fn check_no_earlier_units(
+    kind: JobKind,
+    name: &str,
+    runner: &dyn UnitRunner,
+) -> Result<(), PreflightError> {
+    for &other in kind.family() {
+        let prefix = other.unit_stem(name);
+        let earlier = runner
+            .loaded_units(&format!("{prefix}*.service"))
+            .into_iter()
+            .find(|unit| {
+                unit.strip_prefix(&prefix)
+                    .and_then(|rest| rest.strip_suffix(".service"))
+                    .is_some_and(|id| id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            });
+        if let Some(unit) = earlier {
+            return Err(PreflightError::StillRunning {
+                what: other.what(name),
+                unit,
+            });
+        }
     }
+    Ok(())
 }
 
 /// The disk guard for `dir`, when its file system has more than the reserves free (bytes and

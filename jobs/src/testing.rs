@@ -94,10 +94,13 @@ impl Scenario {
 /// The stop signal between the double's run and its `stop`.
 type Stopped = Arc<(Mutex<bool>, Condvar)>;
 
-/// A [`UnitRunner`] that records every call and plays a [`Scenario`].
+/// A [`UnitRunner`] that records every call and plays a [`Scenario`] (or, made with
+/// [`RecordingRunner::sequence`], one scenario per started unit).
 #[derive(Debug, Default)]
 pub struct RecordingRunner {
     pub scenario: Scenario,
+    /// The scenarios still to play, one per `start`; when empty, `scenario` plays.
+    queue: Mutex<std::collections::VecDeque<Scenario>>,
     calls: Mutex<Vec<Call>>,
     stopped: Stopped,
 }
@@ -108,6 +111,27 @@ impl RecordingRunner {
             scenario,
             ..RecordingRunner::default()
         }
+    }
+
+    /// Plays `scenarios` in order, one per started unit; the last one again after that.
+    pub fn sequence(scenarios: Vec<Scenario>) -> Self {
+        let last = scenarios.last().cloned().unwrap_or_default();
+        RecordingRunner {
+            scenario: last,
+            queue: Mutex::new(scenarios.into()),
+            ..RecordingRunner::default()
+        }
+    }
+
+    /// The argument vectors of every `systemd-run` started, in order.
+    pub fn started(&self) -> Vec<Vec<OsString>> {
+        self.calls()
+            .into_iter()
+            .filter_map(|call| match call {
+                Call::Start(args) => Some(args),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The calls so far, in order.
@@ -126,12 +150,12 @@ impl RecordingRunner {
     }
 
     /// Writes the scenario's files into the runner's `--output` dir.
-    fn write_files(&self, args: &[OsString]) -> io::Result<()> {
+    fn write_files(&self, scenario: &Scenario, args: &[OsString]) -> io::Result<()> {
         let Some(at) = args.iter().position(|a| a == "--output") else {
             return Ok(());
         };
         let output = PathBuf::from(&args[at + 1]);
-        for (rel, content) in &self.scenario.files {
+        for (rel, content) in &scenario.files {
             let path = output.join(rel);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
@@ -140,7 +164,7 @@ impl RecordingRunner {
                 Some(target) => std::os::unix::fs::symlink(target, &path)?,
                 None => std::fs::write(&path, content)?,
             }
-            if let Some(owner) = self.scenario.owner {
+            if let Some(owner) = scenario.owner {
                 for p in path.ancestors().take_while(|p| p.starts_with(&output)) {
                     std::os::unix::fs::lchown(p, Some(owner.uid), Some(owner.gid))?;
                 }
@@ -166,14 +190,20 @@ impl UnitRunner for RecordingRunner {
 
     fn start(&self, args: &[OsString]) -> Result<Box<dyn Started>, RunError> {
         self.record(Call::Start(args.to_vec()));
-        self.write_files(args).map_err(RunError::Spawn)?;
-        let wait_for_stop = self.scenario.stop.as_ref().map(|stop| {
+        let scenario = self
+            .queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+            .unwrap_or_else(|| self.scenario.clone());
+        self.write_files(&scenario, args).map_err(RunError::Spawn)?;
+        let wait_for_stop = scenario.stop.as_ref().map(|stop| {
             stop.request();
             self.stopped.clone()
         });
         Ok(Box::new(ScriptedRun {
-            output: Cursor::new(self.scenario.output.clone().into_bytes()),
-            exit: self.scenario.exit,
+            output: Cursor::new(scenario.output.clone().into_bytes()),
+            exit: scenario.exit,
             wait_for_stop,
         }))
     }

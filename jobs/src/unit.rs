@@ -20,9 +20,9 @@ use std::net::IpAddr;
 use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 use std::path::Path;
 
-use left4me_contract::sandbox::{self, RUNNER, SandboxArgs};
+use left4me_contract::sandbox::{self, Profile, RUNNER, SandboxArgs};
 
-use crate::job::{Job, NetworkPolicy, Resolver};
+use crate::job::{Job, JobKind, Limits, NetworkPolicy, Resolver};
 use crate::netrange::allowed_networks;
 
 /// The slice every build runs in (low CPU and IO weight, the system CPUs).
@@ -92,17 +92,59 @@ pub fn sandbox_args(job: &Job, output: &Path) -> SandboxArgs {
     }
 }
 
+/// Everything a unit is made from, whatever the job: overlay builds make it from a [`Job`]
+/// ([`TransientUnit::new`]), SteamCMD runs from their own request (`crate::steamcmd`).
+#[derive(Debug, Clone)]
+pub struct UnitSpec<'a> {
+    pub kind: JobKind,
+    /// The job's name (the overlay's; game jobs have one name).
+    pub name: &'a str,
+    /// The run's id (8 hex digits).
+    pub id: &'a str,
+    /// The unit's `User=` (the game user: the runner opens its dirs with its rights).
+    pub user: &'a str,
+    pub limits: &'a Limits,
+    pub network: &'a NetworkPolicy,
+    /// The unit's `ReadWritePaths=`: what the runner writes.
+    pub writable: Vec<&'a Path>,
+    pub resolver: Option<&'a Resolver>,
+    /// The runner's command line.
+    pub sandbox: SandboxArgs,
+}
+
 impl TransientUnit {
     /// The unit of run `id` of `job`, writing into `output`, with `resolver` when the job has
     /// network.
     pub fn new(job: &Job, id: &str, output: &Path, resolver: Option<&Resolver>) -> Self {
-        let limits = &job.limits;
-        let output_shown = output.display().to_string();
+        TransientUnit::from_spec(&UnitSpec {
+            kind: job.kind,
+            name: &job.name,
+            id,
+            user: &job.game_user,
+            limits: &job.limits,
+            network: &job.network,
+            writable: vec![output],
+            resolver,
+            sandbox: sandbox_args(job, output),
+        })
+    }
+
+    /// The unit `spec` describes. The steamcmd profile runs a 32-bit program, so its unit
+    /// allows the x86 system call ABI and has no `MemoryDenyWriteExecute=` (SteamCMD, like
+    /// srcds, maps writable code).
+    pub fn from_spec(spec: &UnitSpec<'_>) -> Self {
+        let (limits, resolver) = (spec.limits, spec.resolver);
+        let steamcmd = spec.sandbox.profile == Profile::Steamcmd;
+        let writable: Vec<String> = spec
+            .writable
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         let mut properties: Vec<(&'static str, String)> = vec![
             // Identity: the game user, so the runner can open its output dir (the state dir
             // is 0750 left4me) without CAP_DAC_*; the capabilities the runner needs, nothing
             // else, and no way to gain more.
-            ("User", job.game_user.clone()),
+            ("User", spec.user.to_owned()),
             ("AmbientCapabilities", RUNNER_CAPABILITIES.to_owned()),
             ("CapabilityBoundingSet", RUNNER_CAPABILITIES.to_owned()),
             ("NoNewPrivileges", "yes".into()),
@@ -118,7 +160,7 @@ impl TransientUnit {
             ("LimitCORE", "0".into()),
             // File system: read-only host, writable only the fresh output dir.
             ("ProtectSystem", "strict".into()),
-            ("ReadWritePaths", output_shown),
+            ("ReadWritePaths", writable.join(" ")),
             ("ProtectHome", "yes".into()),
             ("PrivateTmp", "yes".into()),
             ("PrivateDevices", "yes".into()),
@@ -151,7 +193,15 @@ impl TransientUnit {
             ("IPAccounting", "yes".into()),
             ("IPAddressDeny", "any".into()),
         ];
-        match &job.network {
+        if steamcmd {
+            properties.retain(|(key, _)| *key != "MemoryDenyWriteExecute");
+            for (key, value) in &mut properties {
+                if *key == "SystemCallArchitectures" {
+                    *value = "native x86".into();
+                }
+            }
+        }
+        match spec.network {
             NetworkPolicy::Off => {
                 properties.push(("PrivateNetwork", "yes".into()));
                 // The narrowest set systemd 252 takes for a transient unit (`none` is refused);
@@ -177,10 +227,10 @@ impl TransientUnit {
             }
         }
         let mut command = vec![OsString::from(RUNNER)];
-        command.extend(sandbox_args(job, output).to_args());
+        command.extend(spec.sandbox.to_args());
         TransientUnit {
-            unit: format!("{}-{}-{id}.service", job.kind.unit_prefix(), job.name),
-            description: job.kind.describe(&job.name),
+            unit: spec.kind.unit_name(spec.name, spec.id),
+            description: spec.kind.describe(spec.name),
             properties,
             command: command.iter().map(|arg| escape_arg(arg)).collect(),
         }
@@ -202,6 +252,16 @@ impl TransientUnit {
         }
         args.extend(self.command.iter().cloned());
         args
+    }
+
+    /// The `systemd-run` arguments of an interactive run: `--pty` (the command gets this
+    /// process's terminal, and its output goes to it, not to the journal) instead of
+    /// `--pipe`.
+    pub fn interactive_args(&self) -> Vec<OsString> {
+        self.systemd_run_args()
+            .into_iter()
+            .map(|arg| if arg == "--pipe" { "--pty".into() } else { arg })
+            .collect()
     }
 
     /// The same unit as a unit file, for `systemd-analyze security` (the command is shown with

@@ -11,6 +11,11 @@ use crate::values::CpuList;
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/left4me";
 
+/// Valve's SteamCMD for Linux, which `left4mectl game install` bootstraps when no SteamCMD is
+/// installed (docs/game.md).
+pub const DEFAULT_STEAMCMD_URL: &str =
+    "https://steamcdn-a.akamaihd.net/client/installer/steamcmd_linux.tar.gz";
+
 /// The settings of `host.toml`, with defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostConfig {
@@ -23,7 +28,10 @@ pub struct HostConfig {
     pub port_range: (u16, u16),
     /// CPUs kept for the host and builds; `None` means the default split (CPU 0).
     pub system_cpus: Option<CpuList>,
+    /// `steamcmd.sh` of an installed SteamCMD (its dir holds `linux32/`).
     pub steamcmd: Option<PathBuf>,
+    /// Where SteamCMD is downloaded from when it has to be bootstrapped (an `https://` URL).
+    pub steamcmd_url: String,
 }
 
 impl Default for HostConfig {
@@ -35,6 +43,7 @@ impl Default for HostConfig {
             port_range: (27000, 27999),
             system_cpus: None,
             steamcmd: None,
+            steamcmd_url: DEFAULT_STEAMCMD_URL.into(),
         }
     }
 }
@@ -60,6 +69,7 @@ impl HostConfig {
             "port_range",
             "system_cpus",
             "steamcmd",
+            "steamcmd_url",
         ];
         let mut fields = Fields::new(file, "", table, &known)?;
         let mut host = HostConfig::default();
@@ -102,6 +112,19 @@ impl HostConfig {
                 return Err(fields.error("steamcmd", format!("'{path}' must be an absolute path")));
             }
             host.steamcmd = Some(path.into());
+        }
+        if let Some(url) = fields.string("steamcmd_url")? {
+            let plain = url.bytes().all(|b| b.is_ascii_graphic());
+            if !url.starts_with("https://") || url.len() <= "https://".len() || !plain {
+                return Err(fields.error(
+                    "steamcmd_url",
+                    format!(
+                        "'{}' must be an https:// URL without spaces",
+                        url.escape_debug()
+                    ),
+                ));
+            }
+            host.steamcmd_url = url;
         }
         Ok(host)
     }
@@ -146,7 +169,8 @@ mod tests {
     fn every_key() {
         let host = parse(
             "state_dir = '/srv/l4d2'\ngame_user = 'srcds'\nsandbox_user = 'build'\n\
-             port_range = [27015, 27030]\nsystem_cpus = '0-1'\nsteamcmd = '/usr/games/steamcmd'\n",
+             port_range = [27015, 27030]\nsystem_cpus = '0-1'\nsteamcmd = '/usr/games/steamcmd'\n\
+             steamcmd_url = 'https://mirror.example/steamcmd_linux.tar.gz'\n",
         )
         .unwrap();
         assert_eq!(host.state_dir, Path::new("/srv/l4d2"));
@@ -154,6 +178,11 @@ mod tests {
         assert_eq!(host.port_range, (27015, 27030));
         assert_eq!(host.system_cpus.unwrap().cpus(), [0, 1]);
         assert_eq!(host.steamcmd.unwrap(), Path::new("/usr/games/steamcmd"));
+        assert_eq!(
+            host.steamcmd_url,
+            "https://mirror.example/steamcmd_linux.tar.gz"
+        );
+        assert_eq!(HostConfig::default().steamcmd_url, DEFAULT_STEAMCMD_URL);
     }
 
     #[test]
@@ -168,6 +197,8 @@ mod tests {
             ("port_range = 27015", "port_range"),
             ("system_cpus = 'x'", "system_cpus"),
             ("steamcmd = 'steamcmd'", "steamcmd"),
+            ("steamcmd_url = 'http://x/s.tgz'", "steamcmd_url"),
+            ("steamcmd_url = 'https://x/a b'", "steamcmd_url"),
             ("statedir = '/x'", "statedir"),
         ] {
             let err = parse(text).unwrap_err();
