@@ -467,11 +467,16 @@ fn render_shows_every_section() {
         json["dropin"]["path"],
         "left4me-server@coop1.service.d/50-left4me.conf"
     );
-    assert!(
-        json["dropin"]["text"]
-            .as_str()
-            .unwrap()
-            .contains("SocketBindAllow=27015\n")
+    assert!(json["dropin"]["text"].as_str().unwrap().contains(
+        "SocketBindAllow=udp:27015\nSocketBindAllow=udp:27115\nSocketBindAllow=tcp:27015\n"
+    ));
+    assert_eq!(
+        json["binds"],
+        serde_json::json!([
+            {"protocol": "udp", "port": 27015, "role": "game"},
+            {"protocol": "udp", "port": 27115, "role": "client"},
+            {"protocol": "tcp", "port": 27015, "role": "rcon"}
+        ])
     );
     assert_eq!(
         json["lowerdirs"],

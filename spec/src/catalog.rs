@@ -94,11 +94,12 @@ impl Catalog {
             None => None,
         };
         let instance = Instance::resolve(parsed, blueprint.as_ref(), &self.host)?;
-        if let Some(other) = self
+        if let Some(err) = self
             .valid()
-            .find(|o| o.name != name && o.port == instance.port)
+            .filter(|o| o.name != name)
+            .find_map(|other| port_taken(file, &instance, other))
         {
-            return Err(port_taken(file, instance.port, other));
+            return Err(err);
         }
         Ok(instance)
     }
@@ -235,28 +236,38 @@ fn blueprint_error(file: &Path, name: &str, err: SpecError) -> SpecError {
     SpecError::invalid(file, "blueprint", reason)
 }
 
-fn port_taken(file: &Path, port: u16, owner: &Instance) -> SpecError {
-    SpecError::invalid(
+/// The error for the first port number of `instance` (read from `file`) that `owner` uses
+/// too, naming both keys (`port`, `client_port`, `tv_port`); `None` when they share none.
+fn port_taken(file: &Path, instance: &Instance, owner: &Instance) -> Option<SpecError> {
+    let (key, number, their_key) = instance.ports().clash(&owner.ports())?;
+    let what = if their_key == "port" {
+        String::new()
+    } else {
+        format!(" as its {their_key}")
+    };
+    Some(SpecError::invalid(
         file,
-        "port",
+        key,
         format!(
-            "{port} is already used by instance '{}' ({}); pick another port",
+            "{number} is already used by instance '{}'{what} ({}); pick another {key}",
             owner.name,
             owner.file.display()
         ),
-    )
+    ))
 }
 
-/// Refuses every instance whose port an earlier instance (by name) already uses.
+/// Refuses every instance that uses a port number (game, client or SourceTV port) an earlier
+/// instance (by name) already uses.
 fn check_unique_ports(instances: &mut [(String, Result<Instance, SpecError>)]) {
-    let mut owners: HashMap<u16, Instance> = HashMap::new();
+    let mut owners: Vec<Instance> = Vec::new();
     for (_, entry) in instances.iter_mut() {
         let Ok(instance) = entry else { continue };
-        match owners.get(&instance.port) {
-            Some(owner) => *entry = Err(port_taken(&instance.file, instance.port, owner)),
-            None => {
-                owners.insert(instance.port, instance.clone());
-            }
+        match owners
+            .iter()
+            .find_map(|owner| port_taken(&instance.file, instance, owner))
+        {
+            Some(err) => *entry = Err(err),
+            None => owners.push(instance.clone()),
         }
     }
 }
@@ -368,6 +379,36 @@ mod tests {
             "{}",
             errs[2]
         );
+    }
+
+    #[test]
+    fn client_and_sourcetv_ports_are_unique_across_instances() {
+        let fx = Fixture::new("extra-ports");
+        fx.write("instances/a.toml", "port = 27015\nsourcetv = true")
+            .write("instances/b.toml", "port = 27115")
+            .write("instances/c.toml", "port = 27016\nclient_port = 27215")
+            .write("instances/d.toml", "port = 27017\nclient_port = 28000")
+            .write("instances/e.toml", "port = 27018\nclient_port = 28000");
+        let catalog = fx.load();
+        assert!(catalog.get("a").unwrap().is_ok());
+        let err = catalog.get("b").unwrap().as_ref().unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("port"));
+        assert!(
+            err.reason
+                .contains("27115 is already used by instance 'a' as its client_port"),
+            "{err}"
+        );
+        let err = catalog.get("c").unwrap().as_ref().unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("client_port"));
+        assert!(err.reason.contains("as its tv_port"), "{err}");
+        assert!(catalog.get("d").unwrap().is_ok());
+        let err = catalog.get("e").unwrap().as_ref().unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("client_port"));
+        assert!(err.reason.contains("pick another client_port"), "{err}");
+        let text_err = catalog
+            .check_instance_text("z", Path::new("/tmp/z.toml"), "port = 27215")
+            .unwrap_err();
+        assert!(text_err.reason.contains("as its tv_port"), "{text_err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::error::SpecError;
 use crate::host::HostConfig;
 use crate::overlay::OverlayRef;
+use crate::ports::{PORT_KEYS, PortKeys, Ports};
 use crate::toml_fields::{Fields, parse_document};
 use crate::values::{CpuList, Duration, Size};
 pub use left4me_contract::MAX_LAYERS;
@@ -279,7 +280,7 @@ impl Blueprint {
     pub fn parse(name: &str, file: &Path, text: &str) -> Result<Self, SpecError> {
         check_name(name).map_err(|why| SpecError::file(file, format!("file name: {why}")))?;
         let table = parse_document(file, text)?;
-        for key in ["port", "blueprint"] {
+        for &key in ["port", "blueprint"].iter().chain(&PORT_KEYS) {
             if table.contains_key(key) {
                 return Err(SpecError::invalid(
                     file,
@@ -305,6 +306,8 @@ pub struct InstanceFile {
     pub file: PathBuf,
     pub blueprint: Option<String>,
     pub port: u16,
+    /// `client_port`, `sourcetv`, `tv_port` (instance-only, like `port`).
+    pub ports: PortKeys,
     pub settings: Settings,
 }
 
@@ -314,6 +317,7 @@ impl InstanceFile {
         let table = parse_document(file, text)?;
         let known: Vec<&str> = ["blueprint", "port"]
             .iter()
+            .chain(&PORT_KEYS)
             .chain(&SETTINGS_KEYS)
             .copied()
             .collect();
@@ -328,12 +332,14 @@ impl InstanceFile {
                 "missing; every instance needs a port, e.g. port = 27015",
             )
         })?;
+        let ports = PortKeys::read(&mut fields)?;
         let settings = Settings::read(&mut fields)?;
         Ok(InstanceFile {
             name: name.to_owned(),
             file: file.to_path_buf(),
             blueprint,
             port,
+            ports,
             settings,
         })
     }
@@ -346,7 +352,12 @@ pub struct Instance {
     /// The instance's spec file.
     pub file: PathBuf,
     pub blueprint: Option<String>,
+    /// The game port: UDP (players, queries) and TCP (RCON).
     pub port: u16,
+    /// UDP: the engine's client socket (`+clientport`); default `port + 100`.
+    pub client_port: u16,
+    /// UDP: SourceTV (`+tv_port`), `Some` exactly when SourceTV is on; default `port + 200`.
+    pub tv_port: Option<u16>,
     pub map: String,
     pub maxplayers: Option<u8>,
     pub args: Vec<String>,
@@ -365,6 +376,15 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Every port this instance's srcds binds.
+    pub fn ports(&self) -> Ports {
+        Ports {
+            game: self.port,
+            client: self.client_port,
+            tv: self.tv_port,
+        }
+    }
+
     /// Merges `blueprint` (which must be the one `file` names) into `file` and checks the
     /// rules that need the whole picture: host port range, layer count, repeated layers and
     /// aliases, memory limits.
@@ -394,6 +414,7 @@ impl Instance {
             (None, Some(b)) if b.settings.game_version.is_some() => Some(b.file.clone()),
             _ => None,
         };
+        let ports = Ports::resolve(&path, file.port, &file.ports, host)?;
         let settings = match blueprint {
             Some(blueprint) => blueprint.settings.clone().merged_under(file.settings),
             None => file.settings,
@@ -447,6 +468,8 @@ impl Instance {
             name: file.name,
             blueprint: file.blueprint,
             port: file.port,
+            client_port: ports.client,
+            tv_port: ports.tv,
             map: settings.map.unwrap_or_else(|| DEFAULT_MAP.to_owned()),
             maxplayers: settings.maxplayers,
             args: settings.args,
@@ -609,7 +632,13 @@ nice = -5
 
     #[test]
     fn blueprints_cannot_set_port_or_blueprint() {
-        for text in ["port = 1", "blueprint = 'x'"] {
+        for text in [
+            "port = 1",
+            "blueprint = 'x'",
+            "client_port = 28000",
+            "sourcetv = true",
+            "tv_port = 27020",
+        ] {
             let err = Blueprint::parse("b", Path::new("/b.toml"), text).unwrap_err();
             assert!(err.reason.contains("cannot set"), "{err}");
         }

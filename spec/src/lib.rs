@@ -20,6 +20,7 @@ mod instance;
 mod layout;
 mod overlay;
 mod parallel;
+mod ports;
 mod read;
 mod render;
 mod toml_fields;
@@ -38,6 +39,9 @@ pub use layout::{
 pub use left4me_contract::{check_name, is_valid_name};
 pub use overlay::{OverlayDef, OverlayKind, OverlayRef, ScriptLimits};
 pub use parallel::map_chunks;
+pub use ports::{
+    Bind, CLIENT_PORT_OFFSET, MIN_EXTRA_PORT, PortKeys, Ports, Protocol, TV_PORT_OFFSET,
+};
 pub use read::{MAX_SPEC_BYTES, read_spec};
 pub use render::{
     AliasCfg, GENERATED_HEADER, SERVER_CFG, alias_cfgs, lower_layers, lower_layers_over,

@@ -7,6 +7,7 @@ use std::path::Path;
 use crate::host::HostConfig;
 use crate::instance::Instance;
 use crate::layout::Layout;
+use crate::ports::Bind;
 use crate::values::CpuList;
 
 /// The first line of every file the generator writes.
@@ -45,6 +46,7 @@ pub fn render_dropin(instance: &Instance, layout: &Layout, host: &HostConfig) ->
     let overlays = escaped(&layout.state_dir.join(left4me_contract::layout::OVERLAYS));
     let admin = escaped(&layout.admin_dir);
     let own_spec = unit_word(format!("-{source}"));
+    let binds = instance.ports().binds();
     let specs = unit_word(format!("{}:ro", escaped(&layout.instances_dir())));
     let mut out = format!(
         "{GENERATED_HEADER} from {source}.\n\
@@ -66,12 +68,17 @@ pub fn render_dropin(instance: &Instance, layout: &Layout, host: &HostConfig) ->
          BindReadOnlyPaths={own_spec}\n\
          TemporaryFileSystem={overlays}:ro\n\
          InaccessiblePaths=-{admin}\n\
-         SocketBindAllow={port}\n\
-         TimeoutStartSec={ready}\n\
+         # bind(2) only to the ports srcds binds: {binds}.\n\
+         {allow}TimeoutStartSec={ready}\n\
          WatchdogSec={watchdog}\n",
         name = instance.name,
         port = instance.port,
         map = instance.map,
+        binds = describe_binds(&binds),
+        allow = binds
+            .iter()
+            .map(|bind| format!("SocketBindAllow={}\n", bind.allow_rule()))
+            .collect::<String>(),
         user = host.game_user,
         ready = instance.ready_timeout,
         watchdog = instance.watchdog,
@@ -80,6 +87,15 @@ pub fn render_dropin(instance: &Instance, layout: &Layout, host: &HostConfig) ->
         let _ = writeln!(out, "{directive}={value}");
     }
     out
+}
+
+/// `udp 27015 (game), …` for the comment above the `SocketBindAllow=` lines.
+fn describe_binds(binds: &[Bind]) -> String {
+    binds
+        .iter()
+        .map(|bind| format!("{} {} ({})", bind.protocol, bind.port, bind.role))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An overlay with an alias: its server.cfg is staged under another name in the upper dir.
@@ -149,21 +165,25 @@ pub fn lower_layers_over(instance: &Instance, game: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// The srcds command line: `<merged>/srcds_run -game left4dead2 -norestart -port P +ip 0.0.0.0
-/// +map M [+maxplayers N] ARGS…`.
+/// The srcds command line: `<merged>/srcds_run -game left4dead2 -norestart -strictportbind
+/// -port P +clientport C (-nohltv | +tv_port T +tv_enable 1) +ip 0.0.0.0 +map M
+/// [+maxplayers N] ARGS…`. `-strictportbind`: a port in use is an error, not a silent move to
+/// the next port (which `SocketBindAllow=` would refuse anyway).
 pub fn srcds_argv(instance: &Instance, merged: &Path) -> Vec<String> {
     let mut argv = vec![
         merged.join("srcds_run").to_string_lossy().into_owned(),
         "-game".into(),
         "left4dead2".into(),
         "-norestart".into(),
-        "-port".into(),
-        instance.port.to_string(),
+        "-strictportbind".into(),
+    ];
+    argv.extend(instance.ports().srcds_args());
+    argv.extend([
         "+ip".into(),
         "0.0.0.0".into(),
         "+map".into(),
         instance.map.clone(),
-    ];
+    ]);
     if let Some(max) = instance.maxplayers {
         argv.extend(["+maxplayers".into(), max.to_string()]);
     }
@@ -275,7 +295,10 @@ mod tests {
              BindReadOnlyPaths=-/etc/left4me/instances/coop1.toml\n\
              TemporaryFileSystem=/var/lib/left4me/overlays:ro\n\
              InaccessiblePaths=-/var/lib/left4me-admin\n\
-             SocketBindAllow=27015\n\
+             # bind(2) only to the ports srcds binds: udp 27015 (game), udp 27115 (client), tcp 27015 (rcon).\n\
+             SocketBindAllow=udp:27015\n\
+             SocketBindAllow=udp:27115\n\
+             SocketBindAllow=tcp:27015\n\
              TimeoutStartSec=5min\n\
              WatchdogSec=60s\n"
         );
@@ -378,7 +401,21 @@ mod tests {
         let inst = instance("port = 27016\nmap = 'c2m1_highway'", None);
         assert_eq!(
             srcds_argv(&inst, merged).join(" "),
-            "/var/lib/left4me/runtime/coop1/merged/srcds_run -game left4dead2 -norestart -port 27016 +ip 0.0.0.0 +map c2m1_highway"
+            "/var/lib/left4me/runtime/coop1/merged/srcds_run -game left4dead2 -norestart -strictportbind -port 27016 +clientport 27116 -nohltv +ip 0.0.0.0 +map c2m1_highway"
+        );
+        let inst = instance(
+            "port = 27016\nclient_port = 28000\nsourcetv = true\ntv_port = 27990",
+            None,
+        );
+        assert!(srcds_argv(&inst, merged).join(" ").contains(
+            "-strictportbind -port 27016 +clientport 28000 +tv_port 27990 +tv_enable 1 +ip"
+        ));
+        let dropin = render_dropin(&inst, &layout(), &HostConfig::default());
+        assert!(
+            dropin.contains(
+                "SocketBindAllow=udp:27016\nSocketBindAllow=udp:28000\nSocketBindAllow=udp:27990\nSocketBindAllow=tcp:27016\n"
+            ),
+            "{dropin}"
         );
         let inst = instance(
             "port = 27016\nmaxplayers = 4\nargs = ['-tickrate', '60']",

@@ -5,13 +5,15 @@
 # sees, then pivots into the overlay root and execs systemd. Nothing here may touch
 # the host: every mount is in our private mount namespace, every link in our netns.
 #
-# Arguments: $1 = the overlay root (host path), $2 = the console file (host path).
+# Arguments: $1 = the overlay root (host path), $2 = the console file (host path), then
+# arguments for systemd (after --system).
 # Environment: L4M_CONTAINER = the container= value systemd sees;
 # L4M_CGROUP_MOUNTS = lines "fstype options relpath" recreating the
 # host's /sys/fs/cgroup layout, so the mounts are rooted at our cgroup namespace.
 set -eu
 root=$1
 console=$2
+shift 2
 
 # Network: lo, and a veth pair carrying the default route so no packet can leave.
 ip link set dev lo up
@@ -46,4 +48,4 @@ done
 cd "$root"
 pivot_root . .
 umount -l .
-exec </dev/null env -i "container=${L4M_CONTAINER:-left4me-test}" /lib/systemd/systemd --system
+exec </dev/null env -i "container=${L4M_CONTAINER:-left4me-test}" /lib/systemd/systemd --system "$@"

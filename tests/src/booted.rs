@@ -171,6 +171,8 @@ pub struct Builder {
     boot_timeout: Duration,
     poweroff_timeout: Duration,
     command_timeout: Duration,
+    top_layer: Option<PathBuf>,
+    systemd_args: Vec<String>,
 }
 
 impl Default for Builder {
@@ -184,6 +186,8 @@ impl Default for Builder {
             boot_timeout: Duration::from_secs(60),
             poweroff_timeout: Duration::from_secs(30),
             command_timeout: Duration::from_secs(120),
+            top_layer: None,
+            systemd_args: Vec::new(),
         }
     }
 }
@@ -250,6 +254,20 @@ impl Builder {
     /// How long [`BootedSystem::run`] lets a command run (120 s).
     pub fn command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;
+        self
+    }
+
+    /// Lays `dir` over the host's root as the topmost read-only layer of the system's root,
+    /// e.g. a newer systemd and its libraries unpacked with `dpkg -x` (`boot/newer-systemd.sh`).
+    pub fn top_layer(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.top_layer = Some(dir.into());
+        self
+    }
+
+    /// Passes `arg` to the booted systemd (after `--system`); in a container systemd reads
+    /// its own arguments as the kernel command line.
+    pub fn systemd_arg(mut self, arg: &str) -> Self {
+        self.systemd_args.push(arg.to_owned());
         self
     }
 
@@ -552,8 +570,28 @@ impl BootedSystem {
             let path = self.base.join(dir);
             std::fs::create_dir(&path).map_err(io_error("create", &path))?;
         }
+        let lower = match &self.settings.top_layer {
+            // Copied into the base tmpfs: overlayfs refuses (ELOOP, "overlapping lowerdir
+            // path") a layer on the root file system, beneath the other layer "/".
+            Some(top) => {
+                let copy = self.base.join("top");
+                let out = Command::new("cp")
+                    .arg("-a")
+                    .arg(top)
+                    .arg(&copy)
+                    .output()
+                    .map_err(io_error("run cp for", top))?;
+                if !out.status.success() {
+                    return Err(io_error("copy", top)(io::Error::other(
+                        String::from_utf8_lossy(&out.stderr).into_owned(),
+                    )));
+                }
+                PathBuf::from(format!("{}:/", copy.display()))
+            }
+            None => PathBuf::from("/"),
+        };
         mounts::mount_overlay(
-            Path::new("/"),
+            &lower,
             &self.base.join("upper"),
             &self.base.join("work"),
             &self.root,
@@ -631,6 +669,7 @@ impl BootedSystem {
                 self.root.clone(),
                 self.base.join("console"),
             ])
+            .args(&self.settings.systemd_args)
             .env("L4M_CGROUP_MOUNTS", namespace_mount_lines()?)
             .env("L4M_CONTAINER", CONTAINER)
             .current_dir("/")

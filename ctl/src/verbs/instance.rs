@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use left4me_spec::{
-    Blueprint, Catalog, HostConfig, Instance, InstanceFile, OverlayDef, SERVER_CFG, Settings,
+    Bind, Blueprint, Catalog, HostConfig, Instance, InstanceFile, OverlayDef, SERVER_CFG, Settings,
     SpecError, alias_cfgs, list_names, load_blueprint, lower_layers_over, render_dropin,
     render_server_cfg, srcds_argv,
 };
@@ -173,6 +173,10 @@ struct ListRow {
     name: String,
     file: String,
     port: Option<u16>,
+    /// The UDP client port; `null` for a spec that does not load.
+    client_port: Option<u16>,
+    /// The UDP SourceTV port; `null` when SourceTV is off or the spec does not load.
+    tv_port: Option<u16>,
     map: Option<String>,
     blueprint: Option<String>,
     ok: bool,
@@ -198,6 +202,8 @@ fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
                 name: name.clone(),
                 file: instance.file.display().to_string(),
                 port: Some(instance.port),
+                client_port: Some(instance.client_port),
+                tv_port: instance.tv_port,
                 map: Some(instance.map.clone()),
                 blueprint: instance.blueprint.clone(),
                 ok: true,
@@ -212,6 +218,8 @@ fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
                     name: name.clone(),
                     file: err.file.display().to_string(),
                     port: face.port,
+                    client_port: None,
+                    tv_port: None,
                     map: face.map,
                     blueprint: face.blueprint,
                     ok: false,
@@ -474,6 +482,8 @@ struct Rendered {
     /// Why the game's layers are unknown (a pin naming no version, …).
     game_error: Option<String>,
     alias_cfgs: Vec<RenderedAlias>,
+    /// Every socket srcds binds: what the drop-in's `SocketBindAllow=` lines allow.
+    binds: Vec<Bind>,
     argv: Vec<String>,
     cwd: String,
     env: std::collections::BTreeMap<String, String>,
@@ -528,6 +538,7 @@ fn render_instance(instance: &Instance, catalog: &Catalog) -> Rendered {
                 alias: cfg.alias,
             })
             .collect(),
+        binds: instance.ports().binds(),
         argv: srcds_argv(instance, &merged),
         cwd: merged.join("left4dead2").display().to_string(),
         env: [("HOME".to_owned(), layout.state_dir.display().to_string())].into(),
@@ -581,6 +592,15 @@ pub fn render(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
                 r.alias_cfgs
                     .iter()
                     .map(|a| format!("{} -> {}", a.source, a.target))
+                    .collect(),
+            ),
+        ),
+        section(
+            "ports srcds binds (the drop-in allows exactly these)".into(),
+            lines(
+                r.binds
+                    .iter()
+                    .map(|b| format!("{} {} ({})", b.protocol, b.port, b.role))
                     .collect(),
             ),
         ),

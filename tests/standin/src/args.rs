@@ -13,8 +13,16 @@ use std::time::Duration;
 pub struct Args {
     /// `-game`: the game directory below the root, e.g. `left4dead2`.
     pub game: String,
-    /// `-port`: UDP port of the game and of queries.
+    /// `-port`: UDP port of the game and of queries; TCP port of RCON.
     pub port: u16,
+    /// `+clientport`: UDP port of the engine's client socket; default 27005.
+    pub client_port: u16,
+    /// Off with `-nohltv`: the engine opens its SourceTV socket.
+    pub sourcetv: bool,
+    /// `+tv_port`: UDP port of SourceTV; default 27020.
+    pub tv_port: u16,
+    /// `-strictportbind`: a port in use is fatal instead of a move to the next one.
+    pub strict_port_bind: bool,
     /// `+ip` (or `-ip`): address to bind; default 0.0.0.0.
     pub ip: Ipv4Addr,
     /// `+map`.
@@ -64,7 +72,7 @@ pub enum ArgsError {
 
 /// One-line summary of the command line, for the usage message.
 pub const USAGE: &str = "usage: srcds_run -game DIR -norestart -port PORT [+ip ADDR] +map MAP \
-[+maxplayers N] [-standin_nochallenge] [-standin_split] [+standin_bots N] [+standin_players N] \
+[+maxplayers N] [+clientport PORT] [+tv_port PORT | -nohltv] [-strictportbind] [-standin_nochallenge] [-standin_split] [+standin_bots N] [+standin_players N] \
 [+standin_start_delay S] [+standin_hang_after S] [+standin_crash_after S] \
 [+standin_wedge_after S] [-standin_die_on_stop] [other -flags and +cvar values]";
 
@@ -102,6 +110,10 @@ pub fn parse(words: &[String]) -> Result<Args, ArgsError> {
     let mut args = Args {
         game: String::new(),
         port: 0,
+        client_port: crate::net::DEFAULT_CLIENT_PORT,
+        sourcetv: true,
+        tv_port: crate::net::DEFAULT_TV_PORT,
+        strict_port_bind: false,
         ip: Ipv4Addr::UNSPECIFIED,
         map: String::new(),
         max_players: 8,
@@ -140,6 +152,8 @@ pub fn parse(words: &[String]) -> Result<Args, ArgsError> {
             match command.to_ascii_lowercase().as_str() {
                 "map" => map = Some(need()?.to_owned()),
                 "ip" => args.ip = number(word, need()?)?,
+                "clientport" => args.client_port = number(word, need()?)?,
+                "tv_port" => args.tv_port = number(word, need()?)?,
                 "maxplayers" => args.max_players = number(word, need()?)?,
                 "standin_bots" => args.bots = number(word, need()?)?,
                 "standin_players" => args.humans = number(word, need()?)?,
@@ -163,6 +177,8 @@ pub fn parse(words: &[String]) -> Result<Args, ArgsError> {
                 "-ip" => args.ip = number(word, &take()?)?,
                 "-maxplayers" => args.max_players = number(word, &take()?)?,
                 "-norestart" => norestart = true,
+                "-nohltv" => args.sourcetv = false,
+                "-strictportbind" => args.strict_port_bind = true,
                 "-insecure" => args.insecure = true,
                 "-standin_nochallenge" => args.info_challenge = false,
                 "-standin_split" => args.split = true,
@@ -220,7 +236,15 @@ mod tests {
         assert_eq!(args.max_players, 4);
         assert_eq!(args.bots, 2);
         assert_eq!(args.cvars, vec![("sv_gravity".into(), "-100".into())]);
-        assert_eq!(args.kept, words("-tickrate 60 -nohltv stray"));
+        assert_eq!(args.kept, words("-tickrate 60 stray"));
+        assert!(!args.sourcetv && !args.strict_port_bind);
+        assert_eq!((args.client_port, args.tv_port), (27005, 27020));
+        let args = parse(&words(
+            "-game g -norestart -strictportbind -port 27015 +clientport 27115 +tv_port 27215 +map m",
+        ))
+        .unwrap();
+        assert!(args.sourcetv && args.strict_port_bind);
+        assert_eq!((args.client_port, args.tv_port), (27115, 27215));
         assert!(args.info_challenge && !args.split);
     }
 

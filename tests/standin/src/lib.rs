@@ -4,7 +4,9 @@
 //! Installed as `srcds_run` at the root of a fake game tree, it behaves like the real server in
 //! every way the toolkit relies on: it takes the srcds command line, treats the directory of
 //! argv\[0\] as its game root, runs `<game>/cfg/server.cfg` and its `exec` chain, answers A2S
-//! queries on `+ip:-port` (with challenges, and split replies on request), quits with status 0 on
+//! queries on `+ip:-port` (with challenges, and split replies on request), binds every port a real
+//! server binds (UDP game, client and SourceTV ports, TCP RCON; a refused bind fails as the
+//! engine fails, see `net`), quits with status 0 on
 //! SIGINT and SIGTERM, and can be told to start slowly, hang, wedge or crash, from its command
 //! line or, while it runs, through `<game>/standin.control`. It writes what it saw (argv, cwd,
 //! ids, capabilities, HOME, cfg order) to `<game>/standin.log`. README.md beside this crate lists
@@ -12,6 +14,7 @@
 
 pub mod args;
 pub mod cfg;
+pub mod net;
 pub mod reply;
 pub mod server;
 pub mod signals;

@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 
 use crate::args::{self, Args};
 use crate::cfg::{self, CfgRun};
+use crate::net;
 use crate::reply::{self, Request, ServerInfo};
 use crate::signals::{self, StopSignals};
 
@@ -222,20 +223,33 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
     log.line(&format!("cfg order: {cfg_order}"));
 
     let info = server_info(&args, &cvars, cfg_order);
-    let socket = UdpSocket::bind((args.ip, args.port))
-        .with_context(|| format!("cannot bind UDP {}:{}", args.ip, args.port))?;
+    let sockets = match net::open(&args, &mut |line: &str| log.line(line)) {
+        Ok(sockets) => sockets,
+        Err(err) => {
+            log.line(&err.to_string());
+            return Err(err.into());
+        }
+    };
+    let socket = sockets
+        .server
+        .try_clone()
+        .context("cannot duplicate the server socket")?;
     socket
         .set_nonblocking(true)
         .context("cannot make the socket non-blocking")?;
+    let bound = socket
+        .local_addr()
+        .context("cannot read the socket's address")?;
     log.line(&format!(
-        "listening on udp {}:{} (hostname {:?}, map {}, max players {})",
-        args.ip, args.port, info.name, info.map, info.max_players
+        "listening on udp {bound} (hostname {:?}, map {}, max players {})",
+        info.name, info.map, info.max_players
     ));
 
     let mut server = Server {
         args,
         info,
         socket,
+        _sockets: sockets,
         started,
         challenges: Challenges::new(),
         split_id: 0,
@@ -281,6 +295,8 @@ struct Server {
     args: Args,
     info: ServerInfo,
     socket: UdpSocket,
+    /// Every socket the server holds open (client, SourceTV, RCON) for as long as it runs.
+    _sockets: net::Sockets,
     started: Instant,
     challenges: Challenges,
     split_id: u32,

@@ -1,7 +1,7 @@
 //! srcds-standin, run as `srcds_run` from a temporary game tree and queried over loopback with
 //! the supervisor's A2S client and with the independent python-a2s (`pip install python-a2s`).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -82,8 +82,12 @@ impl Server {
                 "-game",
                 "left4dead2",
                 "-norestart",
+                "-strictportbind",
                 "-port",
                 &port.to_string(),
+                "+clientport",
+                &free_port().to_string(),
+                "-nohltv",
             ])
             .args(["+ip", "127.0.0.1", "+map", "c1m1_hotel"])
             .args(extra)
@@ -572,4 +576,227 @@ fn players_come_and_go_through_the_control_file() {
     server.signal(libc::SIGINT);
     assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
     assert!(tree.log().contains("players: 2\n"));
+}
+
+/// Starts the stand-in with `args` after `-game left4dead2 -norestart +ip 127.0.0.1 +map m`,
+/// as `uid` (through setpriv) when given; returns the child.
+fn spawn_as(tree: &GameTree, uid: Option<u32>, args: &[String]) -> Child {
+    let mut command = match uid {
+        Some(uid) => {
+            let mut c = Command::new("setpriv");
+            c.args([
+                format!("--reuid={uid}"),
+                format!("--regid={uid}"),
+                "--clear-groups".into(),
+                "--".into(),
+            ]);
+            c.arg(tree.root.join("srcds_run"));
+            c
+        }
+        None => Command::new(tree.root.join("srcds_run")),
+    };
+    command
+        .args([
+            "-game",
+            "left4dead2",
+            "-norestart",
+            "+ip",
+            "127.0.0.1",
+            "+map",
+            "m",
+        ])
+        .args(args)
+        .current_dir(tree.game())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `path` (the stand-in's log) contains `text`; panics after 10 s.
+fn wait_for_log(tree: &GameTree, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = tree.log();
+        if log.contains(text) {
+            return log;
+        }
+        assert!(Instant::now() < deadline, "no {text:?} in the log:\n{log}");
+        sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn binds_every_port_a_real_server_binds() {
+    let tree = GameTree::new("ports");
+    let (game, client, tv) = (free_port(), free_port(), free_port());
+    let mut child = spawn_as(
+        &tree,
+        None,
+        &[
+            "-strictportbind".into(),
+            "-port".into(),
+            game.to_string(),
+            "+clientport".into(),
+            client.to_string(),
+            "+tv_port".into(),
+            tv.to_string(),
+        ],
+    );
+    let log = wait_for_log(&tree, "listening on udp 127.0.0.1:");
+    assert!(
+        log.contains(&format!(
+            "Network: IP 127.0.0.1, mode MP, dedicated Yes, ports {game} SV / {client} CL"
+        )),
+        "{log}"
+    );
+    for port in [game, client, tv] {
+        let err = UdpSocket::bind(("127.0.0.1", port)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "udp {port}");
+    }
+    let err = TcpListener::bind(("127.0.0.1", game)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "tcp {game}");
+    assert!(
+        log.contains(&format!("hltv socket on udp 127.0.0.1:{tv}")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("RCON listening on tcp 127.0.0.1:{game}")),
+        "{log}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn a_taken_rcon_port_is_a_warning_as_in_the_engine() {
+    let tree = GameTree::new("rcon");
+    let game = free_port();
+    let _holder = TcpListener::bind(("127.0.0.1", game)).unwrap();
+    let mut child = spawn_as(
+        &tree,
+        None,
+        &[
+            "-port".into(),
+            game.to_string(),
+            "+clientport".into(),
+            free_port().to_string(),
+            "-nohltv".into(),
+        ],
+    );
+    let log = wait_for_log(&tree, "listening on udp");
+    assert!(
+        log.contains("Socket bind failed (Address already in use)"),
+        "{log}"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the server runs on without RCON"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A refused bind (here `EACCES`: an unprivileged user and a port below
+/// `ip_unprivileged_port_start`; under an enforcing `SocketBindDeny=` it is `EPERM`, the same
+/// path) fails as the engine fails: fatal for the server and SourceTV sockets, a fallback to a
+/// kernel-chosen port for the client socket.
+#[test]
+fn privileged_refused_binds_fail_like_the_engine() {
+    assert!(
+        is_root(),
+        "needs root (to run the stand-in as nobody): run `make test` as root"
+    );
+    let start: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        start > 82,
+        "ip_unprivileged_port_start is {start}: ports 80-82 are not privileged here"
+    );
+    let nobody = Some(65534);
+    let open_up = |tree: &GameTree| {
+        use std::os::unix::fs::PermissionsExt;
+        for dir in [tree.root.clone(), tree.game()] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+    };
+
+    let tree = GameTree::new("refused-game");
+    open_up(&tree);
+    let out = spawn_as(
+        &tree,
+        nobody,
+        &["-port".into(), "80".into(), "-nohltv".into()],
+    )
+    .wait_with_output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Couldn't allocate any server IP port"),
+        "{stderr}"
+    );
+    assert!(
+        tree.log()
+            .contains("WARNING: NNET_OpenSocket: bind: Permission denied"),
+        "{}",
+        tree.log()
+    );
+
+    let tree = GameTree::new("refused-tv");
+    open_up(&tree);
+    let out = spawn_as(
+        &tree,
+        nobody,
+        &[
+            "-port".into(),
+            free_port().to_string(),
+            "+clientport".into(),
+            free_port().to_string(),
+            "+tv_port".into(),
+            "82".into(),
+        ],
+    )
+    .wait_with_output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Couldn't allocate any hltv IP port"),
+        "{stderr}"
+    );
+
+    let tree = GameTree::new("refused-client");
+    open_up(&tree);
+    let mut child = spawn_as(
+        &tree,
+        nobody,
+        &[
+            "-port".into(),
+            free_port().to_string(),
+            "+clientport".into(),
+            "81".into(),
+            "-nohltv".into(),
+        ],
+    );
+    let log = wait_for_log(&tree, "listening on udp");
+    assert!(
+        log.contains("WARNING: NNET_OpenSocket: bind: Permission denied"),
+        "{log}"
+    );
+    assert!(log.contains("client socket on udp 127.0.0.1:"), "{log}");
+    assert!(
+        !log.contains("client socket on udp 127.0.0.1:81\n"),
+        "{log}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
