@@ -336,6 +336,33 @@ pub enum Verb {
             left4mectl set coop1 'overlays=[\"overlays/maps\"]'"
     )]
     Overlay(OverlayVerb),
+
+    /// Install and update the game (SteamCMD), as immutable versions
+    #[command(
+        subcommand,
+        long_about = "Install and update the game, Left 4 Dead 2 Dedicated Server (Steam app \
+            222860), with SteamCMD.\n\n\
+            Every install, update and validate publishes a new immutable version under \
+            <state dir>/game/versions/ID (ID: the Steam build id); game/current names the newest \
+            good one. An update stores only what changed (an overlayfs layer over the previous \
+            version) and never touches the files of a version an instance runs. An instance \
+            mounts the current version (or the one its spec pins with game_version = \"ID\") \
+            when it starts and keeps it until it restarts, so an update costs players nothing \
+            until then: `update --restart when-empty` restarts each instance onto the new \
+            version as soon as nobody plays on it.\n\n\
+            SteamCMD runs in the sandbox (as an unprivileged user, writing only the new \
+            version's layer and its own home, public addresses only) in l4d2-build.slice; \
+            every run is recorded in the job ledger (`left4mectl overlay jobs`). It is \
+            host.toml's steamcmd, else Debian's /usr/games/steamcmd, else Valve's tarball \
+            (host.toml steamcmd_url), copied into <state dir>/game/steamcmd on first use.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl game install\n  \
+            left4mectl game check || left4mectl game update --restart when-empty --max-wait 2h\n  \
+            left4mectl game versions\n  \
+            left4mectl set coop1 game_version=12345678\n  \
+            left4mectl game gc"
+    )]
+    Game(GameVerb),
 }
 
 #[derive(Debug, Subcommand)]
@@ -499,6 +526,133 @@ pub enum OverlayKindArg {
     Manual,
     /// Content is built by a script (`overlay build`)
     Script,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GameVerb {
+    /// Install the game: download it as the first version
+    #[command(
+        long_about = "Install the game: run SteamCMD (app_update 222860) into a new version and \
+            make it current.\n\n\
+            Logs in anonymously, or as the account `game login` cached. When Steam refuses an \
+            anonymous Linux install with \"Invalid platform\" (Valve's change of 2024-11-26), \
+            the known workaround runs: a first pass with the Windows platform, then the Linux \
+            pass with validate; the verdict says which path was taken. Free space is checked \
+            first; progress is shown as it downloads. When a version exists already this is \
+            an update.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl game install\n  \
+            left4mectl game install --branch beta"
+    )]
+    Install(GameInstallArgs),
+
+    /// Update the game to Steam's newest build and move instances onto it
+    #[command(
+        long_about = "Update the game: download what changed since the current version into a \
+            new version (only the changed files take disk), make it current, then move \
+            running instances onto it as --restart says:\n\n\
+            when-empty  restart each instance as soon as its A2S player count is 0 (bots do \
+            not count), one at a time; after --max-wait, report who is still on the old \
+            version (they move at their next restart)\n\
+            now         restart every instance now, one by one\n\
+            never       restart none; each moves at its next restart\n\n\
+            Instances pinned to a version (game_version) stay on it. Nothing is restarted when \
+            the download fails: the current version and every running instance are untouched.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl game update\n  \
+            left4mectl game update --restart now\n  \
+            left4mectl game update --restart when-empty --max-wait 6h"
+    )]
+    Update(GameUpdateArgs),
+
+    /// Ask Steam whether a newer build is out
+    #[command(
+        long_about = "Ask Steam for the newest build id of the branch (app_info_print, with a \
+            fresh app info cache) and compare it with the current version.\n\n\
+            Exit status 0: up to date; 1: a newer build is available; 2: the check failed \
+            (Steam unreachable, no version installed). Starts of instances never depend on it.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl game check\n  \
+            left4mectl game check --json | jq .remote_build"
+    )]
+    Check {
+        /// The branch (default: the current version's)
+        #[arg(long, value_name = "BRANCH")]
+        branch: Option<String>,
+        /// Print JSON instead of a line
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// List the installed versions
+    #[command(
+        long_about = "List the installed versions: id, Steam build id, branch, the disk its own \
+            layer takes (a delta holds only what changed), when it was made, the instances \
+            running it, and whether it is current or pinned by a spec.\n\n\
+            --json prints an array of objects.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl game versions\n  \
+            left4mectl game versions --json | jq -r '.[] | select(.current) | .id'"
+    )]
+    Versions {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Verify every game file; publish a repaired version if one was wrong
+    #[command(
+        long_about = "Run SteamCMD's validate over the current version: every file is checked \
+            against Steam's manifest and wrong ones are downloaded again, into a new version \
+            (the same build id with a -N suffix); the current version itself is never written.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl game validate"
+    )]
+    Validate,
+
+    /// Remove versions nothing uses
+    #[command(
+        long_about = "Remove every version that is not current, not pinned by an instance or \
+            blueprint, not mounted by a running instance, and not the base of a version that \
+            is kept.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl game gc"
+    )]
+    Gc,
+
+    /// Log SteamCMD into a Steam account, once, interactively
+    #[command(
+        long_about = "Log SteamCMD into a Steam account: SteamCMD asks for the password and the \
+            Steam Guard code on this terminal, and caches its credentials in its home. Later \
+            installs and updates log in as this account with the cached credentials. The \
+            password never appears on a command line, in the journal or in the ledger.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl game login mysteamaccount"
+    )]
+    Login {
+        /// The Steam account name
+        user: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct GameInstallArgs {
+    /// The Steam branch (beta) to install
+    #[arg(long, value_name = "BRANCH", default_value = "public")]
+    pub branch: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GameUpdateArgs {
+    /// When running instances move onto the new version
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "when-empty")]
+    pub restart: crate::rollout::RestartPolicy,
+    /// How long --restart when-empty waits for instances to empty (e.g. 30min, 6h)
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub max_wait: String,
+    /// The branch (default: the current version's)
+    #[arg(long, value_name = "BRANCH")]
+    pub branch: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,8 @@
 //! One module per command group, one function per verb, so `left4mectl X Y` is found in one
 //! place: `verbs::instance` (create, edit, set, show, list, validate, render),
 //! `verbs::lifecycle` (start, stop, restart, reset, delete, status, logs), `verbs::blueprint`
-//! (`blueprint …`) and `verbs::overlay` (`overlay …`; `overlay build` and `jobs`, the clients
+//! (`blueprint …`), `verbs::game` (`game …`: SteamCMD installs and updates, and the
+//! `rollout` of instances onto a new version) and `verbs::overlay` (`overlay …`; `overlay build` and `jobs`, the clients
 //! of the `left4me-jobs` pipeline, in `verbs::overlay::build`). They share `change` (the
 //! create/set/edit machinery), `editor`, `keys`, `store` (spec files under the config-dir
 //! lock), `reload`, `systemd`, `runtime` (an instance's runtime dir), `output` (every display
@@ -27,6 +28,7 @@ mod game_view;
 mod keys;
 mod output;
 mod reload;
+mod rollout;
 mod runtime;
 mod store;
 mod systemd;
@@ -39,8 +41,8 @@ use left4me_spec::{Catalog, Layout, SpecError};
 pub use cli::Cli;
 pub use error::exit_status;
 
-use cli::{BlueprintVerb, OverlayVerb, Verb};
-use verbs::{blueprint, instance, lifecycle, overlay};
+use cli::{BlueprintVerb, GameVerb, OverlayVerb, Verb};
+use verbs::{blueprint, game, instance, lifecycle, overlay};
 
 /// What every verb needs to know: where the specs are and the global flags.
 #[derive(Debug, Clone)]
@@ -130,6 +132,15 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             BlueprintVerb::Set(args) => blueprint::set(&ctx, args),
             BlueprintVerb::Show { name, json } => blueprint::show(&ctx, name, *json),
             BlueprintVerb::List { json } => blueprint::list(&ctx, *json),
+        },
+        Verb::Game(verb) => match verb {
+            GameVerb::Install(args) => game::install(&ctx, args),
+            GameVerb::Update(args) => game::update(&ctx, args),
+            GameVerb::Check { branch, json } => game::check(&ctx, branch.as_deref(), *json),
+            GameVerb::Versions { json } => game::versions(&ctx, *json),
+            GameVerb::Validate => game::validate(&ctx),
+            GameVerb::Gc => game::gc(&ctx),
+            GameVerb::Login { user } => game::login(&ctx, user),
         },
         Verb::Overlay(verb) => match verb {
             OverlayVerb::Create(args) => overlay::create(&ctx, args),

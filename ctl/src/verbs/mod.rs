@@ -4,6 +4,8 @@
 //! - [`instance`]: `create`, `edit`, `set`, `show`, `list`, `validate`, `render`;
 //! - [`lifecycle`]: `start`, `stop`, `restart`, `reset`, `delete`, `status`, `logs`;
 //! - [`blueprint`]: `blueprint create`, `edit`, `set`, `show`, `list`;
+//! - [`game`]: `game install`, `update`, `check`, `versions`, `validate`, `gc`, `login`
+//!   (clients of the version store and the SteamCMD job);
 //! - [`overlay`]: `overlay create`, `edit`, `show`, `list`, `rm`, and in [`overlay::build`]
 //!   `overlay build` and `overlay jobs` (clients of the `left4me-jobs` pipeline).
 //!
@@ -12,6 +14,7 @@
 //! (`output`).
 
 pub(crate) mod blueprint;
+pub(crate) mod game;
 pub(crate) mod instance;
 pub(crate) mod lifecycle;
 pub(crate) mod overlay;

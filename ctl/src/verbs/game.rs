@@ -1,0 +1,714 @@
+//! The game verbs: `left4mectl game install|update|check|versions|validate|gc|login`
+//! (DESIGN §8, docs/game.md).
+//!
+//! Each verb is a short script over three libraries: the version store (`left4me_game::store`:
+//! staging, publish, current, gc), the SteamCMD job (`left4me_jobs::steamcmd`: the sandboxed
+//! runs, retries, the appmanifest check) and, for `update --restart`, the rollout
+//! (`crate::rollout`). Every verb that changes the game holds the game lock from its first
+//! look at the store to its publish; the rollout runs after the lock is released, so `gc`,
+//! `versions` and `status` work while it waits for players to leave.
+
+mod fleet;
+mod printer;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use left4me_contract::game::{GAME, STEAMCMD_HOME};
+use left4me_game::store::{self, How, NewVersion, Staging, Store, Version};
+use left4me_jobs::steamcmd::bootstrap::{self, BootstrapJob, Bootstrapped, Source};
+use left4me_jobs::steamcmd::{
+    Action, GameJob, GameReport, GameStatus, Login, RetryPolicy, login, sdk,
+};
+use left4me_jobs::{Host, Limits, Stop, SystemdRun, format_bytes};
+use left4me_spec::{Catalog, Duration as SpecDuration};
+use left4me_statedir::{Lock, LockError, StateDir, Subject};
+use serde::Serialize;
+
+use crate::Ctx;
+use crate::cli::{GameInstallArgs, GameUpdateArgs};
+use crate::error::{EXIT_OK, UsageError};
+use crate::output::{emit, format_size, format_utc, table};
+use crate::rollout::{Event as RolloutEvent, Rollout};
+use crate::systemd;
+use printer::Printer;
+
+/// `game check`: a newer build is out.
+const EXIT_NEWER: u8 = 1;
+/// `game check`: the check itself failed.
+const EXIT_CHECK_FAILED: u8 = 2;
+
+/// The limits of every SteamCMD unit: a full install of 222860 downloads about 10 GB.
+const STEAMCMD_MEMORY_MAX: &str = "2G";
+const STEAMCMD_TASKS_MAX: u32 = 512;
+const STEAMCMD_TIMEOUT: &str = "6h";
+
+/// How often `update --restart when-empty` asks busy instances again.
+const ROLLOUT_POLL: Duration = Duration::from_secs(5);
+
+/// The file in root's admin dir naming the Steam account `game login` cached (absent:
+/// anonymous).
+const LOGIN_FILE: &str = "steam-login";
+
+/// Everything a game verb works with, opened once, the game lock held.
+struct Game {
+    catalog: Catalog,
+    state_dir: PathBuf,
+    store: Store,
+    host: Host,
+    _lock: Lock,
+}
+
+impl Game {
+    /// Opens the state dir and the store (creating `game/` when `create`), taking the game lock
+    /// (waiting for another game verb, and saying so).
+    fn open(ctx: &Ctx) -> anyhow::Result<Game> {
+        if !rustix::process::geteuid().is_root() {
+            return Err(UsageError::new(
+                "the game verbs install and update the game as root: run left4mectl as root",
+            )
+            .into());
+        }
+        let catalog = ctx.catalog()?;
+        let layout = &catalog.layout;
+        let lock = match Lock::take(&layout.locks_dir(), Subject::Game, false) {
+            Err(LockError::Busy { .. }) => {
+                eprintln!("waiting for another `left4mectl game` to finish");
+                Lock::take(&layout.locks_dir(), Subject::Game, true)?
+            }
+            other => other?,
+        };
+        let state = StateDir::open(&layout.state_dir)?;
+        let store = Store::open(&state, true)?.context("the game store was not created")?;
+        let host = Host::new(layout.database(), layout.runtime_root(), layout.locks_dir());
+        Ok(Game {
+            state_dir: layout.state_dir.clone(),
+            catalog,
+            store,
+            host,
+            _lock: lock,
+        })
+    }
+
+    /// SteamCMD's home, `game/steamcmd`.
+    fn home(&self) -> PathBuf {
+        self.state_dir.join(GAME).join(STEAMCMD_HOME)
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            memory_max: STEAMCMD_MEMORY_MAX.into(),
+            tasks_max: STEAMCMD_TASKS_MAX,
+            timeout: STEAMCMD_TIMEOUT.into(),
+        }
+    }
+
+    /// The account `game login` cached, else anonymous.
+    fn login(&self) -> anyhow::Result<Login> {
+        let path = self.catalog.layout.admin_dir.join(LOGIN_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => Ok(Login::Account(text.trim().to_owned())),
+            Ok(_) => Ok(Login::Anonymous),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Login::Anonymous),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Makes SteamCMD exist in its home (copied from host.toml's or Debian's, or downloaded).
+    fn bootstrap(&self, printer: &mut Printer) -> anyhow::Result<()> {
+        let job = BootstrapJob {
+            state_dir: self.state_dir.clone(),
+            home: self.home(),
+            configured: self.catalog.host.steamcmd.clone(),
+            debian_dir: PathBuf::from(bootstrap::DEBIAN_DIR),
+            url: self.catalog.host.steamcmd_url.clone(),
+            game_user: self.catalog.host.game_user.clone(),
+            sandbox_user: self.catalog.host.sandbox_user.clone(),
+            limits: Game::limits(),
+        };
+        match bootstrap::bootstrap(&job, &self.host, &SystemdRun, &Stop::new(), printer)? {
+            Bootstrapped::Ready(Source::Present) => Ok(()),
+            Bootstrapped::Ready(source) => {
+                let from = match source {
+                    Source::Configured(path) => format!("host.toml's {}", path.display()),
+                    Source::Debian(path) => format!("Debian's {}", path.display()),
+                    _ => job.url.clone(),
+                };
+                emit(&format!(
+                    "SteamCMD: copied into {} from {from}\n",
+                    job.home.display()
+                ))?;
+                Ok(())
+            }
+            Bootstrapped::Failed { status, ledger_id } => Err(anyhow::anyhow!(
+                "SteamCMD could not be downloaded from {} ({}; ledger row {ledger_id}); set \
+                 host.toml steamcmd to an installed steamcmd.sh",
+                job.url,
+                status.detail()
+            )),
+        }
+    }
+
+    /// One SteamCMD job of `action` into `staging`.
+    fn run(
+        &self,
+        action: Action,
+        branch: &str,
+        staging: &Staging,
+        printer: &mut Printer,
+    ) -> anyhow::Result<GameReport> {
+        let job = GameJob {
+            action,
+            login: self.login()?,
+            branch: branch.to_owned(),
+            beta_password: None,
+            state_dir: self.state_dir.clone(),
+            output: staging.dir.clone(),
+            lowers: staging.lowers.clone(),
+            home: self.home(),
+            game_user: self.catalog.host.game_user.clone(),
+            sandbox_user: self.catalog.host.sandbox_user.clone(),
+            limits: Game::limits(),
+            expected_download: None,
+            expected_build: None,
+            retry: RetryPolicy::default(),
+        };
+        let report =
+            left4me_jobs::steamcmd::run(&job, &self.host, &SystemdRun, &Stop::new(), printer)?;
+        printer.finish();
+        Ok(report)
+    }
+
+    /// Publishes `staging` as a new current version and puts SteamCMD's `steamclient.so`
+    /// where the game server looks for it.
+    fn publish(&self, staging: Staging, new: NewVersion) -> anyhow::Result<Version> {
+        let version = self.store.publish(staging, new)?;
+        sdk::install_sdk(&self.state_dir, &self.home())?;
+        link_sdk(&self.state_dir)?;
+        Ok(version)
+    }
+
+    /// The versions specs pin, with who pins them.
+    fn pins(&self) -> Vec<(String, String)> {
+        self.catalog
+            .valid()
+            .filter_map(|i| Some((i.game_version.clone()?, i.name.clone())))
+            .collect()
+    }
+}
+
+/// The game user's `~/.steam/sdk32` and `sdk64` (its HOME is the state dir) → `game/sdk/…`,
+/// where the server finds `steamclient.so` (without it it is LAN-only). Root's links in the
+/// root-owned state dir, made once.
+fn link_sdk(state_dir: &Path) -> anyhow::Result<()> {
+    let steam = state_dir.join(".steam");
+    for bits in ["sdk32", "sdk64"] {
+        let link = steam.join(bits);
+        let target = Path::new("..").join(GAME).join("sdk").join(bits);
+        if std::fs::read_link(&link).is_ok_and(|t| t == target) {
+            continue;
+        }
+        std::fs::create_dir_all(&steam).with_context(|| format!("create {}", steam.display()))?;
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&target, &link)
+            .with_context(|| format!("link {} to {}", link.display(), target.display()))?;
+    }
+    Ok(())
+}
+
+/// `game install [--branch B]`.
+pub fn install(ctx: &Ctx, args: &GameInstallArgs) -> anyhow::Result<u8> {
+    let game = Game::open(ctx)?;
+    if let Some(current) = game.store.current()? {
+        emit(&format!(
+            "version {current} is installed already: updating it (`left4mectl game update`)\n"
+        ))?;
+        return update_locked(ctx, game, Some(&args.branch), None);
+    }
+    let mut printer = Printer::new(ctx.verbose);
+    game.bootstrap(&mut printer)?;
+    let staging = game.store.begin(None)?;
+    let report = game.run(Action::Install, &args.branch, &staging, &mut printer)?;
+    let Some(build_id) = built(&report) else {
+        game.store.abandon(staging)?;
+        return Err(failed("install", &report));
+    };
+    let version = game.publish(
+        staging,
+        NewVersion {
+            build_id,
+            branch: args.branch.clone(),
+            how: How::Install,
+            platform_workaround: report.platform_workaround,
+        },
+    )?;
+    let timer = enable_update_timer();
+    emit(&format!(
+        "installed version {} (build {build_id}, branch {}, {}) in {}{}; it is current{timer}\n",
+        version.id,
+        version.branch,
+        format_size(version.bytes),
+        left4me_jobs::format_duration(report.elapsed),
+        path_taken(&report)
+    ))?;
+    Ok(EXIT_OK)
+}
+
+/// The build a job installed, when it succeeded.
+fn built(report: &GameReport) -> Option<u64> {
+    match report.status {
+        GameStatus::Succeeded => report.build_id,
+        _ => None,
+    }
+}
+
+/// The failure of a job as the verb's error (exit status 1).
+fn failed(verb: &str, report: &GameReport) -> anyhow::Error {
+    let tail = if report.log_tail.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n  SteamCMD's last lines:\n    {}",
+            report.log_tail.join("\n    ")
+        )
+    };
+    anyhow::anyhow!(
+        "game {verb}: {}; the current version and every running instance are unchanged (log: \
+         `left4mectl overlay jobs game:222860 --log`){tail}",
+        report.verdict()
+    )
+}
+
+fn path_taken(report: &GameReport) -> &'static str {
+    if report.platform_workaround {
+        " (anonymous install refused with \"Invalid platform\": installed by the known \
+         workaround, a windows pass then a linux pass with validate)"
+    } else {
+        ""
+    }
+}
+
+/// Turns the daily update check on after the first install (when systemd runs).
+fn enable_update_timer() -> String {
+    const TIMER: &str = "left4me-game-update.timer";
+    if !systemd::systemd_running() {
+        return String::new();
+    }
+    match systemd::systemctl(&["enable", "--now", TIMER]) {
+        Ok(_) => format!("; {TIMER} checks for updates daily"),
+        Err(err) => {
+            eprintln!("warning: cannot enable {TIMER}: {err}");
+            String::new()
+        }
+    }
+}
+
+/// `game update [--restart WHEN] [--max-wait D] [--branch B]`.
+pub fn update(ctx: &Ctx, args: &GameUpdateArgs) -> anyhow::Result<u8> {
+    let max_wait = parse_span("--max-wait", &args.max_wait)?;
+    let game = Game::open(ctx)?;
+    let rollout = Rollout {
+        policy: args.restart,
+        max_wait,
+        poll: ROLLOUT_POLL,
+    };
+    update_locked(ctx, game, args.branch.as_deref(), Some(rollout))
+}
+
+fn parse_span(flag: &str, text: &str) -> anyhow::Result<Duration> {
+    let span = SpecDuration::parse(text).map_err(|e| UsageError::new(format!("{flag}: {e}")))?;
+    // `infinity` waits for as long as it takes.
+    Ok(span
+        .as_micros()
+        .map_or(Duration::MAX, Duration::from_micros))
+}
+
+/// The update with the lock held; the rollout (if any) after it is released.
+fn update_locked(
+    ctx: &Ctx,
+    game: Game,
+    branch: Option<&str>,
+    rollout: Option<Rollout>,
+) -> anyhow::Result<u8> {
+    let Some(current) = game.store.current()? else {
+        return Err(UsageError::new(
+            "no game version is installed yet: run `left4mectl game install` first",
+        )
+        .into());
+    };
+    let parent = game.store.version(&current)?;
+    let branch = branch.unwrap_or(&parent.branch).to_owned();
+    let mut printer = Printer::new(ctx.verbose);
+    game.bootstrap(&mut printer)?;
+    let staging = game.store.begin(Some(&current))?;
+    let report = game.run(Action::Update, &branch, &staging, &mut printer)?;
+    let Some(build_id) = built(&report) else {
+        game.store.abandon(staging)?;
+        return Err(failed("update", &report));
+    };
+    if build_id == parent.build_id && branch == parent.branch {
+        game.store.abandon(staging)?;
+        emit(&format!(
+            "version {current} (build {build_id}, branch {branch}) is up to date\n"
+        ))?;
+    } else {
+        let version = game.publish(
+            staging,
+            NewVersion {
+                build_id,
+                branch: branch.clone(),
+                how: How::Update,
+                platform_workaround: report.platform_workaround,
+            },
+        )?;
+        let squashed = if version.how == How::Squash {
+            " (squashed into a full tree: the chain reached its limit)".to_owned()
+        } else {
+            format!(", a delta over {current}")
+        };
+        emit(&format!(
+            "updated to version {} (build {build_id}, branch {branch}; {} on disk{squashed}) in \
+             {}; it is current\n",
+            version.id,
+            format_size(version.bytes),
+            left4me_jobs::format_duration(report.elapsed),
+        ))?;
+    }
+    let catalog = game.catalog.clone();
+    let state_dir = game.state_dir.clone();
+    drop(game);
+    match rollout {
+        Some(rollout) => roll_out(&catalog, &state_dir, rollout),
+        None => Ok(EXIT_OK),
+    }
+}
+
+/// Moves running instances onto the versions a start would mount now, as `rollout` says.
+fn roll_out(catalog: &Catalog, state_dir: &Path, rollout: Rollout) -> anyhow::Result<u8> {
+    let mut fleet = fleet::SystemdFleet::new(catalog, state_dir);
+    let describe = |v: &Option<String>| v.clone().unwrap_or_else(|| "installation/".into());
+    let outcome = rollout.run(&mut fleet, &mut |event| {
+        let line = match event {
+            RolloutEvent::Moved {
+                name,
+                from,
+                to,
+                downtime,
+            } => format!(
+                "restarted {name}: {} -> {} (down {:.1} s)",
+                describe(from),
+                describe(to),
+                downtime.as_secs_f64()
+            ),
+            RolloutEvent::Busy { name, players } => match players {
+                Some(n) => format!("{name} has {n} player(s): it moves when they leave"),
+                None => format!("{name} does not answer queries: asked again later"),
+            },
+            RolloutEvent::Failed { name, error } => format!("{name} did not restart: {error}"),
+        };
+        let _ = emit(&format!("{line}\n"));
+    })?;
+    for behind in &outcome.behind {
+        let players = behind
+            .players
+            .map_or(String::new(), |n| format!(" ({n} player(s))"));
+        emit(&format!(
+            "{} still runs {}{players}; it moves to {} at its next restart\n",
+            behind.name,
+            describe(&behind.version),
+            describe(&behind.target)
+        ))?;
+    }
+    if outcome.failed.is_empty() {
+        Ok(EXIT_OK)
+    } else {
+        Err(anyhow::anyhow!(
+            "{} did not restart onto the new version: see `left4mectl status NAME`",
+            outcome.failed.join(", ")
+        ))
+    }
+}
+
+/// `game check [--branch B] [--json]`.
+pub fn check(ctx: &Ctx, branch: Option<&str>, json: bool) -> anyhow::Result<u8> {
+    let game = Game::open(ctx)?;
+    let current = match game.store.current()? {
+        Some(id) => game.store.version(&id)?,
+        None => {
+            eprintln!("error: no game version is installed: run `left4mectl game install`");
+            return Ok(EXIT_CHECK_FAILED);
+        }
+    };
+    let branch = branch.unwrap_or(&current.branch).to_owned();
+    let mut printer = Printer::quiet(ctx.verbose);
+    game.bootstrap(&mut printer)?;
+    let staging = game.store.begin(None)?;
+    let report = game.run(Action::Check, &branch, &staging, &mut printer);
+    game.store.abandon(staging)?;
+    let remote = match report {
+        Ok(report) => match (&report.status, report.build_id) {
+            (GameStatus::Succeeded, Some(build)) => build,
+            _ => {
+                eprintln!(
+                    "error: game check: {} (current version {} is unchanged)",
+                    report.verdict(),
+                    current.id
+                );
+                return Ok(EXIT_CHECK_FAILED);
+            }
+        },
+        Err(err) => {
+            eprintln!("error: game check: {err:#}");
+            return Ok(EXIT_CHECK_FAILED);
+        }
+    };
+    let newer = remote != current.build_id;
+    if json {
+        #[derive(Serialize)]
+        struct Check<'a> {
+            current: &'a str,
+            current_build: u64,
+            branch: &'a str,
+            remote_build: u64,
+            update_available: bool,
+        }
+        let text = serde_json::to_string_pretty(&Check {
+            current: &current.id,
+            current_build: current.build_id,
+            branch: &branch,
+            remote_build: remote,
+            update_available: newer,
+        })?;
+        emit(&format!("{text}\n"))?;
+    } else if newer {
+        emit(&format!(
+            "build {remote} is out on branch {branch} (current version {} is build {}): \
+             `left4mectl game update` installs it\n",
+            current.id, current.build_id
+        ))?;
+    } else {
+        emit(&format!(
+            "up to date: version {} is build {remote}, the newest on branch {branch}\n",
+            current.id
+        ))?;
+    }
+    Ok(if newer { EXIT_NEWER } else { EXIT_OK })
+}
+
+/// One row of `game versions --json`.
+#[derive(Debug, Serialize)]
+struct VersionRow {
+    id: String,
+    build_id: u64,
+    branch: String,
+    parent: Option<String>,
+    how: String,
+    bytes: u64,
+    created: u64,
+    platform_workaround: bool,
+    current: bool,
+    pinned_by: Vec<String>,
+    running: Vec<String>,
+}
+
+/// `game versions [--json]`.
+pub fn versions(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
+    let game = Game::open(ctx)?;
+    let current = game.store.current()?;
+    let running = store::running_versions(&game.state_dir).unwrap_or_default();
+    let pins = game.pins();
+    let rows: Vec<VersionRow> = game
+        .store
+        .versions()?
+        .into_iter()
+        .map(|v| VersionRow {
+            current: current.as_deref() == Some(v.id.as_str()),
+            pinned_by: names_with(&pins, &v.id),
+            running: running
+                .iter()
+                .filter(|(_, id)| **id == v.id)
+                .map(|(name, _)| name.clone())
+                .collect(),
+            id: v.id,
+            build_id: v.build_id,
+            branch: v.branch,
+            parent: v.parent,
+            how: v.how.to_string(),
+            bytes: v.bytes,
+            created: v.created,
+            platform_workaround: v.platform_workaround,
+        })
+        .collect();
+    if json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;
+        return Ok(EXIT_OK);
+    }
+    if rows.is_empty() {
+        emit("no game versions: `left4mectl game install` installs the game\n")?;
+        return Ok(EXIT_OK);
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut flags = Vec::new();
+            if r.current {
+                flags.push("current".to_owned());
+            }
+            if !r.pinned_by.is_empty() {
+                flags.push(format!("pinned by {}", r.pinned_by.join(",")));
+            }
+            vec![
+                r.id.clone(),
+                r.build_id.to_string(),
+                r.branch.clone(),
+                match &r.parent {
+                    Some(p) => format!("{} (delta over {p})", format_size(r.bytes)),
+                    None => format!("{} (full)", format_size(r.bytes)),
+                },
+                format_utc(i64::try_from(r.created).unwrap_or(i64::MAX)),
+                if r.running.is_empty() {
+                    "-".into()
+                } else {
+                    r.running.join(",")
+                },
+                if flags.is_empty() {
+                    "-".into()
+                } else {
+                    flags.join("; ")
+                },
+            ]
+        })
+        .collect();
+    emit(&table(
+        &[
+            "ID", "BUILD", "BRANCH", "DISK", "CREATED", "RUNNING", "STATE",
+        ],
+        &cells,
+    ))?;
+    Ok(EXIT_OK)
+}
+
+fn names_with(pins: &[(String, String)], id: &str) -> Vec<String> {
+    pins.iter()
+        .filter(|(pin, _)| pin == id)
+        .map(|(_, name)| name.clone())
+        .collect()
+}
+
+/// `game validate`.
+pub fn validate(ctx: &Ctx) -> anyhow::Result<u8> {
+    let game = Game::open(ctx)?;
+    let Some(current) = game.store.current()? else {
+        return Err(UsageError::new(
+            "no game version is installed yet: run `left4mectl game install` first",
+        )
+        .into());
+    };
+    let parent = game.store.version(&current)?;
+    let mut printer = Printer::new(ctx.verbose);
+    game.bootstrap(&mut printer)?;
+    let staging = game.store.begin(Some(&current))?;
+    let report = game.run(Action::Validate, &parent.branch, &staging, &mut printer)?;
+    let Some(build_id) = built(&report) else {
+        game.store.abandon(staging)?;
+        return Err(failed("validate", &report));
+    };
+    if !repaired(&staging)? && build_id == parent.build_id {
+        game.store.abandon(staging)?;
+        emit(&format!(
+            "version {current}: every file is as Steam's manifest says; nothing to repair\n"
+        ))?;
+        return Ok(EXIT_OK);
+    }
+    let version = game.publish(
+        staging,
+        NewVersion {
+            build_id,
+            branch: parent.branch.clone(),
+            how: How::Validate,
+            platform_workaround: report.platform_workaround,
+        },
+    )?;
+    emit(&format!(
+        "version {current} had files that differ from Steam's manifest: the repaired version \
+         {} ({} rewritten) is current; instances move to it at their next restart\n",
+        version.id,
+        format_size(version.bytes)
+    ))?;
+    Ok(EXIT_OK)
+}
+
+/// Whether SteamCMD wrote anything into the new layer besides its own bookkeeping
+/// (`steamapps/`: the appmanifest and download dirs).
+fn repaired(staging: &Staging) -> anyhow::Result<bool> {
+    let entries = std::fs::read_dir(&staging.tree)
+        .with_context(|| format!("read {}", staging.tree.display()))?;
+    for entry in entries {
+        if entry?.file_name() != "steamapps" {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// `game gc`.
+pub fn gc(ctx: &Ctx) -> anyhow::Result<u8> {
+    let game = Game::open(ctx)?;
+    let before: u64 = game.store.versions()?.iter().map(|v| v.bytes).sum();
+    let mut keep: BTreeSet<String> = game.pins().into_iter().map(|(id, _)| id).collect();
+    keep.extend(store::mounted_versions(&game.state_dir)?);
+    let removed = game.store.gc(&keep)?;
+    let after: u64 = game.store.versions()?.iter().map(|v| v.bytes).sum();
+    if removed.is_empty() {
+        emit(
+            "nothing to remove: every version is current, pinned, running or the base of one \
+             that is kept\n",
+        )?;
+    } else {
+        emit(&format!(
+            "removed version{} {} ({} freed)\n",
+            if removed.len() == 1 { "" } else { "s" },
+            removed.join(", "),
+            format_bytes(before.saturating_sub(after))
+        ))?;
+    }
+    Ok(EXIT_OK)
+}
+
+/// `game login USER`.
+pub fn login(ctx: &Ctx, user: &str) -> anyhow::Result<u8> {
+    let game = Game::open(ctx)?;
+    let mut printer = Printer::new(ctx.verbose);
+    game.bootstrap(&mut printer)?;
+    let staging = game.store.begin(None)?;
+    let job = login::LoginJob {
+        user: user.to_owned(),
+        state_dir: game.state_dir.clone(),
+        output: staging.dir.clone(),
+        home: game.home(),
+        game_user: game.catalog.host.game_user.clone(),
+        sandbox_user: game.catalog.host.sandbox_user.clone(),
+        limits: Game::limits(),
+    };
+    let report = login::login(&job, &game.host, &SystemdRun, &mut printer);
+    game.store.abandon(staging)?;
+    let report = report?;
+    if report.exit_status != Some(0) {
+        return Err(anyhow::anyhow!(
+            "game login: SteamCMD did not log {user} in (exit status {}); nothing was cached",
+            report
+                .exit_status
+                .map_or("unknown".into(), |s| s.to_string())
+        ));
+    }
+    let path = game.catalog.layout.admin_dir.join(LOGIN_FILE);
+    crate::store::write_atomic(&path, &format!("{user}\n"), crate::store::Replace::Yes)?;
+    emit(&format!(
+        "SteamCMD cached the credentials of {user}: installs and updates log in as {user} \
+         from now on (remove {} to go back to anonymous)\n",
+        path.display()
+    ))?;
+    Ok(EXIT_OK)
+}
