@@ -196,8 +196,15 @@ impl TransientUnit {
         if steamcmd {
             properties.retain(|(key, _)| *key != "MemoryDenyWriteExecute");
             for (key, value) in &mut properties {
-                if *key == "SystemCallArchitectures" {
-                    *value = "native x86".into();
+                match *key {
+                    "SystemCallArchitectures" => *value = "native x86".into(),
+                    // The runner creates the overlay over the previous version with the sandbox
+                    // user's file-system ids, and overlayfs then needs to write its root-owned
+                    // work dir (sandbox/README.md); dropped with the rest before SteamCMD runs.
+                    "AmbientCapabilities" | "CapabilityBoundingSet" => {
+                        *value = format!("{RUNNER_CAPABILITIES} CAP_DAC_OVERRIDE");
+                    }
+                    _ => {}
                 }
             }
         }

@@ -6,6 +6,7 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
 
 use left4me_contract::game::{TREE, WORK};
 use left4me_contract::passwd::Ids;
@@ -32,13 +33,7 @@ pub fn open_owned(
     let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
     let fd = match beneath {
         None => rustix::fs::open(path, flags, Mode::empty()),
-        Some((dir, name)) => rustix::fs::openat2(
-            dir,
-            name,
-            flags,
-            Mode::empty(),
-            rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS,
-        ),
+        Some((dir, name)) => open_child(dir, name, flags),
     }
     .map_err(|e| problem(format!("cannot open it as a directory: {e}")))?;
     let stat = rustix::fs::fstat(&fd).map_err(|e| problem(format!("cannot stat it: {e}")))?;
@@ -52,6 +47,22 @@ pub fn open_owned(
             owner.gid,
             path.display()
         )));
+    }
+    Ok(fd)
+}
+
+/// Opens the entry `name` of `dir` (one plain component: no `/`, not `.` or `..`) without
+/// following a symlink and without crossing into another file system: what
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV)` does for one component.
+/// Not `openat2` itself: systemd's `RestrictSUIDSGID=`, which the job units set, answers it
+/// with `ENOSYS` (it cannot inspect the flags behind its pointer).
+pub fn open_child(dir: &OwnedFd, name: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(Errno::INVAL);
+    }
+    let fd = rustix::fs::openat(dir, name, flags | OFlags::NOFOLLOW, Mode::empty())?;
+    if rustix::fs::fstat(&fd)?.st_dev != rustix::fs::fstat(dir)?.st_dev {
+        return Err(Errno::XDEV);
     }
     Ok(fd)
 }

@@ -173,6 +173,7 @@ pub struct Builder {
     command_timeout: Duration,
     top_layer: Option<PathBuf>,
     systemd_args: Vec<String>,
+    tmpfs_size: Option<String>,
 }
 
 impl Default for Builder {
@@ -188,11 +189,20 @@ impl Default for Builder {
             command_timeout: Duration::from_secs(120),
             top_layer: None,
             systemd_args: Vec::new(),
+            tmpfs_size: None,
         }
     }
 }
 
 impl Builder {
+    /// The size limit of the tmpfs holding the system (and its state dir), as tmpfs takes it
+    /// (`64g`); default half the RAM. Only what is written uses memory: a large limit lets a
+    /// test pass a free-space check sized for a real host.
+    pub fn tmpfs_size(mut self, size: &str) -> Self {
+        self.tmpfs_size = Some(size.to_owned());
+        self
+    }
+
     /// A short name for messages, the base dir and the hostname
     /// (`left4me-<name>`); anything but `[a-z0-9-]` becomes `-`.
     pub fn name(mut self, name: &str) -> Self {
@@ -565,7 +575,11 @@ impl BootedSystem {
 
     /// Base tmpfs, overlay root, state bind, the stage 2 script, masks.
     fn set_up(&mut self) -> Result<(), BootError> {
-        mounts::mount_private_tmpfs(&self.base, "mode=0700")?;
+        let options = match &self.settings.tmpfs_size {
+            Some(size) => format!("mode=0700,size={size}"),
+            None => "mode=0700".to_owned(),
+        };
+        mounts::mount_private_tmpfs(&self.base, &options)?;
         for dir in ["upper", "work", "root", "state"] {
             let path = self.base.join(dir);
             std::fs::create_dir(&path).map_err(io_error("create", &path))?;

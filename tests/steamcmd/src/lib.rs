@@ -14,6 +14,6 @@ pub mod synthetic;
 
 pub use content::Content;
 pub use depot::{Depot, DepotFile, Fault};
-pub use kit::{install_kit, kit_tarball};
+pub use kit::{cfg_text, install_kit, kit_tarball};
 pub use server::{SteamServer, serve, serve_forever};
 pub use synthetic::{next_build, synthetic_tree};

@@ -69,6 +69,9 @@ impl Fleet for SystemdFleet {
 
     fn restart(&mut self, name: &str) -> anyhow::Result<()> {
         let unit = unit_name(name);
+        // A rollout's restarts are deliberate, not a crash loop: they must not use up the
+        // unit's start limit (StartLimitBurst=), which `reset-failed` re-arms.
+        systemd::systemctl(&["reset-failed", &unit])?;
         // Waits for the start job: active means the game answers (Type=notify, READY=1).
         systemd::systemctl(&["restart", &unit])?;
         let state = systemd::show_one(&unit)?;
