@@ -620,6 +620,29 @@ pub enum GameVerb {
     )]
     Gc,
 
+    /// Show the SteamCMD runs recorded in the job ledger
+    #[command(
+        long_about = "Show the SteamCMD runs of installs, updates, validates, checks and logins, \
+            as the job ledger (<admin dir>/left4me.db) recorded them: when, how long, the \
+            outcome, and with --log the last lines of each run's output (the beta password \
+            never among them).",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl game jobs\n  \
+            left4mectl game jobs --log -n 1\n  \
+            left4mectl game jobs --json | jq '.[0].status'"
+    )]
+    Jobs {
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+        /// Also print the last lines of each run's output
+        #[arg(long)]
+        log: bool,
+        /// Show the last N runs
+        #[arg(short = 'n', long, value_name = "N", default_value_t = 20)]
+        lines: usize,
+    },
+
     /// Log SteamCMD into a Steam account, once, interactively
     #[command(
         long_about = "Log SteamCMD into a Steam account: SteamCMD asks for the password and the \

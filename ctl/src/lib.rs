@@ -140,6 +140,13 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             GameVerb::Versions { json } => game::versions(&ctx, *json),
             GameVerb::Validate => game::validate(&ctx),
             GameVerb::Gc => game::gc(&ctx),
+            GameVerb::Jobs { json, log, lines } => overlay::build::list_jobs(
+                &ctx,
+                Some(left4me_jobs::steamcmd::LEDGER_NAME),
+                *json,
+                *log,
+                *lines,
+            ),
             GameVerb::Login { user } => game::login(&ctx, user),
         },
         Verb::Overlay(verb) => match verb {

@@ -200,18 +200,50 @@ impl Game {
 }
 
 /// The game user's `~/.steam/sdk32` and `sdk64` (its HOME is the state dir) → `game/sdk/…`,
-/// where the server finds `steamclient.so` (without it it is LAN-only). Root's links in the
-/// root-owned state dir, made once.
+/// where the server finds `steamclient.so` (without it it is LAN-only). Root works here by
+/// path, so only in a `.steam` that is root's own directory (DESIGN §2); anything else there (a
+/// directory an operator made, a game-user-owned `.steam`) is left alone with a warning.
 fn link_sdk(state_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
     let steam = state_dir.join(".steam");
+    match std::fs::symlink_metadata(&steam) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(&steam).with_context(|| format!("create {}", steam.display()))?;
+        }
+        Err(e) => return Err(e).with_context(|| format!("inspect {}", steam.display())),
+        Ok(meta) if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 => {
+            eprintln!(
+                "warning: {} is not root's own directory: not linking sdk32/sdk64 there; the \
+                 server needs {}/sdk32/steamclient.so (from {})",
+                steam.display(),
+                steam.display(),
+                state_dir.join(GAME).join("sdk").display()
+            );
+            return Ok(());
+        }
+        Ok(_) => {}
+    }
     for bits in ["sdk32", "sdk64"] {
         let link = steam.join(bits);
         let target = Path::new("..").join(GAME).join("sdk").join(bits);
-        if std::fs::read_link(&link).is_ok_and(|t| t == target) {
-            continue;
+        match std::fs::symlink_metadata(&link) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                if std::fs::read_link(&link).is_ok_and(|t| t == target) {
+                    continue;
+                }
+                std::fs::remove_file(&link)
+                    .with_context(|| format!("replace {}", link.display()))?;
+            }
+            Ok(_) => {
+                eprintln!(
+                    "warning: {} is not a link: left as it is (the game's {bits} is in {})",
+                    link.display(),
+                    state_dir.join(GAME).join("sdk").join(bits).display()
+                );
+                continue;
+            }
+            Err(_) => {}
         }
-        std::fs::create_dir_all(&steam).with_context(|| format!("create {}", steam.display()))?;
-        let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&target, &link)
             .with_context(|| format!("link {} to {}", link.display(), target.display()))?;
     }
@@ -276,7 +308,7 @@ fn failed(verb: &str, report: &GameReport) -> anyhow::Error {
     };
     anyhow::anyhow!(
         "game {verb}: {}; the current version and every running instance are unchanged (log: \
-         `left4mectl overlay jobs game:222860 --log`){tail}",
+         `left4mectl game jobs --log`){tail}",
         report.verdict()
     )
 }

@@ -127,10 +127,22 @@ pub fn jobs(
     log: bool,
     limit: usize,
 ) -> anyhow::Result<u8> {
-    let catalog = ctx.catalog()?;
     if let Some(name) = name {
         check_overlay_name(name)?;
     }
+    list_jobs(ctx, name, json, log, limit)
+}
+
+/// The ledger's jobs of `name` (every job when `None`): a table, `--json`, or with `--log` the
+/// last lines of each job's output. `game jobs` shows the game's (`game:222860`).
+pub fn list_jobs(
+    ctx: &Ctx,
+    name: Option<&str>,
+    json: bool,
+    log: bool,
+    limit: usize,
+) -> anyhow::Result<u8> {
+    let catalog = ctx.catalog()?;
     let jobs = match read_ledger(&catalog) {
         Some(ledger) => ledger.jobs(name, limit)?,
         None => Vec::new(),
@@ -141,8 +153,8 @@ pub fn jobs(
     }
     if jobs.is_empty() {
         emit(&format!(
-            "no builds recorded{} in {}\n",
-            name.map_or(String::new(), |n| format!(" for overlay {n}")),
+            "no jobs recorded{} in {}\n",
+            name.map_or(String::new(), |n| format!(" for {n}")),
             catalog.layout.database().display()
         ))?;
         return Ok(EXIT_OK);
@@ -164,7 +176,7 @@ pub fn jobs(
     let mut text = table(
         &[
             "ID",
-            "OVERLAY",
+            "NAME",
             "STARTED (UTC)",
             "TOOK",
             "STATUS",
@@ -176,7 +188,7 @@ pub fn jobs(
     if log {
         for job in &jobs {
             text.push_str(&format!(
-                "\n--- build {} of {} ({}), last lines of its output:\n{}\n",
+                "\n--- job {} of {} ({}), last lines of its output:\n{}\n",
                 job.id,
                 job.overlay,
                 job.unit,
