@@ -336,6 +336,11 @@ fn booted_game_install_update_rollout_and_failures() -> Result<()> {
     depot.set_branch("public", last + 1, None)?;
     let out = ctl_status(&sys, &["game", "update", "--restart", "now"], 1)?;
     report(&format!("failed update: {}", out.trim()));
+    let jobs = ctl_ok(&sys, &["game", "jobs", "-n", "1", "--log"])?;
+    ensure!(
+        jobs.contains("failed") && jobs.contains("No subscription"),
+        "game jobs does not show the failed run:\n{jobs}"
+    );
     ensure!(
         (current(&sys)?, version_dirs(&sys)?) == before,
         "a failed update left changes"
