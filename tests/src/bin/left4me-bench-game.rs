@@ -33,11 +33,19 @@
 //!    from the SteamCMD unit's end (systemd's `Deactivated successfully` journal line) to the
 //!    same mtime. Target ≤ 1 s.
 //!
+//! The booted system lives on tmpfs, and tmpfs pages are charged to the writer's cgroup and
+//! cannot be reclaimed: SteamCMD's unit (`MemoryMax=2G`) would be killed writing a 2 GiB game.
+//! So the state dir is, as on a real host, a disk file system: a sparse ext4 image in
+//! `/var/tmp` on a loop device, mounted over `/var/lib/left4me` inside the system (its files
+//! copied over first). The bench reads it through `/proc/PID/root` of the system's PID 1, and
+//! removes the image and the loop device at the end.
+//!
 //! No thresholds are asserted: it prints figures. Run it with `bench/game.sh` (root).
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::{Ipv4Addr, TcpListener};
-use std::process::{ExitCode, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -68,6 +76,81 @@ const POLL: Duration = Duration::from_millis(20);
 const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 const INSTANCES: [(&str, u16); 2] = [("coop1", 27015), ("coop2", 27016)];
 const BUILDS: [u64; 3] = [9_200_001, 9_200_002, 9_200_003];
+/// The apparent size of the state dir's ext4 image (sparse: only what is written takes room).
+const IMAGE_BYTES: u64 = 64 << 30;
+
+/// A sparse ext4 image on a loop device, removed (and the device detached) on drop.
+struct DiskImage {
+    image: PathBuf,
+    device: String,
+}
+
+impl DiskImage {
+    fn create() -> Result<DiskImage> {
+        let image = PathBuf::from(format!(
+            "/var/tmp/left4me-bench-game-{}.img",
+            std::process::id()
+        ));
+        std::fs::File::create(&image)?.set_len(IMAGE_BYTES)?;
+        let mut disk = DiskImage {
+            image,
+            device: String::new(),
+        };
+        run_host(
+            Command::new("mkfs.ext4")
+                .args(["-q", "-F"])
+                .arg(&disk.image),
+        )?;
+        let device = run_host(
+            Command::new("losetup")
+                .args(["--find", "--show"])
+                .arg(&disk.image),
+        )?;
+        disk.device = device.trim().to_owned();
+        Ok(disk)
+    }
+
+    /// Mounts the image over the state dir inside `sys`, with the state dir's files.
+    fn mount_state_dir(&self, sys: &BootedSystem) -> Result<()> {
+        let script = format!(
+            "set -e; mkdir -p /run/bench-state; mount {dev} /run/bench-state; \
+             cp -a {STATE_DIR}/. /run/bench-state/; umount /run/bench-state; \
+             rmdir /run/bench-state; mount {dev} {STATE_DIR}",
+            dev = self.device
+        );
+        sys.run_ok(["sh", "-c", &script])?;
+        Ok(())
+    }
+}
+
+impl Drop for DiskImage {
+    fn drop(&mut self) {
+        if !self.device.is_empty() {
+            // Detaches at once, or when the last mount of it goes (autoclear).
+            let _ = Command::new("losetup").args(["-d", &self.device]).status();
+        }
+        let _ = std::fs::remove_file(&self.image);
+    }
+}
+
+/// Runs a host command; its stdout, or an error with its stderr.
+fn run_host(command: &mut Command) -> Result<String> {
+    let out = command.output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "{command:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The path of `inside` as the system's PID 1 sees it (its mounts included).
+fn inside(sys: &BootedSystem, inside: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/{}/root{inside}", sys.pid()))
+}
 
 fn main() -> ExitCode {
     match bench() {
@@ -322,12 +405,12 @@ fn update_run(out: Lines) -> Result<UpdateRun> {
 
 /// The modification time of `game/current`.
 fn current_mtime(sys: &BootedSystem) -> Result<SystemTime> {
-    Ok(std::fs::metadata(sys.host_path(format!("{STATE_DIR}/game/current")))?.modified()?)
+    Ok(std::fs::metadata(inside(sys, &format!("{STATE_DIR}/game/current")))?.modified()?)
 }
 
 fn current(sys: &BootedSystem) -> Result<String> {
     Ok(
-        std::fs::read_to_string(sys.host_path(format!("{STATE_DIR}/game/current")))?
+        std::fs::read_to_string(inside(sys, &format!("{STATE_DIR}/game/current")))?
             .trim()
             .to_owned(),
     )
@@ -507,13 +590,14 @@ fn bench() -> Result<()> {
             .map_err(|_| format!("LEFT4ME_BENCH_GAME_BYTES={text}: not a number of bytes"))?,
         Err(_) => DEFAULT_BYTES,
     };
+    // Declared before the system, so dropped after it.
+    let disk = DiskImage::create()?;
     let sys = BootedSystem::builder()
         .name("bench-game")
         .install_project(true)
-        // `game install` wants room for a real download (about 12 GiB) before it starts.
-        .tmpfs_size("64g")
         .command_timeout(Duration::from_secs(1800))
         .boot()?;
+    disk.mount_state_dir(&sys)?;
     sys.add_peer_address(&format!("{STEAM_HOST}/32"))?;
 
     // The builds: A, B = A with 5 % changed, C = B with 5 % changed.
@@ -553,7 +637,10 @@ fn bench() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     std::fs::write(
-        sys.host_path(format!("{STATE_DIR}/game/steamcmd/steam_standin.cfg")),
+        inside(
+            &sys,
+            &format!("{STATE_DIR}/game/steamcmd/steam_standin.cfg"),
+        ),
         cfg_text(STEAM_URL, Some(THROTTLE)),
     )?;
     for (name, port) in INSTANCES {
