@@ -11,9 +11,12 @@
 //!
 //! 1. **Player-visible downtime per instance** during an update, with two instances running.
 //!    A thread per instance, inside the system's network namespace, sends A2S_INFO to
-//!    127.0.0.1:PORT every 20 ms (1 s timeout). An outage starts when the first query that gets
-//!    no answer is sent and ends when the first answered query after it returns; the figure is
-//!    the sum of the outages (their count is printed when it is not 1), ±20 ms. Measured for a
+//!    127.0.0.1:PORT every 20 ms; a query not answered within 100 ms counts as unanswered (on
+//!    loopback an answer takes well under a millisecond; a query the stopping server swallows
+//!    would otherwise hold the poller for the whole timeout). An outage starts when the first
+//!    unanswered query is sent and ends when the first answered query after it returns; the
+//!    figure is the sum of the outages (their count is printed when it is not 1), within about
+//!    20 ms (100 ms when the stopping server swallowed a query). Measured for a
 //!    plain `left4mectl restart` (the instance's stop+start, the target), for left4me's
 //!    `game update --restart now` (download while the instances run, then one restart each),
 //!    and for the sequence peers use: `left4mectl stop`, `game update --restart never`,
@@ -73,7 +76,7 @@ const CHANGED: f64 = 0.05;
 const THROTTLE: u64 = 50 << 20;
 /// How often each instance is asked, and how long one query may take.
 const POLL: Duration = Duration::from_millis(20);
-const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
+const QUERY_TIMEOUT: Duration = Duration::from_millis(100);
 const INSTANCES: [(&str, u16); 2] = [("coop1", 27015), ("coop2", 27016)];
 const BUILDS: [u64; 3] = [9_200_001, 9_200_002, 9_200_003];
 /// The apparent size of the state dir's ext4 image (sparse: only what is written takes room).
