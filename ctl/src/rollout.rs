@@ -118,12 +118,23 @@ impl Rollout {
                 outcome.behind = behind(pending, &last_players);
                 return Ok(outcome);
             }
+            let mut busy = false;
             for instance in &pending {
+                // Restarted once already and still behind: a restart does not move it.
+                if outcome.moved.contains(&instance.name) {
+                    event(&Event::Failed {
+                        name: instance.name.clone(),
+                        error: "it still runs the old version after its restart".into(),
+                    });
+                    outcome.failed.push(instance.name.clone());
+                    continue;
+                }
                 if self.policy == RestartPolicy::WhenEmpty {
                     let players = fleet.players(&instance.name)?;
                     last_players.insert(instance.name.clone(), players);
                     // One that does not answer may be changing maps with players on it.
                     if players != Some(0) {
+                        busy = true;
                         event(&Event::Busy {
                             name: instance.name.clone(),
                             players,
@@ -150,6 +161,10 @@ impl Rollout {
                         outcome.failed.push(instance.name.clone());
                     }
                 }
+            }
+            // Nobody had to wait: look again at once (done, unless something changed).
+            if !busy {
+                continue;
             }
             if started.elapsed() >= self.max_wait {
                 let left = fleet
@@ -196,6 +211,8 @@ mod tests {
         players: BTreeMap<String, Vec<u8>>,
         restarts: Vec<String>,
         broken: Vec<String>,
+        /// Restart fine, but keep running the old version.
+        stuck: Vec<String>,
     }
 
     impl Scripted {
@@ -238,7 +255,9 @@ mod tests {
             if self.broken.iter().any(|b| b == name) {
                 anyhow::bail!("{name} did not start");
             }
-            self.versions.insert(name.to_owned(), self.target.clone());
+            if !self.stuck.iter().any(|s| s == name) {
+                self.versions.insert(name.to_owned(), self.target.clone());
+            }
             Ok(())
         }
     }
@@ -249,6 +268,19 @@ mod tests {
             max_wait: Duration::from_millis(max_wait_ms),
             poll: Duration::from_millis(1),
         }
+    }
+
+    #[test]
+    fn a_rollout_with_nobody_to_wait_for_ends_without_polling() {
+        let mut fleet = Scripted::new("B", &[("a", "A", &[0]), ("b", "A", &[0])]);
+        let slow = Rollout {
+            poll: Duration::from_secs(3600),
+            ..rollout(RestartPolicy::WhenEmpty, 3_600_000)
+        };
+        let started = std::time::Instant::now();
+        let (outcome, _) = run(slow, &mut fleet);
+        assert_eq!(outcome.moved, ["a", "b"]);
+        assert!(started.elapsed() < Duration::from_secs(60));
     }
 
     fn run(r: Rollout, fleet: &mut Scripted) -> (Outcome, Vec<Event>) {
@@ -295,6 +327,15 @@ mod tests {
         let (outcome, _) = run(rollout(RestartPolicy::Never, 0), &mut fleet);
         assert!(fleet.restarts.is_empty());
         assert_eq!(outcome.behind.len(), 1);
+    }
+
+    #[test]
+    fn an_instance_a_restart_does_not_move_fails_instead_of_looping() {
+        let mut fleet = Scripted::new("B", &[("a", "A", &[0])]);
+        fleet.stuck.push("a".into());
+        let (outcome, _) = run(rollout(RestartPolicy::Now, 0), &mut fleet);
+        assert_eq!(fleet.restarts, ["a"]);
+        assert_eq!(outcome.failed, ["a"]);
     }
 
     #[test]
