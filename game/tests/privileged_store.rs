@@ -276,14 +276,14 @@ fn privileged_store_squash_against_a_racing_swapper() {
         let stop = Arc::new(AtomicBool::new(false));
         let swapper = {
             let stop = stop.clone();
-            let owned = owned.clone();
+            // Opened before the publish starts: the publish renames the staging dir away.
+            let dir = rustix::fs::open(
+                &owned,
+                rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap();
             std::thread::spawn(move || {
-                let dir = rustix::fs::open(
-                    &owned,
-                    rustix::fs::OFlags::DIRECTORY,
-                    rustix::fs::Mode::empty(),
-                )
-                .unwrap();
                 while !stop.load(Ordering::Relaxed) {
                     let _ = rustix::fs::renameat_with(
                         &dir,

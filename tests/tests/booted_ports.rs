@@ -157,6 +157,12 @@ fn twenty_instances(sys: BootedSystem) -> Result<()> {
 /// Debian 13's systemd unpacked under the target dir (made once by `boot/newer-systemd.sh`,
 /// which downloads it from deb.debian.org).
 fn newer_systemd_layer() -> Result<PathBuf> {
+    // The tests of this file run in parallel threads: one of them fetches, the others wait
+    // (two fetches into one work dir remove each other's files).
+    static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = FETCH
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = target_dir().join("newer-systemd/root");
     if !dir.join("usr/lib/systemd/systemd").exists() {
         let script = workspace_dir().join("tests/boot/newer-systemd.sh");
