@@ -151,7 +151,7 @@ pub enum BootError {
     NotBooted { name: String },
 }
 
-fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> BootError {
+pub(crate) fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> BootError {
     let path = path.to_owned();
     move |source| BootError::Io {
         action,

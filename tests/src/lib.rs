@@ -16,6 +16,7 @@ pub mod exec;
 pub mod game_tree;
 pub mod leftovers;
 pub mod mounts;
+pub mod steam;
 
 pub use booted::{
     BootError, BootedSystem, Builder, DEFAULT_MASKED, GAME_USER, PEER_DEVICE, ROUTE_ADDRESS,

@@ -12,43 +12,28 @@
 
 mod booted_support;
 
-use std::net::{Ipv4Addr, TcpListener};
-use std::path::Path;
+use std::net::Ipv4Addr;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use booted_support::{boot, builder, ctl, ctl_ok, ctl_status, report, text, write};
-use left4me_steamcmd_standin::{
-    Depot, DepotFile, Fault, SteamServer, cfg_text, install_kit, serve,
-};
-use left4me_tests::{BootedSystem, STATE_DIR, release_binary, require_root};
+use booted_support::{boot, builder, ctl, ctl_ok, ctl_status, report, text};
+use left4me_steamcmd_standin::{Depot, DepotFile, Fault, cfg_text};
+use left4me_tests::steam::{FakeSteam, STEAM_URL, base_files};
+use left4me_tests::{BootedSystem, STATE_DIR, require_root};
 use serde_json::Value;
 
-/// The stand-in Steam's address: a documentation address (not denied to builds), port 80 (one
-/// SteamCMD may connect to).
-const STEAM_HOST: &str = "192.0.2.10";
-const STEAM_URL: &str = "http://192.0.2.10:80";
-/// Where the stand-in SteamCMD kit lies inside the system.
-const KIT: &str = "/opt/steamcmd-standin";
 const BUILD_A: u64 = 9_100_001;
 const BUILD_B: u64 = 9_100_002;
 
 /// The game files of a build: the stand-in server as `srcds_run`, the game dir, and files
 /// that change, appear and go between builds.
 fn build_files(build: u64) -> Result<Vec<DepotFile>> {
-    let srcds = std::fs::read(release_binary("srcds-standin"))?;
-    let mut files = vec![
-        DepotFile::bytes("srcds_run", 0o755, &srcds),
-        DepotFile::bytes("left4dead2/cfg/valve.rc", 0o644, b"// stand-in\n"),
-        DepotFile::bytes(
-            "left4dead2/steam.inf",
-            0o644,
-            format!("PatchVersion={build}\n").as_bytes(),
-        ),
+    let mut files = base_files(build)?;
+    files.extend([
         DepotFile::generated("left4dead2/pak01_000.vpk", 0o644, 1, 3 << 20),
         DepotFile::bytes("bin/steamclient.so", 0o644, b"not a library\n"),
-    ];
+    ]);
     if build == BUILD_A {
         files.push(DepotFile::bytes(
             "left4dead2/only_in_a.txt",
@@ -63,30 +48,6 @@ fn build_files(build: u64) -> Result<Vec<DepotFile>> {
         ));
     }
     Ok(files)
-}
-
-/// The stand-in Steam, serving a depot inside the system's network namespace. It is stopped
-/// from inside too: its stop wakes its accept with a connect, which must not leave the system.
-struct Steam<'a> {
-    sys: &'a BootedSystem,
-    server: Option<SteamServer>,
-}
-
-impl<'a> Steam<'a> {
-    fn start(sys: &'a BootedSystem, depot: &Path) -> Result<Self> {
-        let listener = sys.in_netns(|| TcpListener::bind((STEAM_HOST, 80)))??;
-        Ok(Steam {
-            sys,
-            server: Some(serve(Depot::open(depot), listener)?),
-        })
-    }
-}
-
-impl Drop for Steam<'_> {
-    fn drop(&mut self) {
-        let server = self.server.take();
-        let _ = self.sys.in_netns(move || drop(server));
-    }
 }
 
 /// Every file of version `id`: path, mode, owner and content hash, one line each.
@@ -173,18 +134,11 @@ fn booted_game_install_update_rollout_and_failures() -> Result<()> {
     require_root();
     // `game install` wants room for a real download (about 12 GiB) before it starts.
     let mut sys = boot(builder("game").tmpfs_size("64g"))?;
-    sys.add_peer_address(&format!("{STEAM_HOST}/32"))?;
     let depot_dir = sys.base_dir().join("depot");
     let depot = Depot::create(&depot_dir)?;
     depot.add_build("public", BUILD_A, &build_files(BUILD_A)?)?;
     depot.set_branch("public", BUILD_A, None)?;
-    let steam = Steam::start(&sys, &depot_dir)?;
-    install_kit(&sys.host_path(KIT), STEAM_URL, None)?;
-    write(
-        &sys,
-        "/etc/left4me/host.toml",
-        &format!("steamcmd = \"{KIT}/steamcmd.sh\"\n"),
-    )?;
+    let steam = FakeSteam::start(&sys, Depot::open(&depot_dir), None)?;
 
     // Install: version A, current, the timer enabled.
     let out = ctl_ok(&sys, &["game", "install"])?;

@@ -421,7 +421,14 @@ fn update_locked(
 fn roll_out(catalog: &Catalog, state_dir: &Path, rollout: Rollout) -> anyhow::Result<u8> {
     let mut fleet = fleet::SystemdFleet::new(catalog, state_dir);
     let describe = |v: &Option<String>| v.clone().unwrap_or_else(|| "installation/".into());
+    // A busy instance is asked every few seconds for hours: say so when its count changes.
+    let mut last_busy = std::collections::HashMap::new();
     let outcome = rollout.run(&mut fleet, &mut |event| {
+        if let RolloutEvent::Busy { name, players } = event
+            && last_busy.insert(name.clone(), *players) == Some(*players)
+        {
+            return;
+        }
         let line = match event {
             RolloutEvent::Moved {
                 name,

@@ -46,7 +46,7 @@
 //! No thresholds are asserted: it prints figures. Run it with `bench/game.sh` (root).
 
 use std::io::{BufRead as _, BufReader, Read as _};
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -54,19 +54,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use left4me_steamcmd_standin::{
-    Depot, DepotFile, SteamServer, cfg_text, install_kit, next_build, serve, synthetic_tree,
-};
-use left4me_tests::{BootedSystem, STATE_DIR, release_binary};
+use left4me_steamcmd_standin::{Depot, DepotFile, cfg_text, next_build, synthetic_tree};
+use left4me_tests::steam::{FakeSteam, STEAM_URL, base_files};
+use left4me_tests::{BootedSystem, STATE_DIR};
 use serde_json::Value;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-/// The stand-in Steam's address inside the system (a documentation address, port 80).
-const STEAM_HOST: &str = "192.0.2.10";
-const STEAM_URL: &str = "http://192.0.2.10:80";
-/// Where the stand-in SteamCMD kit lies inside the system.
-const KIT: &str = "/opt/steamcmd-standin";
 /// The size of the game install unless `LEFT4ME_BENCH_GAME_BYTES` says otherwise.
 const DEFAULT_BYTES: u64 = 2 << 30;
 const FILES: usize = 2000;
@@ -165,19 +159,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The files every build has besides the synthetic tree: the stand-in server as `srcds_run`,
-/// a cfg, and `steam.inf` naming the build (which changes with each build, as the real one).
+/// A build: the files every stand-in build has, then the synthetic tree.
 fn game_files(build: u64, synthetic: &[DepotFile]) -> Result<Vec<DepotFile>> {
-    let srcds = std::fs::read(release_binary("srcds-standin"))?;
-    let mut files = vec![
-        DepotFile::bytes("srcds_run", 0o755, &srcds),
-        DepotFile::bytes("left4dead2/cfg/valve.rc", 0o644, b"// stand-in\n"),
-        DepotFile::bytes(
-            "left4dead2/steam.inf",
-            0o644,
-            format!("PatchVersion={build}\n").as_bytes(),
-        ),
-    ];
+    let mut files = base_files(build)?;
     files.extend_from_slice(synthetic);
     Ok(files)
 }
@@ -198,30 +182,6 @@ fn changed_bytes(old: &[DepotFile], new: &[DepotFile]) -> (u64, u64) {
         }
     }
     (rewritten, added)
-}
-
-/// The stand-in Steam serving the depot inside the system's network namespace, stopped from
-/// inside too (its stop wakes its accept with a connect, which must not leave the system).
-struct Steam<'a> {
-    sys: &'a BootedSystem,
-    server: Option<SteamServer>,
-}
-
-impl<'a> Steam<'a> {
-    fn start(sys: &'a BootedSystem, depot: Depot) -> Result<Self> {
-        let listener = sys.in_netns(|| TcpListener::bind((STEAM_HOST, 80)))??;
-        Ok(Steam {
-            sys,
-            server: Some(serve(depot, listener)?),
-        })
-    }
-}
-
-impl Drop for Steam<'_> {
-    fn drop(&mut self) {
-        let server = self.server.take();
-        let _ = self.sys.in_netns(move || drop(server));
-    }
 }
 
 /// One A2S_INFO query: when it was sent, when it ended, whether it was answered.
@@ -601,7 +561,6 @@ fn bench() -> Result<()> {
         .command_timeout(Duration::from_secs(1800))
         .boot()?;
     disk.mount_state_dir(&sys)?;
-    sys.add_peer_address(&format!("{STEAM_HOST}/32"))?;
 
     // The builds: A, B = A with 5 % changed, C = B with 5 % changed.
     let generated = Instant::now();
@@ -618,12 +577,7 @@ fn bench() -> Result<()> {
     let depot = Depot::create(&depot_dir)?;
     publish_build(&depot, a, &files_a)?;
     let generated = generated.elapsed();
-    let steam = Steam::start(&sys, Depot::open(&depot_dir))?;
-    install_kit(&sys.host_path(KIT), STEAM_URL, None)?;
-    std::fs::write(
-        sys.host_path("/etc/left4me/host.toml"),
-        format!("steamcmd = \"{KIT}/steamcmd.sh\"\n"),
-    )?;
+    let steam = FakeSteam::start(&sys, Depot::open(&depot_dir), None)?;
     println!(
         "inside a booted systemd 252 (2 shared cores), state dir on ext4; a game of {:.2} GiB in \
          {FILES} files (depot made in {:.1} s); each update changes {:.0} % of the bytes and \

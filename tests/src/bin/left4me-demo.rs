@@ -1,35 +1,55 @@
 //! `make demo`: left4me doing its job, narrated, inside a throwaway systemd.
 //!
 //! Boots a systemd of its own (see tests/boot/README.md: nothing on this machine is touched),
-//! installs left4me into it with `make install`, lays out a game install (the stand-in srcds:
-//! Steam is out of reach here), creates a blueprint with an overlay and two instances from it,
-//! starts them, shows `left4mectl list` and `status`, queries one over A2S, stops everything
-//! and tears the system down.
+//! installs left4me into it with `make install`, installs the game with `left4mectl game
+//! install` (the stand-in SteamCMD, an i386 program, in the sandbox, downloading from a
+//! stand-in Steam inside the system's network: Steam is out of reach here), creates a blueprint
+//! with overlays and two instances from it, starts them, shows `left4mectl list` and `status`,
+//! queries one over A2S, updates the game while one instance has a player (only the empty one
+//! restarts onto the new version), stops everything and tears the system down.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use std::cell::Cell;
+
 use left4me_a2s::A2sClient;
-use left4me_tests::{BootedSystem, release_binary};
+use left4me_steamcmd_standin::{Depot, DepotFile};
+use left4me_tests::BootedSystem;
+use left4me_tests::steam::{FakeSteam, base_files};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 struct Demo {
     sys: BootedSystem,
-    step: usize,
+    step: Cell<usize>,
 }
 
-const STEPS: usize = 8;
+const STEPS: usize = 9;
+
+/// The stand-in Steam's builds: the first install and the update.
+const BUILD_A: u64 = 9_000_001;
+const BUILD_B: u64 = 9_000_002;
 
 impl Demo {
-    fn say(&mut self, text: &str) {
-        self.step += 1;
-        println!("\n[{}/{STEPS}] {text}", self.step);
+    fn say(&self, text: &str) {
+        self.step.set(self.step.get() + 1);
+        println!("\n[{}/{STEPS}] {text}", self.step.get());
     }
 
-    /// Runs `argv` inside the system, showing it as a shell line and its output indented.
+    /// Runs `argv` inside the system, showing it as a shell line and its output indented;
+    /// fails unless it exits 0.
     fn show(&self, argv: &[&str]) -> Result<String> {
+        let (text, ok) = self.show_any(argv)?;
+        if !ok {
+            return Err(format!("`{}` failed", argv.join(" ")).into());
+        }
+        Ok(text)
+    }
+
+    /// Like [`Self::show`], whatever the exit status (shown); says whether it was 0.
+    fn show_any(&self, argv: &[&str]) -> Result<(String, bool)> {
         println!("  $ {}", argv.join(" "));
         let started = Instant::now();
         let out = self.sys.run(argv.iter().copied())?;
@@ -42,12 +62,12 @@ impl Demo {
             println!("    {line}");
         }
         if !out.status.success() {
-            return Err(format!("`{}` failed ({})", argv.join(" "), out.status).into());
+            println!("    ({})", out.status);
         }
         if started.elapsed() > Duration::from_millis(500) {
             println!("    ({:.1} s)", started.elapsed().as_secs_f64());
         }
-        Ok(text)
+        Ok((text, out.status.success()))
     }
 
     fn write(&self, inside: &str, text: &str) -> Result<()> {
@@ -85,16 +105,28 @@ fn demo() -> Result<()> {
     let sys = BootedSystem::builder()
         .name("demo")
         .install_project(true)
+        // `game install` first checks for room for a real download (about 12 GiB).
+        .tmpfs_size("64g")
         .boot()?;
     println!(
         "    booted in {:.1} s: systemd 252 as PID 1, left4me's units, generator and users installed",
         booted.elapsed().as_secs_f64()
     );
-    let mut demo = Demo { sys, step: 1 };
+    let demo = Demo {
+        sys,
+        step: Cell::new(1),
+    };
 
-    demo.say("Laying out a game install in /var/lib/left4me/installation (the stand-in srcds)");
-    demo.sys
-        .install_game_tree(&release_binary("srcds-standin"))?;
+    demo.say(
+        "Installing the game with SteamCMD: the stand-in SteamCMD (an i386 program) runs in the \
+         sandbox and downloads from a stand-in Steam inside the system's network",
+    );
+    let depot_dir = demo.sys.base_dir().join("depot");
+    let depot = Depot::create(&depot_dir)?;
+    depot.add_build("public", BUILD_A, &base_files(BUILD_A)?)?;
+    depot.set_branch("public", BUILD_A, None)?;
+    let steam = FakeSteam::start(&demo.sys, Depot::open(&depot_dir), None)?;
+    demo.show(&["left4mectl", "game", "install"])?;
     demo.write(
         "/var/lib/left4me/overlays/tickrate/left4dead2/cfg/server.cfg",
         "// from the tickrate overlay\nsv_maxupdaterate 100\n",
@@ -182,13 +214,47 @@ fn demo() -> Result<()> {
         info.name, info.map, info.players, info.max_players, info.game, info.app_id
     );
 
+    demo.say(
+        "A new build is out. coop1 has a player, coop2 none: the update restarts only coop2 \
+         onto it; coop1 keeps its version until its player leaves",
+    );
+    let mut files = base_files(BUILD_B)?;
+    files.push(DepotFile::bytes(
+        "left4dead2/addons/new_in_b.txt",
+        0o644,
+        b"added by the update\n",
+    ));
+    depot.add_build("public", BUILD_B, &files)?;
+    depot.set_branch("public", BUILD_B, None)?;
+    demo.sys.run_ok([
+        "sh",
+        "-c",
+        "echo 'players 1' > /var/lib/left4me/runtime/coop1/merged/left4dead2/standin.control",
+    ])?;
+    // Let the stand-in read its control file (every 200 ms) before anyone asks.
+    std::thread::sleep(Duration::from_millis(500));
+    demo.show_any(&["left4mectl", "game", "check"])?;
+    demo.show(&[
+        "left4mectl",
+        "game",
+        "update",
+        "--restart",
+        "when-empty",
+        "--max-wait",
+        "3s",
+    ])?;
+    demo.show(&["left4mectl", "game", "versions"])?;
+    demo.show(&["left4mectl", "list"])?;
+    drop(steam);
+
     demo.say("Stopping everything: the overlays are unmounted as the units stop");
     demo.show(&["left4mectl", "stop", "coop1"])?;
     demo.show(&["left4mectl", "stop", "coop2"])?;
     demo.show(&["left4mectl", "list"])?;
 
     demo.say("Powering the throwaway system off and removing every trace of it");
-    let took = demo.sys.shutdown()?;
+    let Demo { sys, .. } = demo;
+    let took = sys.shutdown()?;
     println!("    gone in {:.2} s", took.as_secs_f64());
     Ok(())
 }
