@@ -202,6 +202,57 @@ pub struct GameJob {
     pub retry: RetryPolicy,
 }
 
+/// What a SteamCMD unit is made of, whatever the run: its kind and id, the users and limits,
+/// the staging dir (`output`, with `tree/` and `work/`), the lowers, SteamCMD's home and the
+/// arguments after `steamcmd.sh`.
+pub(crate) struct SteamcmdUnit<'a> {
+    pub kind: JobKind,
+    pub id: &'a str,
+    pub game_user: &'a str,
+    pub sandbox_user: &'a str,
+    pub limits: &'a Limits,
+    pub output: &'a std::path::Path,
+    pub lowers: &'a [PathBuf],
+    pub home: &'a std::path::Path,
+    pub resolver: Option<&'a crate::job::Resolver>,
+    pub args: Vec<std::ffi::OsString>,
+}
+
+impl SteamcmdUnit<'_> {
+    /// The transient unit: `left4me-sandbox --profile steamcmd --owner root` running
+    /// `steamcmd.sh` from its home, TCP to [`steam_ports`] of public addresses.
+    pub(crate) fn unit(self) -> crate::unit::TransientUnit {
+        use left4me_contract::Profile;
+        use left4me_contract::sandbox::{Network, ROOT_OWNER, SandboxArgs};
+        let ports = steam_ports();
+        let mut command = vec![std::ffi::OsString::from(STEAMCMD_IN_SANDBOX)];
+        command.extend(self.args);
+        crate::unit::TransientUnit::from_spec(&crate::unit::UnitSpec {
+            kind: self.kind,
+            name: LEDGER_NAME,
+            id: self.id,
+            user: self.game_user,
+            limits: self.limits,
+            network: &crate::job::NetworkPolicy::Public {
+                ports: ports.clone(),
+            },
+            writable: vec![self.output, self.home],
+            resolver: self.resolver,
+            sandbox: SandboxArgs {
+                output: self.output.to_path_buf(),
+                user: self.sandbox_user.to_owned(),
+                owner: ROOT_OWNER.into(),
+                profile: Profile::Steamcmd,
+                network: Network::Tcp { ports },
+                allow_exec: Vec::new(),
+                lowers: self.lowers.to_vec(),
+                home: Some(self.home.to_path_buf()),
+                command,
+            },
+        })
+    }
+}
+
 /// One SteamCMD run of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {

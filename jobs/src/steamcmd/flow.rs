@@ -4,7 +4,6 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
-use left4me_contract::sandbox::{Network, Profile, SandboxArgs};
 use left4me_game::steamcmd::appinfo;
 use left4me_game::steamcmd::args::{self, AppUpdate, Login, Platform};
 use left4me_game::steamcmd::manifest::{self, AppManifest};
@@ -14,7 +13,7 @@ use super::files::GameDirs;
 use super::tap::Tap;
 use super::{
     Action, GameEvent, GameFailure, GameJob, GameJobError, GameProgress, GameReport, GameStatus,
-    INSTALL_DIR_IN_SANDBOX, LEDGER_NAME, Pass, SELF_UPDATE_BYTES, STEAMCMD_IN_SANDBOX, steam_ports,
+    INSTALL_DIR_IN_SANDBOX, LEDGER_NAME, Pass, SELF_UPDATE_BYTES, SteamcmdUnit, steam_ports,
 };
 use crate::content;
 use crate::disk::{DiskGuard, room};
@@ -26,7 +25,7 @@ use crate::progress::{Event, Seeded, Start};
 use crate::record;
 use crate::stream::Stop;
 use crate::systemd::UnitRunner;
-use crate::unit::{TransientUnit, UnitSpec};
+use crate::unit::TransientUnit;
 use crate::verdict::{Failure, Status};
 
 /// The L4D2 dedicated server takes about 10 GiB on disk; 12 GiB leaves room for what SteamCMD
@@ -299,38 +298,27 @@ impl Runner<'_, '_> {
             Some(text) => Some(self.dirs.write_private(&script_name(&id), text)?),
             None => None,
         };
-        let mut command = vec![OsString::from(STEAMCMD_IN_SANDBOX)];
-        command.extend(argv.into_iter().map(OsString::from));
-        let ports = steam_ports();
         let network = NetworkPolicy::Public {
-            ports: ports.clone(),
+            ports: steam_ports(),
         };
         let resolver = Resolver {
             path: self.host.run_dir.join(format!("game-{id}.resolv.conf")),
             plan: read_resolver(&self.host.etc_resolv_conf, &self.host.resolved_upstream),
         };
         let _resolv_guard = write_resolver(&resolver, &self.host.run_dir)?;
-        let unit = TransientUnit::from_spec(&UnitSpec {
+        let unit = SteamcmdUnit {
             kind: job.action.kind(),
-            name: LEDGER_NAME,
             id: &id,
-            user: &job.game_user,
+            game_user: &job.game_user,
+            sandbox_user: &job.sandbox_user,
             limits: &job.limits,
-            network: &network,
-            writable: vec![&job.output, &job.home],
+            output: &job.output,
+            lowers: &job.lowers,
+            home: &job.home,
             resolver: Some(&resolver),
-            sandbox: SandboxArgs {
-                output: job.output.clone(),
-                user: job.sandbox_user.clone(),
-                owner: "root".into(),
-                profile: Profile::Steamcmd,
-                network: Network::Tcp { ports },
-                allow_exec: Vec::new(),
-                lowers: job.lowers.clone(),
-                home: Some(job.home.clone()),
-                command,
-            },
-        });
+            args: argv.into_iter().map(OsString::from).collect(),
+        }
+        .unit();
         self.report.passes.push(*pass);
         let run = self.report.passes.len() as u32;
         self.tap.tell(GameEvent::Run { pass, run });

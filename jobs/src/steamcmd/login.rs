@@ -11,21 +11,20 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use left4me_contract::sandbox::{Network, Profile, SandboxArgs};
 use left4me_game::steamcmd::args;
 
 use super::files::GameDirs;
-use super::{GameJob, GameJobError, LEDGER_NAME, STEAMCMD_IN_SANDBOX, steam_ports};
+use super::{GameJob, GameJobError, LEDGER_NAME, SteamcmdUnit};
 use crate::PathIo;
 use crate::content;
-use crate::job::{Host, JobKind, Limits, NetworkPolicy, Resolver, read_resolver};
+use crate::job::{Host, JobKind, Limits, Resolver, read_resolver};
 use crate::ledger::{Ending, LedgerStatus, now_ms};
 use crate::pipeline::write_resolver;
 use crate::preflight;
 use crate::progress::Progress;
 use crate::record;
 use crate::systemd::UnitRunner;
-use crate::unit::{TransientUnit, UnitSpec};
+use crate::unit::TransientUnit;
 
 /// An interactive login, as plain data.
 #[derive(Debug, Clone)]
@@ -58,32 +57,22 @@ pub fn login_unit(
     id: &str,
     resolver: Option<&Resolver>,
 ) -> Result<TransientUnit, GameJobError> {
-    let mut command = vec![OsString::from(STEAMCMD_IN_SANDBOX)];
-    command.extend(args::login(&job.user)?.into_iter().map(OsString::from));
-    let ports = steam_ports();
-    Ok(TransientUnit::from_spec(&UnitSpec {
+    Ok(SteamcmdUnit {
         kind: JobKind::GameLogin,
-        name: LEDGER_NAME,
         id,
-        user: &job.game_user,
+        game_user: &job.game_user,
+        sandbox_user: &job.sandbox_user,
         limits: &job.limits,
-        network: &NetworkPolicy::Public {
-            ports: ports.clone(),
-        },
-        writable: vec![&job.output, &job.home],
+        output: &job.output,
+        lowers: &[],
+        home: &job.home,
         resolver,
-        sandbox: SandboxArgs {
-            output: job.output.clone(),
-            user: job.sandbox_user.clone(),
-            owner: "root".into(),
-            profile: Profile::Steamcmd,
-            network: Network::Tcp { ports },
-            allow_exec: Vec::new(),
-            lowers: Vec::new(),
-            home: Some(job.home.clone()),
-            command,
-        },
-    }))
+        args: args::login(&job.user)?
+            .into_iter()
+            .map(OsString::from)
+            .collect(),
+    }
+    .unit())
 }
 
 /// Runs the login on this process's terminal and records it (without output) in the ledger.
@@ -163,6 +152,7 @@ pub fn login(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::steamcmd::STEAMCMD_IN_SANDBOX;
 
     #[test]
     fn the_login_unit_has_no_password_and_a_terminal() {
