@@ -89,7 +89,6 @@ fn booted_game_edges() -> Result<()> {
     let repaired = validate_repairs(&sys, &a)?;
     pins_and_transient_failure(&sys, &depot, &repaired)?;
     login_and_cached_credentials(&sys, &depot)?;
-
     drop(steam);
     finish(sys, &["pinned", "moving"])
 }
@@ -380,7 +379,36 @@ fn pins_and_transient_failure(sys: &BootedSystem, depot: &Depot, pin: &str) -> R
 /// 6 (of the brief). `game login` on a terminal; updates then use the cached credentials.
 fn login_and_cached_credentials(sys: &BootedSystem, depot: &Depot) -> Result<()> {
     depot.add_account(STEAM_USER, STEAM_PASSWORD, Some(STEAM_GUARD))?;
-    let (ok, transcript) = drive_login(sys)?;
+    // No terminal: refused at once (SteamCMD's prompt would wait forever for a password).
+    let out = ctl_status(sys, &["game", "login", STEAM_USER], 2)?;
+    report(&format!("login without a terminal: {}", out.trim()));
+    ensure!(
+        out.contains("terminal"),
+        "the refusal does not say why: {out}"
+    );
+    let units = sys.run_stdout([
+        "systemctl",
+        "list-units",
+        "--no-legend",
+        "left4me-game-login-*",
+    ])?;
+    ensure!(units.trim().is_empty(), "a login unit was left: {units}");
+    // A wrong password: the login fails, says what to do, and names no account.
+    let (ok, transcript) = drive_login(sys, "not-the-password", None)?;
+    report(&format!(
+        "login, wrong password: {}",
+        last_line(&transcript)
+    ));
+    ensure!(!ok, "a wrong password logged in:\n{transcript}");
+    ensure!(
+        transcript.contains(&format!("run `left4mectl game login {STEAM_USER}` again")),
+        "the failed login does not say what to do:\n{transcript}"
+    );
+    ensure!(
+        !sys.host_path("/var/lib/left4me-admin/steam-login").exists(),
+        "a failed login named an account"
+    );
+    let (ok, transcript) = drive_login(sys, STEAM_PASSWORD, Some(STEAM_GUARD))?;
     report(&format!("login: {}", last_line(&transcript)));
     ensure!(ok, "game login failed:\n{transcript}");
     let named = std::fs::read_to_string(sys.host_path("/var/lib/left4me-admin/steam-login"))?;
@@ -424,11 +452,11 @@ fn login_and_cached_credentials(sys: &BootedSystem, depot: &Depot) -> Result<()>
     Ok(())
 }
 
-/// Runs `game login STEAM_USER` on a terminal (`script` makes one), typing the password and
-/// the Steam Guard code at SteamCMD's prompts. While the code is asked for, the login unit is
+/// Runs `game login STEAM_USER` on a terminal (`script` makes one), typing `password` and
+/// `guard` (when asked for) at SteamCMD's prompts. While the code is asked for, the login unit is
 /// running: its properties and every command line inside must not hold the password.
 /// Returns whether it succeeded, and what was on the terminal.
-fn drive_login(sys: &BootedSystem) -> Result<(bool, String)> {
+fn drive_login(sys: &BootedSystem, password: &str, guard: Option<&str>) -> Result<(bool, String)> {
     let mut child = sys
         .command([
             "script",
@@ -461,11 +489,13 @@ fn drive_login(sys: &BootedSystem) -> Result<(bool, String)> {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         if answered == 0 && seen.contains("password:") {
-            stdin.write_all(format!("{STEAM_PASSWORD}\r").as_bytes())?;
+            stdin.write_all(format!("{password}\r").as_bytes())?;
             answered = 1;
-        } else if answered == 1 && seen.contains("Steam Guard code:") {
+        } else if let (1, Some(code)) = (answered, guard)
+            && seen.contains("Steam Guard code:")
+        {
             password_not_in_running_login(sys)?;
-            stdin.write_all(format!("{STEAM_GUARD}\r").as_bytes())?;
+            stdin.write_all(format!("{code}\r").as_bytes())?;
             answered = 2;
         }
         if Instant::now() > deadline {
@@ -475,9 +505,10 @@ fn drive_login(sys: &BootedSystem) -> Result<(bool, String)> {
     }
     let status = child.wait()?;
     drop(stdin);
+    let questions = if guard.is_some() { 2 } else { 1 };
     ensure!(
-        answered == 2,
-        "the login asked {answered} of 2 questions:\n{seen}"
+        answered == questions,
+        "the login asked {answered} of {questions} questions:\n{seen}"
     );
     Ok((status.success(), seen))
 }

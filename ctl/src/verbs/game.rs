@@ -12,6 +12,7 @@ mod fleet;
 mod printer;
 
 use std::collections::BTreeSet;
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -677,8 +678,17 @@ pub fn gc(ctx: &Ctx) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-/// `game login USER`.
+/// `game login USER`. SteamCMD asks for the password and the Steam Guard code on the terminal
+/// (`systemd-run --pty`); without one its prompt would wait forever, its unit holding off
+/// every other game job, so no terminal is refused at once.
 pub fn login(ctx: &Ctx, user: &str) -> anyhow::Result<u8> {
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError::new(format!(
+            "game login asks for the password and Steam Guard code of {user} on a terminal, and \
+             stdin is not one: run it in an interactive shell (over ssh: `ssh -t`)"
+        ))
+        .into());
+    }
     let game = Game::open(ctx)?;
     let mut printer = Printer::new(ctx.verbose);
     game.bootstrap(&mut printer)?;
@@ -696,11 +706,16 @@ pub fn login(ctx: &Ctx, user: &str) -> anyhow::Result<u8> {
     game.store.abandon(staging)?;
     let report = report?;
     if report.exit_status != Some(0) {
+        let why = match report.exit_status {
+            Some(5) => "5: Steam refused the login".to_owned(),
+            Some(s) => s.to_string(),
+            None => "unknown: it was killed".to_owned(),
+        };
         return Err(anyhow::anyhow!(
-            "game login: SteamCMD did not log {user} in (exit status {}); nothing was cached",
-            report
-                .exit_status
-                .map_or("unknown".into(), |s| s.to_string())
+            "game login: SteamCMD did not log {user} in (exit status {why}); nothing was \
+             cached: check the account name, the password and the Steam Guard code (Steam \
+             mails it, or the Steam app shows it), then run `left4mectl game login {user}` \
+             again"
         ));
     }
     let path = game.catalog.layout.admin_dir.join(LOGIN_FILE);
