@@ -89,7 +89,7 @@ fn booted_game_edges() -> Result<()> {
     let repaired = validate_repairs(&sys, &a)?;
     pins_and_transient_failure(&sys, &depot, &repaired)?;
     login_and_cached_credentials(&sys, &depot)?;
-    drop(steam);
+    check_failures(&sys, steam)?;
     finish(sys, &["pinned", "moving"])
 }
 
@@ -160,7 +160,8 @@ fn check_up_to_date(sys: &BootedSystem, a: &str) -> Result<()> {
             && check["current_build"] == build
             && check["remote_build"] == build
             && check["branch"] == "public"
-            && check["update_available"] == false,
+            && check["update_available"] == false
+            && check["error"].is_null(),
         "check --json when up to date: {check}"
     );
     report(&format!("check --json (up to date): {check}"));
@@ -448,6 +449,47 @@ fn login_and_cached_credentials(sys: &BootedSystem, depot: &Depot) -> Result<()>
     ensure!(
         !units.contains(STEAM_PASSWORD),
         "the password is in a unit's properties"
+    );
+    Ok(())
+}
+
+/// 5 (of the brief), the failures: exit 2 (never 1, which the update timer takes for "a
+/// newer build is out") whatever failed, and `--json` still prints JSON saying why.
+fn check_failures(sys: &BootedSystem, steam: Steam<'_>) -> Result<()> {
+    // The store is broken: `current` names a version that is not there.
+    let current_file = sys.host_path(format!("{STATE_DIR}/game/current"));
+    let good = std::fs::read_to_string(&current_file)?;
+    std::fs::write(&current_file, "9999999\n")?;
+    let text = ctl_status(sys, &["game", "check"], 2);
+    let out = ctl(sys, &["game", "check", "--json"])?;
+    std::fs::write(&current_file, &good)?;
+    report(&format!("check with a broken store: {}", text?.trim()));
+    ensure!(
+        out.status.code() == Some(2),
+        "check --json with a broken store exited {}",
+        out.status
+    );
+    let check = json(&String::from_utf8_lossy(&out.stdout))?;
+    ensure!(
+        check["current"] == "9999999"
+            && check["update_available"].is_null()
+            && check["error"].is_string(),
+        "check --json with a broken store: {check}"
+    );
+
+    // Steam is unreachable.
+    drop(steam);
+    let out = ctl(sys, &["game", "check", "--json"])?;
+    let check = json(&String::from_utf8_lossy(&out.stdout))?;
+    report(&format!("check --json (Steam unreachable): {check}"));
+    ensure!(
+        out.status.code() == Some(2)
+            && check["current"] == good.trim()
+            && check["remote_build"].is_null()
+            && check["update_available"].is_null()
+            && check["error"].is_string(),
+        "check --json with Steam unreachable ({}): {check}",
+        out.status
     );
     Ok(())
 }

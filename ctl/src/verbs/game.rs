@@ -432,70 +432,85 @@ fn roll_out(catalog: &Catalog, state_dir: &Path, rollout: Rollout) -> anyhow::Re
     }
 }
 
-/// `game check [--branch B] [--json]`.
+/// What `game check` found, as `--json` prints it.
+#[derive(Debug, Default, Serialize)]
+struct CheckReport {
+    /// The current version (`null`: none installed, or the store cannot be read).
+    current: Option<String>,
+    current_build: Option<u64>,
+    branch: Option<String>,
+    /// The newest build of the branch on Steam (`null`: the check failed).
+    remote_build: Option<u64>,
+    /// `null` when the check failed (exit status 2).
+    update_available: Option<bool>,
+    /// Why the check failed.
+    error: Option<String>,
+}
+
+/// `game check [--branch B] [--json]`: exit 0 up to date, 1 a newer build, 2 the check
+/// failed — whatever failed (the store, SteamCMD's bootstrap, Steam), so that the update
+/// timer's `game check || …` never takes a broken check for a newer build.
 pub fn check(ctx: &Ctx, branch: Option<&str>, json: bool) -> anyhow::Result<u8> {
-    let game = Game::open(ctx)?;
-    let current = match game.store.current()? {
-        Some(id) => game.store.version(&id)?,
-        None => {
-            eprintln!("error: no game version is installed: run `left4mectl game install`");
-            return Ok(EXIT_CHECK_FAILED);
+    let mut report = CheckReport::default();
+    let outcome = check_remote(ctx, branch, &mut report);
+    if let Err(err) = &outcome {
+        let line = match &report.current {
+            Some(id) => format!("{err:#} (current version {id} is unchanged)"),
+            None => format!("{err:#}"),
+        };
+        eprintln!("error: game check: {line}");
+        report.error = Some(line);
+    }
+    if json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+    } else if let (Some(current), Some(current_build), Some(branch), Some(remote)) = (
+        &report.current,
+        report.current_build,
+        &report.branch,
+        report.remote_build,
+    ) {
+        if remote != current_build {
+            emit(&format!(
+                "build {remote} is out on branch {branch} (current version {current} is build \
+                 {current_build}): `left4mectl game update` installs it\n"
+            ))?;
+        } else {
+            emit(&format!(
+                "up to date: version {current} is build {remote}, the newest on branch {branch}\n"
+            ))?;
         }
+    }
+    Ok(match (outcome, report.update_available) {
+        (Ok(()), Some(true)) => EXIT_NEWER,
+        (Ok(()), Some(false)) => EXIT_OK,
+        _ => EXIT_CHECK_FAILED,
+    })
+}
+
+/// Asks Steam for the branch's newest build, filling `report` as it learns things.
+fn check_remote(ctx: &Ctx, branch: Option<&str>, report: &mut CheckReport) -> anyhow::Result<()> {
+    let game = Game::open(ctx)?;
+    let Some(id) = game.store.current()? else {
+        anyhow::bail!("no game version is installed: run `left4mectl game install`");
     };
+    report.current = Some(id.clone());
+    let current = game.store.version(&id)?;
     let branch = branch.unwrap_or(&current.branch).to_owned();
+    report.current_build = Some(current.build_id);
+    report.branch = Some(branch.clone());
     let mut printer = Printer::quiet(ctx.verbose);
     game.bootstrap(&mut printer)?;
     let staging = game.store.begin(None)?;
-    let report = game.run(Action::Check, &branch, &staging, &mut printer);
+    let run = game.run(Action::Check, &branch, &staging, &mut printer);
     game.store.abandon(staging)?;
-    let remote = match report {
-        Ok(report) => match (&report.status, report.build_id) {
-            (GameStatus::Succeeded, Some(build)) => build,
-            _ => {
-                eprintln!(
-                    "error: game check: {} (current version {} is unchanged)",
-                    report.verdict(),
-                    current.id
-                );
-                return Ok(EXIT_CHECK_FAILED);
-            }
-        },
-        Err(err) => {
-            eprintln!("error: game check: {err:#}");
-            return Ok(EXIT_CHECK_FAILED);
-        }
+    let run = run?;
+    let remote = match (&run.status, run.build_id) {
+        (GameStatus::Succeeded, Some(build)) => build,
+        _ => anyhow::bail!("{}", run.verdict()),
     };
-    let newer = remote != current.build_id;
-    if json {
-        #[derive(Serialize)]
-        struct Check<'a> {
-            current: &'a str,
-            current_build: u64,
-            branch: &'a str,
-            remote_build: u64,
-            update_available: bool,
-        }
-        let text = serde_json::to_string_pretty(&Check {
-            current: &current.id,
-            current_build: current.build_id,
-            branch: &branch,
-            remote_build: remote,
-            update_available: newer,
-        })?;
-        emit(&format!("{text}\n"))?;
-    } else if newer {
-        emit(&format!(
-            "build {remote} is out on branch {branch} (current version {} is build {}): \
-             `left4mectl game update` installs it\n",
-            current.id, current.build_id
-        ))?;
-    } else {
-        emit(&format!(
-            "up to date: version {} is build {remote}, the newest on branch {branch}\n",
-            current.id
-        ))?;
-    }
-    Ok(if newer { EXIT_NEWER } else { EXIT_OK })
+    report.remote_build = Some(remote);
+    report.update_available = Some(remote != current.build_id);
+    Ok(())
 }
 
 /// One row of `game versions --json`.
