@@ -498,11 +498,13 @@ pub enum OverlayVerb {
         long_about = "List the builds recorded in the job ledger (<admin dir>/left4me.db), \
             newest first: id, overlay, start, duration, status (success, failed, interrupted, \
             abandoned, running), the script's exit status and what happened. --log adds the \
-            last 50 lines of each build's output.\n\n\
+            last 50 lines of each build's output. The name game:222860 lists the game's \
+            SteamCMD runs (`left4mectl game …`).\n\n\
             --json prints an array of objects (see ctl/README.md).",
         after_long_help = "EXAMPLES:\n  \
             left4mectl overlay jobs\n  \
-            left4mectl overlay jobs maps --log -n 1"
+            left4mectl overlay jobs maps --log -n 1\n  \
+            left4mectl overlay jobs game:222860 --log -n 1"
     )]
     Jobs {
         /// Only builds of this overlay

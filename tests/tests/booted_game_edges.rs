@@ -429,6 +429,19 @@ fn login_and_cached_credentials(sys: &BootedSystem, depot: &Depot) -> Result<()>
         "current: {}",
         current(sys)?
     );
+    // `--restart never`: both instances are named as still on the old version.
+    for name in ["pinned", "moving"] {
+        ensure!(
+            out.contains(&format!("{name} still runs {}", BUILD_A + 3)),
+            "`--restart never` does not name {name}:\n{out}"
+        );
+    }
+    // The failure messages point at the ledger's log of SteamCMD runs: it is there.
+    let log = ctl_ok(sys, &["overlay", "jobs", "game:222860", "--log", "-n", "1"])?;
+    ensure!(
+        log.contains("Logging in using cached credentials"),
+        "`overlay jobs game:222860 --log` lacks the last run's output:\n{log}"
+    );
 
     // The password is nowhere.
     let journal = sys.run_stdout(["journalctl", "--no-pager", "-o", "verbose"])?;

@@ -128,7 +128,10 @@ pub fn jobs(
     limit: usize,
 ) -> anyhow::Result<u8> {
     let catalog = ctx.catalog()?;
-    if let Some(name) = name {
+    // The game's SteamCMD runs share the ledger under their own name (the game verbs'
+    // failures point here).
+    let game = name == Some(left4me_jobs::steamcmd::LEDGER_NAME);
+    if let Some(name) = name.filter(|_| !game) {
         check_overlay_name(name)?;
     }
     let jobs = match read_ledger(&catalog) {
@@ -142,7 +145,11 @@ pub fn jobs(
     if jobs.is_empty() {
         emit(&format!(
             "no builds recorded{} in {}\n",
-            name.map_or(String::new(), |n| format!(" for overlay {n}")),
+            match name {
+                Some(_) if game => " for the game (SteamCMD runs)".to_owned(),
+                Some(n) => format!(" for overlay {n}"),
+                None => String::new(),
+            },
             catalog.layout.database().display()
         ))?;
         return Ok(EXIT_OK);
