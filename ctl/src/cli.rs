@@ -572,7 +572,11 @@ pub enum GameVerb {
         long_about = "Ask Steam for the newest build id of the branch (app_info_print, with a \
             fresh app info cache) and compare it with the current version.\n\n\
             Exit status 0: up to date; 1: a newer build is available; 2: the check failed \
-            (Steam unreachable, no version installed). Starts of instances never depend on it.",
+            (Steam unreachable, no version installed, a broken store). Starts of instances never \
+            depend on it.\n\n\
+            --json prints current, current_build, branch, remote_build, update_available and \
+            error; when the check fails, error says why and remote_build and update_available \
+            are null.",
         after_long_help = "EXAMPLES:\n  \
             left4mectl game check\n  \
             left4mectl game check --json | jq .remote_build"

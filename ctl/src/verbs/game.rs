@@ -23,7 +23,7 @@ use left4me_jobs::steamcmd::bootstrap::{self, BootstrapJob, Bootstrapped, Source
 use left4me_jobs::steamcmd::{
     Action, GameJob, GameReport, GameStatus, Login, RetryPolicy, login, sdk,
 };
-use left4me_jobs::{Host, Limits, Stop, SystemdRun, format_bytes};
+use left4me_jobs::{Host, Limits, Stop, SystemdRun};
 use left4me_spec::{Catalog, Duration as SpecDuration};
 use left4me_statedir::{Lock, LockError, StateDir, Subject};
 use serde::Serialize;
@@ -454,9 +454,10 @@ pub fn check(ctx: &Ctx, branch: Option<&str>, json: bool) -> anyhow::Result<u8> 
     let mut report = CheckReport::default();
     let outcome = check_remote(ctx, branch, &mut report);
     if let Err(err) = &outcome {
-        let line = match &report.current {
-            Some(id) => format!("{err:#} (current version {id} is unchanged)"),
-            None => format!("{err:#}"),
+        // Once the current version is known to exist, say that it stays.
+        let line = match (&report.current, report.current_build) {
+            (Some(id), Some(_)) => format!("{err:#} (current version {id} is unchanged)"),
+            _ => format!("{err:#}"),
         };
         eprintln!("error: game check: {line}");
         report.error = Some(line);
@@ -687,7 +688,7 @@ pub fn gc(ctx: &Ctx) -> anyhow::Result<u8> {
             "removed version{} {} ({} freed)\n",
             if removed.len() == 1 { "" } else { "s" },
             removed.join(", "),
-            format_bytes(before.saturating_sub(after))
+            format_size(before.saturating_sub(after))
         ))?;
     }
     Ok(EXIT_OK)
