@@ -498,11 +498,13 @@ pub enum OverlayVerb {
         long_about = "List the builds recorded in the job ledger (<admin dir>/left4me.db), \
             newest first: id, overlay, start, duration, status (success, failed, interrupted, \
             abandoned, running), the script's exit status and what happened. --log adds the \
-            last 50 lines of each build's output.\n\n\
+            last 50 lines of each build's output. The name game:222860 lists the game's \
+            SteamCMD runs (`left4mectl game …`).\n\n\
             --json prints an array of objects (see ctl/README.md).",
         after_long_help = "EXAMPLES:\n  \
             left4mectl overlay jobs\n  \
-            left4mectl overlay jobs maps --log -n 1"
+            left4mectl overlay jobs maps --log -n 1\n  \
+            left4mectl overlay jobs game:222860 --log -n 1"
     )]
     Jobs {
         /// Only builds of this overlay
@@ -570,7 +572,11 @@ pub enum GameVerb {
         long_about = "Ask Steam for the newest build id of the branch (app_info_print, with a \
             fresh app info cache) and compare it with the current version.\n\n\
             Exit status 0: up to date; 1: a newer build is available; 2: the check failed \
-            (Steam unreachable, no version installed). Starts of instances never depend on it.",
+            (Steam unreachable, no version installed, a broken store). Starts of instances never \
+            depend on it.\n\n\
+            --json prints current, current_build, branch, remote_build, update_available and \
+            error; when the check fails, error says why and remote_build and update_available \
+            are null.",
         after_long_help = "EXAMPLES:\n  \
             left4mectl game check\n  \
             left4mectl game check --json | jq .remote_build"

@@ -12,6 +12,7 @@ mod fleet;
 mod printer;
 
 use std::collections::BTreeSet;
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use left4me_jobs::steamcmd::bootstrap::{self, BootstrapJob, Bootstrapped, Source
 use left4me_jobs::steamcmd::{
     Action, GameJob, GameReport, GameStatus, Login, RetryPolicy, login, sdk,
 };
-use left4me_jobs::{Host, Limits, Stop, SystemdRun, format_bytes};
+use left4me_jobs::{Host, Limits, Stop, SystemdRun};
 use left4me_spec::{Catalog, Duration as SpecDuration};
 use left4me_statedir::{Lock, LockError, StateDir, Subject};
 use serde::Serialize;
@@ -470,70 +471,86 @@ fn roll_out(catalog: &Catalog, state_dir: &Path, rollout: Rollout) -> anyhow::Re
     }
 }
 
-/// `game check [--branch B] [--json]`.
+/// What `game check` found, as `--json` prints it.
+#[derive(Debug, Default, Serialize)]
+struct CheckReport {
+    /// The current version (`null`: none installed, or the store cannot be read).
+    current: Option<String>,
+    current_build: Option<u64>,
+    branch: Option<String>,
+    /// The newest build of the branch on Steam (`null`: the check failed).
+    remote_build: Option<u64>,
+    /// `null` when the check failed (exit status 2).
+    update_available: Option<bool>,
+    /// Why the check failed.
+    error: Option<String>,
+}
+
+/// `game check [--branch B] [--json]`: exit 0 up to date, 1 a newer build, 2 the check
+/// failed — whatever failed (the store, SteamCMD's bootstrap, Steam), so that the update
+/// timer's `game check || …` never takes a broken check for a newer build.
 pub fn check(ctx: &Ctx, branch: Option<&str>, json: bool) -> anyhow::Result<u8> {
-    let game = Game::open(ctx)?;
-    let current = match game.store.current()? {
-        Some(id) => game.store.version(&id)?,
-        None => {
-            eprintln!("error: no game version is installed: run `left4mectl game install`");
-            return Ok(EXIT_CHECK_FAILED);
+    let mut report = CheckReport::default();
+    let outcome = check_remote(ctx, branch, &mut report);
+    if let Err(err) = &outcome {
+        // Once the current version is known to exist, say that it stays.
+        let line = match (&report.current, report.current_build) {
+            (Some(id), Some(_)) => format!("{err:#} (current version {id} is unchanged)"),
+            _ => format!("{err:#}"),
+        };
+        eprintln!("error: game check: {line}");
+        report.error = Some(line);
+    }
+    if json {
+        emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+    } else if let (Some(current), Some(current_build), Some(branch), Some(remote)) = (
+        &report.current,
+        report.current_build,
+        &report.branch,
+        report.remote_build,
+    ) {
+        if remote != current_build {
+            emit(&format!(
+                "build {remote} is out on branch {branch} (current version {current} is build \
+                 {current_build}): `left4mectl game update` installs it\n"
+            ))?;
+        } else {
+            emit(&format!(
+                "up to date: version {current} is build {remote}, the newest on branch {branch}\n"
+            ))?;
         }
+    }
+    Ok(match (outcome, report.update_available) {
+        (Ok(()), Some(true)) => EXIT_NEWER,
+        (Ok(()), Some(false)) => EXIT_OK,
+        _ => EXIT_CHECK_FAILED,
+    })
+}
+
+/// Asks Steam for the branch's newest build, filling `report` as it learns things.
+fn check_remote(ctx: &Ctx, branch: Option<&str>, report: &mut CheckReport) -> anyhow::Result<()> {
+    let game = Game::open(ctx)?;
+    let Some(id) = game.store.current()? else {
+        anyhow::bail!("no game version is installed: run `left4mectl game install`");
     };
+    report.current = Some(id.clone());
+    let current = game.store.version(&id)?;
     let branch = branch.unwrap_or(&current.branch).to_owned();
+    report.current_build = Some(current.build_id);
+    report.branch = Some(branch.clone());
     let mut printer = Printer::quiet(ctx.verbose);
     game.bootstrap(&mut printer)?;
     let staging = game.store.begin(None)?;
-    let report = game.run(Action::Check, &branch, &staging, &mut printer);
+    let run = game.run(Action::Check, &branch, &staging, &mut printer);
     game.store.abandon(staging)?;
-    let remote = match report {
-        Ok(report) => match (&report.status, report.build_id) {
-            (GameStatus::Succeeded, Some(build)) => build,
-            _ => {
-                eprintln!(
-                    "error: game check: {} (current version {} is unchanged)",
-                    report.verdict(),
-                    current.id
-                );
-                return Ok(EXIT_CHECK_FAILED);
-            }
-        },
-        Err(err) => {
-            eprintln!("error: game check: {err:#}");
-            return Ok(EXIT_CHECK_FAILED);
-        }
+    let run = run?;
+    let remote = match (&run.status, run.build_id) {
+        (GameStatus::Succeeded, Some(build)) => build,
+        _ => anyhow::bail!("{}", run.verdict()),
     };
-    let newer = remote != current.build_id;
-    if json {
-        #[derive(Serialize)]
-        struct Check<'a> {
-            current: &'a str,
-            current_build: u64,
-            branch: &'a str,
-            remote_build: u64,
-            update_available: bool,
-        }
-        let text = serde_json::to_string_pretty(&Check {
-            current: &current.id,
-            current_build: current.build_id,
-            branch: &branch,
-            remote_build: remote,
-            update_available: newer,
-        })?;
-        emit(&format!("{text}\n"))?;
-    } else if newer {
-        emit(&format!(
-            "build {remote} is out on branch {branch} (current version {} is build {}): \
-             `left4mectl game update` installs it\n",
-            current.id, current.build_id
-        ))?;
-    } else {
-        emit(&format!(
-            "up to date: version {} is build {remote}, the newest on branch {branch}\n",
-            current.id
-        ))?;
-    }
-    Ok(if newer { EXIT_NEWER } else { EXIT_OK })
+    report.remote_build = Some(remote);
+    report.update_available = Some(remote != current.build_id);
+    Ok(())
 }
 
 /// One row of `game versions --json`.
@@ -710,14 +727,23 @@ pub fn gc(ctx: &Ctx) -> anyhow::Result<u8> {
             "removed version{} {} ({} freed)\n",
             if removed.len() == 1 { "" } else { "s" },
             removed.join(", "),
-            format_bytes(before.saturating_sub(after))
+            format_size(before.saturating_sub(after))
         ))?;
     }
     Ok(EXIT_OK)
 }
 
-/// `game login USER`.
+/// `game login USER`. SteamCMD asks for the password and the Steam Guard code on the terminal
+/// (`systemd-run --pty`); without one its prompt would wait forever, its unit holding off
+/// every other game job, so no terminal is refused at once.
 pub fn login(ctx: &Ctx, user: &str) -> anyhow::Result<u8> {
+    if !std::io::stdin().is_terminal() {
+        return Err(UsageError::new(format!(
+            "game login asks for the password and Steam Guard code of {user} on a terminal, and \
+             stdin is not one: run it in an interactive shell (over ssh: `ssh -t`)"
+        ))
+        .into());
+    }
     let game = Game::open(ctx)?;
     let mut printer = Printer::new(ctx.verbose);
     game.bootstrap(&mut printer)?;
@@ -735,11 +761,16 @@ pub fn login(ctx: &Ctx, user: &str) -> anyhow::Result<u8> {
     game.store.abandon(staging)?;
     let report = report?;
     if report.exit_status != Some(0) {
+        let why = match report.exit_status {
+            Some(5) => "5: Steam refused the login".to_owned(),
+            Some(s) => s.to_string(),
+            None => "unknown: it was killed".to_owned(),
+        };
         return Err(anyhow::anyhow!(
-            "game login: SteamCMD did not log {user} in (exit status {}); nothing was cached",
-            report
-                .exit_status
-                .map_or("unknown".into(), |s| s.to_string())
+            "game login: SteamCMD did not log {user} in (exit status {why}); nothing was \
+             cached: check the account name, the password and the Steam Guard code (Steam \
+             mails it, or the Steam app shows it), then run `left4mectl game login {user}` \
+             again"
         ));
     }
     let path = game.catalog.layout.admin_dir.join(LOGIN_FILE);

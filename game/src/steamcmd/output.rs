@@ -71,6 +71,8 @@ pub enum LoginFailure {
     /// "Two-factor code mismatch", "Account Logon Denied", "Invalid Login Auth Code": Steam
     /// Guard wants a code.
     SteamGuard,
+    /// "No Connection": SteamCMD could not reach Steam (it retries a few times itself first).
+    NoConnection,
     /// Any other `FAILED (…)` of a login, with SteamCMD's reason.
     Other(String),
 }
@@ -192,6 +194,10 @@ impl fmt::Display for SteamError {
             SteamError::Login(LoginFailure::SteamGuard) => {
                 f.write_str("Steam Guard wants a code: run `left4mectl game login USER` again")
             }
+            SteamError::Login(LoginFailure::NoConnection) => f.write_str(
+                "SteamCMD could not reach Steam (No Connection): check that this host reaches \
+                 the internet (network, DNS, firewall), then try again",
+            ),
             SteamError::Login(LoginFailure::Other(why)) => {
                 write!(f, "the Steam login failed ({why})")
             }
@@ -291,6 +297,8 @@ fn login_failure(reason: &str) -> SteamError {
     let lower = reason.to_ascii_lowercase();
     if lower.contains("rate limit") {
         SteamError::RateLimit
+    } else if lower.contains("no connection") {
+        SteamError::Login(LoginFailure::NoConnection)
     } else if lower.contains("invalid password") {
         SteamError::Login(LoginFailure::InvalidPassword)
     } else if lower.contains("two-factor")
@@ -361,7 +369,8 @@ pub fn classify(line: &str) -> Line {
     }
     // "Logging in user 'x' to Steam Public...FAILED (Rate Limit Exceeded)",
     // "ERROR (Rate Limit Exceeded)", "FAILED login with result code Rate Limit Exceeded".
-    if lower.contains("logging in user") && lower.contains("failed")
+    if (lower.contains("logging in user") || lower.contains("connecting anonymously"))
+        && lower.contains("failed")
         || lower.starts_with("error (")
         || lower.starts_with("failed (")
         || lower.starts_with("failed login with result code")

@@ -140,6 +140,11 @@ fn install_and_login_errors() {
         error("FAILED (Account Logon Denied)"),
         SteamError::Login(LoginFailure::SteamGuard)
     );
+    // Steam unreachable (steam-for-linux#12200): says what to check, not just the reason.
+    let offline = error("Connecting anonymously to Steam Public...FAILED (No Connection)");
+    assert_eq!(offline, SteamError::Login(LoginFailure::NoConnection));
+    assert!(offline.to_string().contains("check that this host reaches"));
+    assert_eq!(error("FAILED (No Connection)"), offline);
     assert_eq!(
         error("Cached credentials not found."),
         SteamError::Login(LoginFailure::NoCachedCredentials)

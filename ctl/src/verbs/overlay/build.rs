@@ -127,7 +127,10 @@ pub fn jobs(
     log: bool,
     limit: usize,
 ) -> anyhow::Result<u8> {
-    if let Some(name) = name {
+    // The game's SteamCMD runs share the ledger under their own name (`game jobs` lists them
+    // too).
+    let game = name == Some(left4me_jobs::steamcmd::LEDGER_NAME);
+    if let Some(name) = name.filter(|_| !game) {
         check_overlay_name(name)?;
     }
     list_jobs(ctx, name, json, log, limit)
@@ -154,7 +157,11 @@ pub fn list_jobs(
     if jobs.is_empty() {
         emit(&format!(
             "no jobs recorded{} in {}\n",
-            name.map_or(String::new(), |n| format!(" for {n}")),
+            match name {
+                Some(left4me_jobs::steamcmd::LEDGER_NAME) => " for the game (SteamCMD runs)".into(),
+                Some(n) => format!(" for {n}"),
+                None => String::new(),
+            },
             catalog.layout.database().display()
         ))?;
         return Ok(EXIT_OK);
