@@ -11,17 +11,19 @@
 //! unreachable fails clearly while starts still work; and a reboot keeps everything.
 
 mod booted_support;
+mod game_support;
 
 use std::net::Ipv4Addr;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use booted_support::{boot, builder, ctl, ctl_ok, ctl_status, report, text};
+use game_support::{
+    current, fingerprint, json, running_version, spawn_ctl, version_dirs, wait_for,
+};
 use left4me_steamcmd_standin::{Depot, DepotFile, Fault, cfg_text};
 use left4me_tests::steam::{FakeSteam, STEAM_URL, base_files};
 use left4me_tests::{BootedSystem, STATE_DIR, require_root};
-use serde_json::Value;
 
 const BUILD_A: u64 = 9_100_001;
 const BUILD_B: u64 = 9_100_002;
@@ -50,45 +52,6 @@ fn build_files(build: u64) -> Result<Vec<DepotFile>> {
     Ok(files)
 }
 
-/// Every file of version `id`: path, mode, owner and content hash, one line each.
-fn fingerprint(sys: &BootedSystem, id: &str) -> Result<String> {
-    let tree = format!("{STATE_DIR}/game/versions/{id}/tree");
-    let script = format!(
-        "cd {tree} && find . -printf '%p %m %U:%G %s %T@ %y\\n' | sort && \
-         find . -type f -print0 | sort -z | xargs -0 sha256sum"
-    );
-    Ok(sys.run_stdout(["sh", "-c", &script])?)
-}
-
-fn json(out: &str) -> Result<Value> {
-    serde_json::from_str(out).with_context(|| format!("not JSON: {out}"))
-}
-
-/// The version instance `name` runs, from `status --json`.
-fn running_version(sys: &BootedSystem, name: &str) -> Result<Option<String>> {
-    let status = json(&ctl_ok(sys, &["status", name, "--json"])?)?;
-    Ok(status["game_version"].as_str().map(str::to_owned))
-}
-
-/// `game/current`, as the file says.
-fn current(sys: &BootedSystem) -> Result<String> {
-    Ok(
-        std::fs::read_to_string(sys.host_path(format!("{STATE_DIR}/game/current")))?
-            .trim()
-            .to_owned(),
-    )
-}
-
-/// The version directories, staging ones included.
-fn version_dirs(sys: &BootedSystem) -> Result<Vec<String>> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(sys.host_path(format!("{STATE_DIR}/game/versions")))?
-            .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
-            .collect::<Result<_>>()?;
-    names.sort();
-    Ok(names)
-}
-
 /// Sets the human players the stand-in server of `name` (on `port`) reports: its control file,
 /// written through the instance's mounted tree (inside the system, where the mount is); then
 /// waits until A2S_INFO says so.
@@ -105,28 +68,6 @@ fn set_players(sys: &BootedSystem, name: &str, port: u16, players: u8) -> Result
             Ok(info.is_ok_and(|i| i.players - i.bots == players))
         },
     )
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
-    let until = Instant::now() + timeout;
-    while !done()? {
-        if Instant::now() > until {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    Ok(())
-}
-
-/// `left4mectl ARGS…` inside, in the background.
-fn spawn_ctl(sys: &BootedSystem, args: &[&str]) -> Result<Child> {
-    let mut argv = vec!["left4mectl"];
-    argv.extend_from_slice(args);
-    Ok(sys
-        .command(argv)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?)
 }
 
 #[test]

@@ -27,13 +27,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use booted_support::{boot, builder, ctl, ctl_ok, ctl_status, finish, report, text, write};
-use game_support::{
-    KIT, STEAM_HOST, STEAM_URL, Steam, current, fingerprint, json, running_version, version_dirs,
-    version_row,
-};
-use left4me_steamcmd_standin::{Depot, DepotFile, Fault, install_kit};
-use left4me_tests::{BootedSystem, STATE_DIR, release_binary, require_root};
+use booted_support::{boot, builder, ctl, ctl_ok, ctl_status, finish, report, text};
+use game_support::{current, fingerprint, json, running_version, version_dirs, version_row};
+use left4me_steamcmd_standin::{Depot, DepotFile, Fault};
+use left4me_tests::steam::{FakeSteam, KIT, base_files};
+use left4me_tests::{BootedSystem, STATE_DIR, require_root};
 
 const BUILD_A: u64 = 9_200_001;
 /// The file the validate scenario damages.
@@ -44,19 +42,17 @@ const STEAM_USER: &str = "edgeoperator";
 const STEAM_PASSWORD: &str = "Pw-7c1e9b2f-never-logged";
 const STEAM_GUARD: &str = "G7K2Q";
 
-/// The files of `build`: the stand-in server as `srcds_run`, and a file that says the build.
+/// The files of `build`: the stand-in's (server, `valve.rc` — the file the validate scenario
+/// damages — and `steam.inf`), and a bigger one.
 fn build_files(build: u64) -> Result<Vec<DepotFile>> {
-    let srcds = std::fs::read(release_binary("srcds-standin"))?;
-    Ok(vec![
-        DepotFile::bytes("srcds_run", 0o755, &srcds),
-        DepotFile::bytes(ROTTING, 0o644, ROTTING_BYTES),
-        DepotFile::bytes(
-            "left4dead2/steam.inf",
-            0o644,
-            format!("PatchVersion={build}\n").as_bytes(),
-        ),
-        DepotFile::generated("left4dead2/pak01_000.vpk", 0o644, 7, 1 << 20),
-    ])
+    let mut files = base_files(build)?;
+    files.push(DepotFile::generated(
+        "left4dead2/pak01_000.vpk",
+        0o644,
+        7,
+        1 << 20,
+    ));
+    Ok(files)
 }
 
 /// Points branch `public` at a new `build`.
@@ -71,17 +67,10 @@ fn booted_game_edges() -> Result<()> {
     require_root();
     // `game install` wants room for a real download (about 12 GiB) before it starts.
     let sys = boot(builder("gedge").tmpfs_size("64g"))?;
-    sys.add_peer_address(&format!("{STEAM_HOST}/32"))?;
     let depot_dir = sys.base_dir().join("depot");
     let depot = Depot::create(&depot_dir)?;
     release(&depot, BUILD_A)?;
-    let steam = Steam::start(&sys, &depot_dir)?;
-    install_kit(&sys.host_path(KIT), STEAM_URL, None)?;
-    write(
-        &sys,
-        "/etc/left4me/host.toml",
-        &format!("steamcmd = \"{KIT}/steamcmd.sh\"\n"),
-    )?;
+    let steam = FakeSteam::start(&sys, Depot::open(&depot_dir), None)?;
 
     let a = invalid_platform_install(&sys, &depot)?;
     game_user_steamclient(&sys)?;
@@ -468,7 +457,7 @@ fn login_and_cached_credentials(sys: &BootedSystem, depot: &Depot) -> Result<()>
 
 /// 5 (of the brief), the failures: exit 2 (never 1, which the update timer takes for "a
 /// newer build is out") whatever failed, and `--json` still prints JSON saying why.
-fn check_failures(sys: &BootedSystem, steam: Steam<'_>) -> Result<()> {
+fn check_failures(sys: &BootedSystem, steam: FakeSteam<'_>) -> Result<()> {
     // The store is broken: `current` names a version that is not there.
     let current_file = sys.host_path(format!("{STATE_DIR}/game/current"));
     let good = std::fs::read_to_string(&current_file)?;

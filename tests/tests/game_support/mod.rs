@@ -1,51 +1,18 @@
-//! What the booted game scenarios share: the stand-in Steam inside the system's network
-//! namespace, the stand-in SteamCMD kit as host.toml's `steamcmd`, and reading the version
-//! store (`current`, version dirs, a version's files) and instances' versions from outside.
+//! What the booted game scenarios share (the stand-in Steam itself is
+//! `left4me_tests::steam::FakeSteam`): reading the version store (`current`, version dirs, a
+//! version's files and rows) and instances' versions from outside, waiting, and `left4mectl`
+//! in the background.
 
 #![allow(dead_code)] // each scenario file uses a different part
 
-use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use left4me_steamcmd_standin::{Depot, SteamServer, serve};
 use left4me_tests::{BootedSystem, STATE_DIR};
 use serde_json::Value;
 
 use crate::booted_support::ctl_ok;
-
-/// The stand-in Steam's address: a documentation address (not denied to builds), port 80 (one
-/// SteamCMD may connect to).
-pub const STEAM_HOST: &str = "192.0.2.10";
-pub const STEAM_URL: &str = "http://192.0.2.10:80";
-/// Where the stand-in SteamCMD kit lies inside the system.
-pub const KIT: &str = "/opt/steamcmd-standin";
-
-/// The stand-in Steam, serving a depot inside the system's network namespace. It is stopped
-/// from inside too: its stop wakes its accept with a connect, which must not leave the system.
-pub struct Steam<'a> {
-    sys: &'a BootedSystem,
-    server: Option<SteamServer>,
-}
-
-impl<'a> Steam<'a> {
-    pub fn start(sys: &'a BootedSystem, depot: &Path) -> Result<Self> {
-        let listener = sys.in_netns(|| TcpListener::bind((STEAM_HOST, 80)))??;
-        Ok(Steam {
-            sys,
-            server: Some(serve(Depot::open(depot), listener)?),
-        })
-    }
-}
-
-impl Drop for Steam<'_> {
-    fn drop(&mut self) {
-        let server = self.server.take();
-        let _ = self.sys.in_netns(move || drop(server));
-    }
-}
 
 /// Every file of version `id`: path, mode, owner and content hash, one line each.
 pub fn fingerprint(sys: &BootedSystem, id: &str) -> Result<String> {
