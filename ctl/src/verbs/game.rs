@@ -10,22 +10,18 @@
 
 mod fleet;
 mod printer;
+mod session;
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use left4me_contract::game::{GAME, STEAMCMD_HOME};
-use left4me_game::store::{self, How, NewVersion, Staging, Store, Version};
-use left4me_jobs::steamcmd::bootstrap::{self, BootstrapJob, Bootstrapped, Source};
-use left4me_jobs::steamcmd::{
-    Action, GameJob, GameReport, GameStatus, Login, RetryPolicy, login, sdk,
-};
-use left4me_jobs::{Host, Limits, Stop, SystemdRun};
+use left4me_game::store::{self, How, NewVersion, Staging};
+use left4me_jobs::SystemdRun;
+use left4me_jobs::steamcmd::{Action, GameReport, GameStatus, login};
 use left4me_spec::{Catalog, Duration as SpecDuration};
-use left4me_statedir::{Lock, LockError, StateDir, Subject};
 use serde::Serialize;
 
 use crate::Ctx;
@@ -35,221 +31,15 @@ use crate::output::{emit, format_size, format_utc, table};
 use crate::rollout::{Event as RolloutEvent, Rollout};
 use crate::systemd;
 use printer::Printer;
+use session::{Game, LOGIN_FILE};
 
 /// `game check`: a newer build is out.
 const EXIT_NEWER: u8 = 1;
 /// `game check`: the check itself failed.
 const EXIT_CHECK_FAILED: u8 = 2;
 
-/// The limits of every SteamCMD unit: a full install of 222860 downloads about 10 GB.
-const STEAMCMD_MEMORY_MAX: &str = "2G";
-const STEAMCMD_TASKS_MAX: u32 = 512;
-const STEAMCMD_TIMEOUT: &str = "6h";
-
 /// How often `update --restart when-empty` asks busy instances again.
 const ROLLOUT_POLL: Duration = Duration::from_secs(5);
-
-/// The file in root's admin dir naming the Steam account `game login` cached (absent:
-/// anonymous).
-const LOGIN_FILE: &str = "steam-login";
-
-/// Everything a game verb works with, opened once, the game lock held.
-struct Game {
-    catalog: Catalog,
-    state_dir: PathBuf,
-    store: Store,
-    host: Host,
-    _lock: Lock,
-}
-
-impl Game {
-    /// Opens the state dir and the store (creating `game/` when `create`), taking the game lock
-    /// (waiting for another game verb, and saying so).
-    fn open(ctx: &Ctx) -> anyhow::Result<Game> {
-        if !rustix::process::geteuid().is_root() {
-            return Err(UsageError::new(
-                "the game verbs install and update the game as root: run left4mectl as root",
-            )
-            .into());
-        }
-        let catalog = ctx.catalog()?;
-        let layout = &catalog.layout;
-        let lock = match Lock::take(&layout.locks_dir(), Subject::Game, false) {
-            Err(LockError::Busy { .. }) => {
-                eprintln!("waiting for another `left4mectl game` to finish");
-                Lock::take(&layout.locks_dir(), Subject::Game, true)?
-            }
-            other => other?,
-        };
-        let state = StateDir::open(&layout.state_dir)?;
-        let store = Store::open(&state, true)?.context("the game store was not created")?;
-        let host = Host::new(layout.database(), layout.runtime_root(), layout.locks_dir());
-        Ok(Game {
-            state_dir: layout.state_dir.clone(),
-            catalog,
-            store,
-            host,
-            _lock: lock,
-        })
-    }
-
-    /// SteamCMD's home, `game/steamcmd`.
-    fn home(&self) -> PathBuf {
-        self.state_dir.join(GAME).join(STEAMCMD_HOME)
-    }
-
-    fn limits() -> Limits {
-        Limits {
-            memory_max: STEAMCMD_MEMORY_MAX.into(),
-            tasks_max: STEAMCMD_TASKS_MAX,
-            timeout: STEAMCMD_TIMEOUT.into(),
-        }
-    }
-
-    /// The account `game login` cached, else anonymous.
-    fn login(&self) -> anyhow::Result<Login> {
-        let path = self.catalog.layout.admin_dir.join(LOGIN_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) if !text.trim().is_empty() => Ok(Login::Account(text.trim().to_owned())),
-            Ok(_) => Ok(Login::Anonymous),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Login::Anonymous),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-        }
-    }
-
-    /// Makes SteamCMD exist in its home (copied from host.toml's or Debian's, or downloaded).
-    fn bootstrap(&self, printer: &mut Printer) -> anyhow::Result<()> {
-        let job = BootstrapJob {
-            state_dir: self.state_dir.clone(),
-            home: self.home(),
-            configured: self.catalog.host.steamcmd.clone(),
-            debian_dir: PathBuf::from(bootstrap::DEBIAN_DIR),
-            url: self.catalog.host.steamcmd_url.clone(),
-            game_user: self.catalog.host.game_user.clone(),
-            sandbox_user: self.catalog.host.sandbox_user.clone(),
-            limits: Game::limits(),
-        };
-        match bootstrap::bootstrap(&job, &self.host, &SystemdRun, &Stop::new(), printer)? {
-            Bootstrapped::Ready(Source::Present) => Ok(()),
-            Bootstrapped::Ready(source) => {
-                let from = match source {
-                    Source::Configured(path) => format!("host.toml's {}", path.display()),
-                    Source::Debian(path) => format!("Debian's {}", path.display()),
-                    _ => job.url.clone(),
-                };
-                emit(&format!(
-                    "SteamCMD: copied into {} from {from}\n",
-                    job.home.display()
-                ))?;
-                Ok(())
-            }
-            Bootstrapped::Failed { status, ledger_id } => Err(anyhow::anyhow!(
-                "SteamCMD could not be downloaded from {} ({}; ledger row {ledger_id}); set \
-                 host.toml steamcmd to an installed steamcmd.sh",
-                job.url,
-                status.detail()
-            )),
-        }
-    }
-
-    /// One SteamCMD job of `action` into `staging`.
-    fn run(
-        &self,
-        action: Action,
-        branch: &str,
-        staging: &Staging,
-        printer: &mut Printer,
-    ) -> anyhow::Result<GameReport> {
-        let job = GameJob {
-            action,
-            login: self.login()?,
-            branch: branch.to_owned(),
-            beta_password: None,
-            state_dir: self.state_dir.clone(),
-            output: staging.dir.clone(),
-            lowers: staging.lowers.clone(),
-            home: self.home(),
-            game_user: self.catalog.host.game_user.clone(),
-            sandbox_user: self.catalog.host.sandbox_user.clone(),
-            limits: Game::limits(),
-            expected_download: None,
-            expected_build: None,
-            retry: RetryPolicy::default(),
-        };
-        let report =
-            left4me_jobs::steamcmd::run(&job, &self.host, &SystemdRun, &Stop::new(), printer)?;
-        printer.finish();
-        Ok(report)
-    }
-
-    /// Publishes `staging` as a new current version and puts SteamCMD's `steamclient.so`
-    /// where the game server looks for it.
-    fn publish(&self, staging: Staging, new: NewVersion) -> anyhow::Result<Version> {
-        let version = self.store.publish(staging, new)?;
-        sdk::install_sdk(&self.state_dir, &self.home())?;
-        link_sdk(&self.state_dir)?;
-        Ok(version)
-    }
-
-    /// The versions specs pin, with who pins them.
-    fn pins(&self) -> Vec<(String, String)> {
-        self.catalog
-            .valid()
-            .filter_map(|i| Some((i.game_version.clone()?, i.name.clone())))
-            .collect()
-    }
-}
-
-/// The game user's `~/.steam/sdk32` and `sdk64` (its HOME is the state dir) → `game/sdk/…`,
-/// where the server finds `steamclient.so` (without it it is LAN-only). Root works here by
-/// path, so only in a `.steam` that is root's own directory (DESIGN §2); anything else there (a
-/// directory an operator made, a game-user-owned `.steam`) is left alone with a warning.
-fn link_sdk(state_dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt as _;
-    let steam = state_dir.join(".steam");
-    match std::fs::symlink_metadata(&steam) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir(&steam).with_context(|| format!("create {}", steam.display()))?;
-        }
-        Err(e) => return Err(e).with_context(|| format!("inspect {}", steam.display())),
-        Ok(meta) if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 => {
-            eprintln!(
-                "warning: {} is not root's own directory: not linking sdk32/sdk64 there; the \
-                 server needs {}/sdk32/steamclient.so (from {})",
-                steam.display(),
-                steam.display(),
-                state_dir.join(GAME).join("sdk").display()
-            );
-            return Ok(());
-        }
-        Ok(_) => {}
-    }
-    for bits in ["sdk32", "sdk64"] {
-        let link = steam.join(bits);
-        let target = Path::new("..").join(GAME).join("sdk").join(bits);
-        match std::fs::symlink_metadata(&link) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                if std::fs::read_link(&link).is_ok_and(|t| t == target) {
-                    continue;
-                }
-                std::fs::remove_file(&link)
-                    .with_context(|| format!("replace {}", link.display()))?;
-            }
-            Ok(_) => {
-                eprintln!(
-                    "warning: {} is not a link: left as it is (the game's {bits} is in {})",
-                    link.display(),
-                    state_dir.join(GAME).join("sdk").join(bits).display()
-                );
-                continue;
-            }
-            Err(_) => {}
-        }
-        std::os::unix::fs::symlink(&target, &link)
-            .with_context(|| format!("link {} to {}", link.display(), target.display()))?;
-    }
-    Ok(())
-}
 
 /// `game install [--branch B]`.
 pub fn install(ctx: &Ctx, args: &GameInstallArgs) -> anyhow::Result<u8> {
