@@ -53,7 +53,7 @@ pub fn install(ctx: &Ctx, args: &GameInstallArgs) -> anyhow::Result<u8> {
     let mut printer = Printer::new(ctx.verbose);
     game.bootstrap(&mut printer)?;
     let staging = game.store.begin(None)?;
-    let report = game.run(Action::Install, &args.branch, &staging, &mut printer)?;
+    let (staging, report) = game.run(Action::Install, &args.branch, staging, &mut printer)?;
     let Some(build_id) = built(&report) else {
         game.store.abandon(staging)?;
         return Err(failed("install", &report));
@@ -166,7 +166,7 @@ fn update_locked(
     let mut printer = Printer::new(ctx.verbose);
     game.bootstrap(&mut printer)?;
     let staging = game.store.begin(Some(&current))?;
-    let report = game.run(Action::Update, &branch, &staging, &mut printer)?;
+    let (staging, report) = game.run(Action::Update, &branch, staging, &mut printer)?;
     let Some(build_id) = built(&report) else {
         game.store.abandon(staging)?;
         return Err(failed("update", &report));
@@ -331,9 +331,8 @@ fn check_remote(ctx: &Ctx, branch: Option<&str>, report: &mut CheckReport) -> an
     let mut printer = Printer::quiet(ctx.verbose);
     game.bootstrap(&mut printer)?;
     let staging = game.store.begin(None)?;
-    let run = game.run(Action::Check, &branch, &staging, &mut printer);
+    let (staging, run) = game.run(Action::Check, &branch, staging, &mut printer)?;
     game.store.abandon(staging)?;
-    let run = run?;
     let remote = match (&run.status, run.build_id) {
         (GameStatus::Succeeded, Some(build)) => build,
         _ => anyhow::bail!("{}", run.verdict()),
@@ -456,7 +455,7 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<u8> {
     let mut printer = Printer::new(ctx.verbose);
     game.bootstrap(&mut printer)?;
     let staging = game.store.begin(Some(&current))?;
-    let report = game.run(Action::Validate, &parent.branch, &staging, &mut printer)?;
+    let (staging, report) = game.run(Action::Validate, &parent.branch, staging, &mut printer)?;
     let Some(build_id) = built(&report) else {
         game.store.abandon(staging)?;
         return Err(failed("validate", &report));

@@ -126,8 +126,27 @@ impl Game {
         }
     }
 
-    /// One SteamCMD job of `action` into `staging`.
+    /// One SteamCMD job of `action` into `staging`; gives the staging dir back with the
+    /// report, or removes it when the job could not be carried out at all.
     pub(super) fn run(
+        &self,
+        action: Action,
+        branch: &str,
+        staging: Staging,
+        printer: &mut Printer,
+    ) -> anyhow::Result<(Staging, GameReport)> {
+        match self.run_in(action, branch, &staging, printer) {
+            Ok(report) => Ok((staging, report)),
+            Err(err) => {
+                if let Err(left) = self.store.abandon(staging) {
+                    eprintln!("warning: the staging dir stays until the next job: {left}");
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn run_in(
         &self,
         action: Action,
         branch: &str,
