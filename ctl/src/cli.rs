@@ -544,7 +544,8 @@ pub enum GameVerb {
             an update.",
         after_long_help = "EXAMPLES:\n  \
             left4mectl game install\n  \
-            left4mectl game install --branch beta"
+            left4mectl game install --branch beta\n  \
+            left4mectl game install --branch private --beta-password-file /root/beta.txt"
     )]
     Install(GameInstallArgs),
 
@@ -616,6 +617,22 @@ pub enum GameVerb {
     )]
     Validate,
 
+    /// Make another installed version current (a rollback)
+    #[command(
+        long_about = "Make version ID current: the version instances mount from their next start \
+            on (instances pinned with game_version keep their pin). Running instances keep what \
+            they run until they restart (`left4mectl restart NAME`). Use it to go back to the \
+            previous version after a bad update; `game versions` lists the installed ones. The \
+            next `game update` builds on the current version.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl game use 12345678\n  \
+            left4mectl game use 12345678 && left4mectl restart coop1"
+    )]
+    Use {
+        /// The version (`game versions`)
+        id: String,
+    },
+
     /// Remove versions nothing uses
     #[command(
         long_about = "Remove every version that is not current, not pinned by an instance or \
@@ -669,6 +686,10 @@ pub struct GameInstallArgs {
     /// The Steam branch (beta) to install
     #[arg(long, value_name = "BRANCH", default_value = "public")]
     pub branch: String,
+    /// A file holding the branch's beta password on one line (`-`: standard input); kept
+    /// root-only for later updates, never on a command line
+    #[arg(long, value_name = "FILE")]
+    pub beta_password_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -682,6 +703,10 @@ pub struct GameUpdateArgs {
     /// The branch (default: the current version's)
     #[arg(long, value_name = "BRANCH")]
     pub branch: Option<String>,
+    /// A file holding the branch's beta password on one line (`-`: standard input); kept
+    /// root-only for later updates, never on a command line
+    #[arg(long, value_name = "FILE")]
+    pub beta_password_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -139,6 +139,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             GameVerb::Check { branch, json } => game::check(&ctx, branch.as_deref(), *json),
             GameVerb::Versions { json } => game::versions(&ctx, *json),
             GameVerb::Validate => game::validate(&ctx),
+            GameVerb::Use { id } => game::use_version(&ctx, id),
             GameVerb::Gc => game::gc(&ctx),
             GameVerb::Jobs { json, log, lines } => overlay::build::list_jobs(
                 &ctx,

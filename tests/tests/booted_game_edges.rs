@@ -22,12 +22,13 @@ mod booted_support;
 mod game_support;
 
 use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use booted_support::{boot, builder, ctl, ctl_ok, ctl_status, finish, report, text};
+use booted_support::{boot, builder, ctl, ctl_ok, ctl_status, finish, report, text, write};
 use game_support::{current, fingerprint, json, running_version, version_dirs, version_row};
 use left4me_steamcmd_standin::{Depot, DepotFile, Fault};
 use left4me_tests::steam::{FakeSteam, KIT, base_files};
@@ -78,6 +79,7 @@ fn booted_game_edges() -> Result<()> {
     let repaired = validate_repairs(&sys, &a)?;
     pins_and_transient_failure(&sys, &depot, &repaired)?;
     login_and_cached_credentials(&sys, &depot)?;
+    beta_and_rollback(&sys, &depot)?;
     check_failures(&sys, steam)?;
     finish(sys, &["pinned", "moving"])
 }
@@ -451,6 +453,74 @@ fn login_and_cached_credentials(sys: &BootedSystem, depot: &Depot) -> Result<()>
     ensure!(
         !units.contains(STEAM_PASSWORD),
         "the password is in a unit's properties"
+    );
+    Ok(())
+}
+
+/// A password-protected beta branch: refused without its password (nothing changes), installed
+/// with it from a file (kept root-only for later runs, in no journal, ledger or unit); then
+/// `game use` goes back to the public version, and refuses a version that is not there.
+fn beta_and_rollback(sys: &BootedSystem, depot: &Depot) -> Result<()> {
+    const BETA_PASSWORD: &str = "beta-5f0e-never-logged";
+    let public = current(sys)?;
+    let beta = BUILD_A + 10;
+    depot.add_build("beta", beta, &build_files(beta)?)?;
+    depot.set_branch("beta", beta, Some(BETA_PASSWORD))?;
+    let update = ["game", "update", "--branch", "beta", "--restart", "never"];
+    let out = ctl_status(sys, &update, 1)?;
+    report(&format!("beta without its password: {}", last_line(&out)));
+    ensure!(current(sys)? == public, "a refused beta changed current");
+
+    write(sys, "/root/beta.txt", &format!("{BETA_PASSWORD}\n"))?;
+    let mut with_password = update.to_vec();
+    with_password.extend(["--beta-password-file", "/root/beta.txt"]);
+    let out = ctl_ok(sys, &with_password)?;
+    report(&format!("beta with its password: {}", last_line(&out)));
+    let id = current(sys)?;
+    let row = version_row(sys, &id)?;
+    ensure!(
+        row["branch"] == "beta",
+        "the new version is not the beta: {row}"
+    );
+    let kept = sys.host_path("/var/lib/left4me-admin/steam-beta-passwords/beta");
+    let mode = std::fs::metadata(&kept)?.permissions().mode() & 0o7777;
+    ensure!(mode == 0o600, "the kept beta password has mode {mode:o}");
+    // A later update of the branch needs no file: the kept password is used.
+    ctl_ok(sys, &update)?;
+
+    let journal = sys.run_stdout(["journalctl", "--no-pager", "-o", "verbose"])?;
+    ensure!(
+        !journal.contains(BETA_PASSWORD),
+        "the beta password is in the journal"
+    );
+    for ledger in ["left4me.db", "left4me.db-wal"] {
+        let path = sys.host_path(format!("/var/lib/left4me-admin/{ledger}"));
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        ensure!(
+            !bytes
+                .windows(BETA_PASSWORD.len())
+                .any(|w| w == BETA_PASSWORD.as_bytes()),
+            "the beta password is in {}",
+            path.display()
+        );
+    }
+    let units = sys.run_stdout(["systemctl", "show", "--all", "*"])?;
+    ensure!(
+        !units.contains(BETA_PASSWORD),
+        "the beta password is in a unit"
+    );
+
+    let out = ctl_ok(sys, &["game", "use", &public])?;
+    report(&format!("rollback: {}", out.trim()));
+    ensure!(
+        current(sys)? == public,
+        "game use did not make {public} current"
+    );
+    let out = ctl(sys, &["game", "use", "123"])?;
+    ensure!(
+        !out.status.success() && text(&out).contains("123"),
+        "game use of a missing version: {}",
+        text(&out)
     );
     Ok(())
 }

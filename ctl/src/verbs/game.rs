@@ -31,7 +31,7 @@ use crate::output::{emit, format_size, format_utc, table};
 use crate::rollout::{Event as RolloutEvent, Rollout};
 use crate::systemd;
 use printer::Printer;
-use session::{Game, LOGIN_FILE};
+use session::{Branch, Game, LOGIN_FILE};
 
 /// `game check`: a newer build is out.
 const EXIT_NEWER: u8 = 1;
@@ -48,12 +48,17 @@ pub fn install(ctx: &Ctx, args: &GameInstallArgs) -> anyhow::Result<u8> {
         emit(&format!(
             "version {current} is installed already: updating it (`left4mectl game update`)\n"
         ))?;
-        return update_locked(ctx, game, Some(&args.branch), None);
+        let password = args.beta_password_file.as_deref();
+        return update_locked(ctx, game, Some(&args.branch), password, None);
     }
+    let branch = Branch {
+        password: game.beta_password(&args.branch, args.beta_password_file.as_deref())?,
+        name: args.branch.clone(),
+    };
     let mut printer = Printer::new(ctx.verbose);
     game.bootstrap(&mut printer)?;
     let staging = game.store.begin(None)?;
-    let (staging, report) = game.run(Action::Install, &args.branch, staging, &mut printer)?;
+    let (staging, report) = game.run(Action::Install, &branch, staging, &mut printer)?;
     let Some(build_id) = built(&report) else {
         game.store.abandon(staging)?;
         return Err(failed("install", &report));
@@ -137,7 +142,8 @@ pub fn update(ctx: &Ctx, args: &GameUpdateArgs) -> anyhow::Result<u8> {
         max_wait,
         poll: ROLLOUT_POLL,
     };
-    update_locked(ctx, game, args.branch.as_deref(), Some(rollout))
+    let password = args.beta_password_file.as_deref();
+    update_locked(ctx, game, args.branch.as_deref(), password, Some(rollout))
 }
 
 fn parse_span(flag: &str, text: &str) -> anyhow::Result<Duration> {
@@ -153,6 +159,7 @@ fn update_locked(
     ctx: &Ctx,
     game: Game,
     branch: Option<&str>,
+    password_file: Option<&Path>,
     rollout: Option<Rollout>,
 ) -> anyhow::Result<u8> {
     let Some(current) = game.store.current()? else {
@@ -163,10 +170,15 @@ fn update_locked(
     };
     let parent = game.store.version(&current)?;
     let branch = branch.unwrap_or(&parent.branch).to_owned();
+    let password = game.beta_password(&branch, password_file)?;
     let mut printer = Printer::new(ctx.verbose);
     game.bootstrap(&mut printer)?;
     let staging = game.store.begin(Some(&current))?;
-    let (staging, report) = game.run(Action::Update, &branch, staging, &mut printer)?;
+    let job_branch = Branch {
+        name: branch.clone(),
+        password,
+    };
+    let (staging, report) = game.run(Action::Update, &job_branch, staging, &mut printer)?;
     let Some(build_id) = built(&report) else {
         game.store.abandon(staging)?;
         return Err(failed("update", &report));
@@ -331,7 +343,11 @@ fn check_remote(ctx: &Ctx, branch: Option<&str>, report: &mut CheckReport) -> an
     let mut printer = Printer::quiet(ctx.verbose);
     game.bootstrap(&mut printer)?;
     let staging = game.store.begin(None)?;
-    let (staging, run) = game.run(Action::Check, &branch, staging, &mut printer)?;
+    let job_branch = Branch {
+        password: game.beta_password(&branch, None)?,
+        name: branch,
+    };
+    let (staging, run) = game.run(Action::Check, &job_branch, staging, &mut printer)?;
     game.store.abandon(staging)?;
     let remote = match (&run.status, run.build_id) {
         (GameStatus::Succeeded, Some(build)) => build,
@@ -455,7 +471,11 @@ pub fn validate(ctx: &Ctx) -> anyhow::Result<u8> {
     let mut printer = Printer::new(ctx.verbose);
     game.bootstrap(&mut printer)?;
     let staging = game.store.begin(Some(&current))?;
-    let (staging, report) = game.run(Action::Validate, &parent.branch, staging, &mut printer)?;
+    let branch = Branch {
+        password: game.beta_password(&parent.branch, None)?,
+        name: parent.branch.clone(),
+    };
+    let (staging, report) = game.run(Action::Validate, &branch, staging, &mut printer)?;
     let Some(build_id) = built(&report) else {
         game.store.abandon(staging)?;
         return Err(failed("validate", &report));
@@ -496,6 +516,32 @@ fn repaired(staging: &Staging) -> anyhow::Result<bool> {
         }
     }
     Ok(false)
+}
+
+/// `game use ID`.
+pub fn use_version(ctx: &Ctx, id: &str) -> anyhow::Result<u8> {
+    if !left4me_contract::game::is_valid_version_id(id) {
+        return Err(UsageError::new(format!(
+            "{id:?} is not a version id (a Steam build id, maybe with -N): `left4mectl game \
+             versions` lists them"
+        ))
+        .into());
+    }
+    let game = Game::open(ctx)?;
+    // The whole chain must be there, or instances could not mount it.
+    game.store.chain(id)?;
+    let before = game.store.current()?;
+    if before.as_deref() == Some(id) {
+        emit(&format!("version {id} is current already\n"))?;
+        return Ok(EXIT_OK);
+    }
+    game.store.set_current(id)?;
+    emit(&format!(
+        "version {id} is current (was {}); instances mount it from their next start (`left4mectl \
+         restart NAME`; `left4mectl list` flags who runs another)\n",
+        before.as_deref().unwrap_or("none")
+    ))?;
+    Ok(EXIT_OK)
 }
 
 /// `game gc`.

@@ -1234,6 +1234,105 @@ static int is_command(const char *arg)
     return arg[0] == '+';
 }
 
+/* One console command with its arguments. Returns 0 to go on, -1 after `quit`, or the exit
+ * status to end with (a failed login ends the run, as the real one does). */
+static int run_command(const char *cmd, int nargs, char **args, int depth);
+
+/* `runscript FILE`: one console command per line (`//` comments and blank lines skipped), as
+ * Valve's SteamCMD takes them (Valve developer wiki, "SteamCMD": "+runscript"). */
+static int run_script(const char *path, int depth)
+{
+    if (depth > 4) {
+        printf("runscript: nested too deep\n");
+        return 0;
+    }
+    size_t len = 0;
+    char *text = read_file(path, &len);
+    if (!text) {
+        printf("Failed to open script file \"%s\"\n", path);
+        return 0;
+    }
+    int rc = 0;
+    char *lines = NULL;
+    for (char *line = strtok_r(text, "\n", &lines); line && rc == 0;
+         line = strtok_r(NULL, "\n", &lines)) {
+        char *save = NULL, *words[32];
+        int n = 0;
+        for (char *w = strtok_r(line, " \t\r", &save); w && n < 32; w = strtok_r(NULL, " \t\r", &save))
+            words[n++] = w;
+        if (n == 0 || strncmp(words[0], "//", 2) == 0)
+            continue;
+        const char *cmd = words[0][0] == '+' ? words[0] + 1 : words[0];
+        rc = run_command(cmd, n - 1, words + 1, depth + 1);
+    }
+    free(text);
+    return rc;
+}
+
+static int run_command(const char *cmd, int nargs, char **args, int depth)
+{
+    const char *a1 = nargs >= 1 ? args[0] : NULL;
+    const char *a2 = nargs >= 2 ? args[1] : NULL;
+    const char *a3 = nargs >= 3 ? args[2] : NULL;
+
+    if (cmd[0] == '@') {
+        printf("\"%s\" = \"%s\"\n", cmd, a1 ? a1 : "");
+        if (strcmp(cmd, "@NoPromptForPassword") == 0)
+            no_prompt = a1 && atoi(a1) != 0;
+        else if (strcmp(cmd, "@sSteamCmdForcePlatformType") == 0 && a1)
+            snprintf(platform, sizeof platform, "%s", a1);
+    } else if (strcmp(cmd, "force_install_dir") == 0) {
+        if (logged_in) {
+            printf("Please use force_install_dir before logon!\n");
+        } else if (a1) {
+            if (a1[0] == '/')
+                snprintf(install_dir, sizeof install_dir, "%s", a1);
+            else {
+                char cwd[DIR_MAX / 2];
+                if (getcwd(cwd, sizeof cwd))
+                    snprintf(install_dir, sizeof install_dir, "%s/%s", cwd, a1);
+            }
+        }
+    } else if (strcmp(cmd, "login") == 0) {
+        if (!a1) {
+            printf("usage: login <username> [<password>] [<Steam guard code>]\n");
+            return 0;
+        }
+        int rc = do_login(a1, a2, a3);
+        if (rc)
+            return rc;
+    } else if (strcmp(cmd, "app_update") == 0) {
+        const char *beta = NULL, *betapassword = NULL;
+        int validate = 0;
+        for (int k = 1; k < nargs; k++) {
+            if (strcmp(args[k], "-beta") == 0 && k + 1 < nargs)
+                beta = args[++k];
+            else if (strcmp(args[k], "-betapassword") == 0 && k + 1 < nargs)
+                betapassword = args[++k];
+            else if (strcmp(args[k], "validate") == 0)
+                validate = 1;
+        }
+        if (!a1)
+            printf("usage: app_update <appid> [-beta <betaname>] [-betapassword <password>] [validate]\n");
+        else
+            app_update(a1, beta, betapassword, validate);
+    } else if (strcmp(cmd, "app_info_update") == 0) {
+        app_info_update();
+    } else if (strcmp(cmd, "app_info_print") == 0) {
+        if (a1)
+            app_info_print(a1);
+    } else if (strcmp(cmd, "runscript") == 0) {
+        if (a1)
+            return run_script(a1, depth);
+        printf("usage: runscript <file>\n");
+    } else if (strcmp(cmd, "quit") == 0) {
+        return -1;
+    } else {
+        printf("Unknown command \"%s\"\n", cmd);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1242,74 +1341,20 @@ int main(int argc, char **argv)
     banner();
 
     for (int i = 1; i < argc; i++) {
-        const char *cmd = argv[i];
-        if (!is_command(cmd))
+        if (!is_command(argv[i]))
             continue;
-        cmd++;
+        const char *cmd = argv[i] + 1;
         /* the command's arguments: everything up to the next +command */
         int first = i + 1, last = i;
         while (last + 1 < argc && !is_command(argv[last + 1]))
             last++;
-        int nargs = last - i;
-        const char *a1 = nargs >= 1 ? argv[first] : NULL;
-        const char *a2 = nargs >= 2 ? argv[first + 1] : NULL;
-        const char *a3 = nargs >= 3 ? argv[first + 2] : NULL;
         i = last;
-
-        if (cmd[0] == '@') {
-            printf("\"%s\" = \"%s\"\n", cmd, a1 ? a1 : "");
-            if (strcmp(cmd, "@NoPromptForPassword") == 0)
-                no_prompt = a1 && atoi(a1) != 0;
-            else if (strcmp(cmd, "@sSteamCmdForcePlatformType") == 0 && a1)
-                snprintf(platform, sizeof platform, "%s", a1);
-        } else if (strcmp(cmd, "force_install_dir") == 0) {
-            if (logged_in) {
-                printf("Please use force_install_dir before logon!\n");
-            } else if (a1) {
-                if (a1[0] == '/')
-                    snprintf(install_dir, sizeof install_dir, "%s", a1);
-                else {
-                    char cwd[DIR_MAX / 2];
-                    if (getcwd(cwd, sizeof cwd))
-                        snprintf(install_dir, sizeof install_dir, "%s/%s", cwd, a1);
-                }
-            }
-        } else if (strcmp(cmd, "login") == 0) {
-            if (!a1) {
-                printf("usage: login <username> [<password>] [<Steam guard code>]\n");
-                continue;
-            }
-            int rc = do_login(a1, a2, a3);
-            if (rc) {
-                fflush(stdout);
-                return rc;
-            }
-        } else if (strcmp(cmd, "app_update") == 0) {
-            const char *beta = NULL, *betapassword = NULL;
-            int validate = 0;
-            for (int k = first + 1; k <= last; k++) {
-                if (strcmp(argv[k], "-beta") == 0 && k + 1 <= last)
-                    beta = argv[++k];
-                else if (strcmp(argv[k], "-betapassword") == 0 && k + 1 <= last)
-                    betapassword = argv[++k];
-                else if (strcmp(argv[k], "validate") == 0)
-                    validate = 1;
-            }
-            if (!a1)
-                printf("usage: app_update <appid> [-beta <betaname>] [-betapassword <password>] [validate]\n");
-            else
-                app_update(a1, beta, betapassword, validate);
-        } else if (strcmp(cmd, "app_info_update") == 0) {
-            app_info_update();
-        } else if (strcmp(cmd, "app_info_print") == 0) {
-            if (a1)
-                app_info_print(a1);
-        } else if (strcmp(cmd, "quit") == 0) {
-            break;
-        } else {
-            printf("Unknown command \"%s\"\n", cmd);
-        }
+        int rc = run_command(cmd, last - first + 1, argv + first, 0);
         fflush(stdout);
+        if (rc == -1)
+            break;
+        if (rc > 0)
+            return rc;
     }
     printf("Unloading Steam API...OK\n");
     fflush(stdout);

@@ -764,6 +764,38 @@ fn a_beta_branch_with_its_password_is_installed_and_recorded() {
 }
 
 #[test]
+fn runscript_runs_a_file_of_console_commands() {
+    // What left4me does with a beta password: the app_update line lives in a script file, so
+    // the password is on no command line.
+    let env = Env::new("runscript");
+    env.depot.add_build("public", 100, &build_a()).unwrap();
+    env.depot.add_build("beta", 200, &build_b()).unwrap();
+    env.depot.set_branch("beta", 200, Some("pw")).unwrap();
+    let script = env.root.join("run.txt");
+    std::fs::write(
+        &script,
+        "// comments and blank lines are skipped\n\napp_update 222860 -beta beta -betapassword pw\n",
+    )
+    .unwrap();
+    let install = env.install();
+    let run = env.run(&[
+        "+@NoPromptForPassword",
+        "1",
+        "+force_install_dir",
+        install.to_str().unwrap(),
+        "+login",
+        "anonymous",
+        "+runscript",
+        script.to_str().unwrap(),
+        "+quit",
+    ]);
+    run.expect(0, SUCCESS);
+    assert_complete_acf(&env.acf(), 200);
+    env.run(&["+runscript", "/nonexistent/run.txt", "+quit"])
+        .expect(0, "Failed to open script file \"/nonexistent/run.txt\"");
+}
+
+#[test]
 fn throttled_downloads_print_progress_at_least_every_second() {
     let env = Env::new("throttle");
     env.depot

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use left4me_contract::game::{GAME, STEAMCMD_HOME};
 use left4me_game::store::{NewVersion, Staging, Store, Version};
 use left4me_jobs::steamcmd::bootstrap::{self, BootstrapJob, Bootstrapped, Source};
-use left4me_jobs::steamcmd::{Action, GameJob, GameReport, Login, RetryPolicy, sdk};
+use left4me_jobs::steamcmd::{Action, GameJob, GameReport, Login, RetryPolicy, Secret, sdk};
 use left4me_jobs::{Host, Limits, Stop, SystemdRun};
 use left4me_spec::Catalog;
 use left4me_statedir::{Lock, LockError, StateDir, Subject};
@@ -26,6 +26,43 @@ const STEAMCMD_TIMEOUT: &str = "6h";
 /// The file in root's admin dir naming the Steam account `game login` cached (absent:
 /// anonymous).
 pub(super) const LOGIN_FILE: &str = "steam-login";
+
+/// The directory in root's admin dir keeping beta passwords, one file per branch.
+const BETA_PASSWORDS: &str = "steam-beta-passwords";
+
+/// A Steam branch and its beta password, if it has one.
+#[derive(Debug, Clone)]
+pub(super) struct Branch {
+    pub(super) name: String,
+    pub(super) password: Option<Secret>,
+}
+
+/// Writes `text` to `path` (creating its directory 0700) as a root-only file: temp (0600),
+/// fsync, rename.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let dir = path.parent().context("a kept file has a directory")?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("create {}", dir.display()))?;
+    let temp = dir.join(format!(".{}.tmp", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .with_context(|| format!("create {}", temp.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temp, path))
+        .with_context(|| format!("write {}", path.display()))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&temp);
+        })
+}
 
 /// Everything a game verb works with, opened once, the game lock held.
 pub(super) struct Game {
@@ -91,6 +128,52 @@ impl Game {
         }
     }
 
+    /// Where the beta password of `branch` is kept: root's admin dir (0700), a file of mode
+    /// 0600, so the timer's updates of a password-protected branch need no operator.
+    fn beta_password_file(&self, branch: &str) -> PathBuf {
+        self.catalog
+            .layout
+            .admin_dir
+            .join(BETA_PASSWORDS)
+            .join(branch)
+    }
+
+    /// The beta password of `branch`: `given` (and then kept for later runs), else the one kept
+    /// from an earlier run, else none.
+    pub(super) fn beta_password(
+        &self,
+        branch: &str,
+        given: Option<&Path>,
+    ) -> anyhow::Result<Option<Secret>> {
+        let kept = self.beta_password_file(branch);
+        let Some(given) = given else {
+            return match std::fs::read_to_string(&kept) {
+                Ok(text) => Ok(Some(Secret::new(text.trim_end_matches('\n')))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e).with_context(|| format!("cannot read {}", kept.display())),
+            };
+        };
+        let text = if given == Path::new("-") {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line
+        } else {
+            std::fs::read_to_string(given).with_context(|| {
+                format!("cannot read the beta password from {}", given.display())
+            })?
+        };
+        let password = text.trim_end_matches(['\n', '\r']).to_owned();
+        if password.is_empty() || password.contains('\n') {
+            return Err(UsageError::new(format!(
+                "{}: expected the beta password on one line",
+                given.display()
+            ))
+            .into());
+        }
+        write_private(&kept, &password)?;
+        Ok(Some(Secret::new(password)))
+    }
+
     /// Makes SteamCMD exist in its home (copied from host.toml's or Debian's, or downloaded).
     pub(super) fn bootstrap(&self, printer: &mut Printer) -> anyhow::Result<()> {
         let job = BootstrapJob {
@@ -131,7 +214,7 @@ impl Game {
     pub(super) fn run(
         &self,
         action: Action,
-        branch: &str,
+        branch: &Branch,
         staging: Staging,
         printer: &mut Printer,
     ) -> anyhow::Result<(Staging, GameReport)> {
@@ -149,15 +232,15 @@ impl Game {
     fn run_in(
         &self,
         action: Action,
-        branch: &str,
+        branch: &Branch,
         staging: &Staging,
         printer: &mut Printer,
     ) -> anyhow::Result<GameReport> {
         let job = GameJob {
             action,
             login: self.login()?,
-            branch: branch.to_owned(),
-            beta_password: None,
+            branch: branch.name.clone(),
+            beta_password: branch.password.clone(),
             state_dir: self.state_dir.clone(),
             output: staging.dir.clone(),
             lowers: staging.lowers.clone(),
