@@ -8,7 +8,7 @@ use std::path::Path;
 use super::*;
 use crate::job::{JobKind, Limits, NetworkPolicy};
 use crate::ledger::{Ledger, LedgerStatus};
-use crate::testing::{Call, RecordingRunner, Scenario, TempDir, current_ids};
+use crate::testing::{Call, RecordingRunner, Scenario, TempDir, current_ids, test_host};
 use crate::{OverlayDirs, Profile};
 
 /// One fixture at a time: a child another test's thread forks (the seeding `cp`) holds a copy
@@ -41,24 +41,7 @@ impl Fixture {
             uid: 65534,
             gid: 65534,
         };
-        let passwd = dir.path().join("passwd");
-        fs::write(
-            &passwd,
-            format!(
-                "game:x:{0}:{1}::/:/bin/false\nsandbox:x:{0}:{1}::/:/bin/false\n",
-                game.uid, game.gid
-            ),
-        )
-        .unwrap();
-        let host = Host {
-            database: dir.path().join("admin/left4me.db"),
-            runtime_root: dir.path().join("state/runtime"),
-            locks_dir: dir.path().join("admin/locks"),
-            run_dir: dir.path().join("run"),
-            passwd,
-            etc_resolv_conf: dir.path().join("resolv.conf"),
-            resolved_upstream: dir.path().join("none"),
-        };
+        let host = test_host(dir.path(), &dir.path().join("state"), game, game);
         let job = Job {
             kind: JobKind::OverlayBuild,
             name: "maps".into(),

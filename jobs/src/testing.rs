@@ -1,6 +1,6 @@
 //! Test support (this crate's tests, and other crates' with the `testing` feature): a
 //! recording double of [`UnitRunner`] that plays a scripted run instead of starting a unit, and
-//! a temporary directory.
+//! a temporary directory, and a host whose files all lie in one.
 
 use std::ffi::OsString;
 use std::io::{self, BufRead, Cursor};
@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use left4me_contract::Ids;
 
+use crate::job::Host;
 use crate::stream::Stop;
 use crate::systemd::{RunError, Started, UnitRunner};
 
@@ -33,6 +34,30 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A [`Host`] whose every file lies in `dir` (ledger and locks in `admin/`, resolver files,
+/// `run/`), with instances under `state/runtime` and a passwd file naming the users `game` and
+/// `sandbox` with the given ids.
+pub fn test_host(dir: &Path, state: &Path, game: Ids, sandbox: Ids) -> Host {
+    let passwd = dir.join("passwd");
+    std::fs::write(
+        &passwd,
+        format!(
+            "game:x:{}:{}::/:/bin/false\nsandbox:x:{}:{}::/:/bin/false\n",
+            game.uid, game.gid, sandbox.uid, sandbox.gid
+        ),
+    )
+    .expect("write the test passwd file");
+    Host {
+        database: dir.join("admin/left4me.db"),
+        runtime_root: state.join("runtime"),
+        locks_dir: dir.join("admin/locks"),
+        run_dir: dir.join("run"),
+        passwd,
+        etc_resolv_conf: dir.join("resolv.conf"),
+        resolved_upstream: dir.join("none"),
     }
 }
 

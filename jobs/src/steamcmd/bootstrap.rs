@@ -331,7 +331,8 @@ mod privileged_tests {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 
     use super::*;
-    use crate::testing::{RecordingRunner, Scenario, TempDir, current_ids};
+    use crate::testing::{RecordingRunner, Scenario, TempDir, current_ids, test_host};
+    use left4me_contract::Ids;
 
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -340,21 +341,18 @@ mod privileged_tests {
         let dir = TempDir::new(&format!("bootstrap-{tag}"));
         let state = dir.path().join("state");
         fs::create_dir_all(state.join("game")).unwrap();
-        let passwd = dir.path().join("passwd");
-        fs::write(
-            &passwd,
-            "game:x:65534:65534::/:/bin/false\nsandbox:x:65533:65533::/:/bin/false\n",
-        )
-        .unwrap();
-        let host = Host {
-            database: dir.path().join("admin/left4me.db"),
-            runtime_root: state.join("runtime"),
-            locks_dir: dir.path().join("admin/locks"),
-            run_dir: dir.path().join("run"),
-            passwd,
-            etc_resolv_conf: dir.path().join("resolv.conf"),
-            resolved_upstream: dir.path().join("none"),
-        };
+        let host = test_host(
+            dir.path(),
+            &state,
+            Ids {
+                uid: 65534,
+                gid: 65534,
+            },
+            Ids {
+                uid: 65533,
+                gid: 65533,
+            },
+        );
         let job = BootstrapJob {
             home: state.join("game/steamcmd"),
             state_dir: state,

@@ -11,7 +11,9 @@ use super::*;
 use crate::job::Host;
 use crate::ledger::{Ledger, LedgerStatus, Record};
 use crate::stream::Stop;
-use crate::testing::{RecordingRunner, Scenario, TempDir, current_ids};
+use left4me_contract::Ids;
+
+use crate::testing::{RecordingRunner, Scenario, TempDir, current_ids, test_host};
 
 /// One fixture at a time (the ledger and the state dir are per fixture, but the double's
 /// units all have the same names).
@@ -53,21 +55,18 @@ impl Fixture {
             fs::create_dir_all(d).unwrap();
         }
         fs::write(home.join("steamcmd.sh"), "#!/bin/sh\n").unwrap();
-        let passwd = dir.path().join("passwd");
-        fs::write(
-            &passwd,
-            "game:x:65534:65534::/:/bin/false\nsandbox:x:65533:65533::/:/bin/false\n",
-        )
-        .unwrap();
-        let host = Host {
-            database: dir.path().join("admin/left4me.db"),
-            runtime_root: state.join("runtime"),
-            locks_dir: dir.path().join("admin/locks"),
-            run_dir: dir.path().join("run"),
-            passwd,
-            etc_resolv_conf: dir.path().join("resolv.conf"),
-            resolved_upstream: dir.path().join("none"),
-        };
+        let host = test_host(
+            dir.path(),
+            &state,
+            Ids {
+                uid: 65534,
+                gid: 65534,
+            },
+            Ids {
+                uid: 65533,
+                gid: 65533,
+            },
+        );
         let job = GameJob {
             action,
             login: Login::Anonymous,
