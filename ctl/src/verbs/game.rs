@@ -548,8 +548,8 @@ pub fn use_version(ctx: &Ctx, id: &str) -> anyhow::Result<u8> {
 pub fn gc(ctx: &Ctx) -> anyhow::Result<u8> {
     let game = Game::open(ctx)?;
     let before: u64 = game.store.versions()?.iter().map(|v| v.bytes).sum();
-    let mut keep: BTreeSet<String> = game.pins().into_iter().map(|(id, _)| id).collect();
-    keep.extend(store::mounted_versions(&game.state_dir)?);
+    // The store keeps what PID 1's mount table shows mounted by itself; the pins are ours.
+    let keep: BTreeSet<String> = game.pins().into_iter().map(|(id, _)| id).collect();
     let removed = game.store.gc(&keep)?;
     let after: u64 = game.store.versions()?.iter().map(|v| v.bytes).sum();
     if removed.is_empty() {
