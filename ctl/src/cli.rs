@@ -204,28 +204,69 @@ pub enum Verb {
     #[command(
         long_about = "Stop instances: `systemctl disable --now left4me-server@NAME`.\n\n\
             Waits until the game has quit and the overlay is unmounted. The instance's files \
-            (runtime/NAME) and spec are kept; `left4mectl start NAME` starts it again.",
-        after_long_help = "EXAMPLES:\n  \
+            (runtime/NAME) and spec are kept; `left4mectl start NAME` starts it again.\n\n\
+            --when-empty first waits until nobody plays on each instance (its A2S player count \
+            is 0; bots do not count; one that does not answer is not empty) and stops each as \
+            soon as it is; see `left4mectl restart --help` for --max-wait, --announce, \
+            --or-skip and the exit statuses.",
+        after_long_help = "EXIT STATUS:\n  \
+            0  every instance stopped (with --when-empty: each once it was empty)\n  \
+            1  runtime error (a stop failed, systemctl failed)\n  \
+            2  usage or validation error; nothing was changed\n  \
+            3  --max-wait passed: an instance was stopped with players still on it\n  \
+            4  --max-wait passed with --or-skip: an instance was left running\n\n\
+            EXAMPLES:\n  \
             left4mectl stop coop1\n  \
-            left4mectl stop coop1 coop2"
+            left4mectl stop coop1 coop2\n  \
+            left4mectl stop coop1 --when-empty --max-wait 2h --announce 'Server closes at 3:00'"
     )]
     Stop {
         /// The instances
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
+        #[command(flatten)]
+        when: WhenEmptyArgs,
     },
 
     /// Restart instances; wait until the game answers
     #[command(
         long_about = "Restart instances: stop them if they run, then start them as `start` \
-            does (enabled, waiting until the game answers). A changed spec takes effect.",
-        after_long_help = "EXAMPLES:\n  \
-            left4mectl restart coop1"
+            does (enabled, waiting until the game answers). A changed spec takes effect.\n\n\
+            --when-empty first waits until nobody plays on each instance: its A2S player count \
+            (humans; bots do not count) is 0. Each instance is restarted on its own as soon as \
+            it is empty; the others are asked again every 250 ms, so a restart follows the \
+            last player's leaving within a second. An instance that does not answer queries \
+            (loading, changing maps, hung) is not empty: it is asked again. --announce MSG \
+            says MSG to the players (`say` over RCON) when an instance is first found with \
+            players. After --max-wait the instance is restarted anyway, after saying MSG \
+            again, or with --or-skip left running (exit statuses 3 and 4). Without --max-wait \
+            the wait has no end (Ctrl-C ends it; nothing was changed on the instances still \
+            waited for).\n\n\
+            --if-running leaves instances that are not running alone (exit status 0): what a \
+            scheduled restart wants.",
+        after_long_help = "EXIT STATUS:\n  \
+            0  every instance restarted (with --when-empty: each once it was empty), or left \
+            alone by --if-running\n  \
+            1  runtime error (an instance did not start again, systemctl failed)\n  \
+            2  usage or validation error; nothing was changed\n  \
+            3  --max-wait passed: an instance was restarted with players still on it\n  \
+            4  --max-wait passed with --or-skip: an instance was left as it was\n\n\
+            EXAMPLES:\n  \
+            left4mectl restart coop1\n  \
+            left4mectl restart coop1 coop2 --when-empty\n  \
+            left4mectl restart coop1 --when-empty --max-wait 30min --announce 'Restart in 30 min'\n  \
+            left4mectl restart coop1 --when-empty --max-wait 2h --or-skip\n  \
+            left4mectl restart coop1 --if-running --when-empty --max-wait 2h"
     )]
     Restart {
         /// The instances
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
+        #[command(flatten)]
+        when: WhenEmptyArgs,
+        /// Leave instances that are not running alone (exit status 0)
+        #[arg(long)]
+        if_running: bool,
     },
 
     /// Stop an instance and delete its files; keep the spec
@@ -276,6 +317,26 @@ pub enum Verb {
         /// The instance
         name: String,
         /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// List the players on an instance (A2S_PLAYER)
+    #[command(
+        long_about = "List the players on a running instance, as its game answers A2S_PLAYER \
+            on its port: name, score and time connected (h:mm:ss), then the count of human \
+            players, bots and the player limit (A2S_INFO). A player still connecting has no \
+            name yet and shows as (connecting).\n\n\
+            --json prints an array of {\"name\", \"score\", \"seconds\"}. An instance that is not \
+            running, or whose game does not answer, is an error (exit status 1).",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl players coop1\n  \
+            left4mectl players coop1 --json | jq -r '.[].name'"
+    )]
+    Players {
+        /// The instance
+        name: String,
+        /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
     },
@@ -679,6 +740,24 @@ pub enum GameVerb {
         /// The Steam account name
         user: String,
     },
+}
+
+/// `--when-empty` and its options, shared by `restart` and `stop`.
+#[derive(Debug, Args)]
+pub struct WhenEmptyArgs {
+    /// Wait until nobody plays on each instance (A2S player count 0), then act on it
+    #[arg(long)]
+    pub when_empty: bool,
+    /// With --when-empty: act anyway after this long (e.g. 30min, 2h) [default: no limit]
+    #[arg(long, value_name = "DURATION", requires = "when_empty")]
+    pub max_wait: Option<String>,
+    /// With --when-empty: say MSG to the players first (`say` over RCON), and again right
+    /// before acting when --max-wait forces it
+    #[arg(long, value_name = "MSG", requires = "when_empty")]
+    pub announce: Option<String>,
+    /// With --max-wait: leave an instance that still has players as it is instead of acting
+    #[arg(long, requires = "max_wait")]
+    pub or_skip: bool,
 }
 
 #[derive(Debug, Args)]

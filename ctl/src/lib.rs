@@ -42,7 +42,7 @@ pub use cli::Cli;
 pub use error::exit_status;
 
 use cli::{BlueprintVerb, GameVerb, OverlayVerb, Verb};
-use verbs::{blueprint, game, instance, lifecycle, overlay};
+use verbs::{blueprint, game, instance, lifecycle, overlay, players};
 
 /// What every verb needs to know: where the specs are and the global flags.
 #[derive(Debug, Clone)]
@@ -116,11 +116,16 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Verb::Validate { target } => instance::validate(&ctx, target.as_deref()),
         Verb::Render { name, json } => instance::render(&ctx, name, *json),
         Verb::Start { names } => lifecycle::start(&ctx, names),
-        Verb::Stop { names } => lifecycle::stop(&ctx, names),
-        Verb::Restart { names } => lifecycle::restart(&ctx, names),
+        Verb::Stop { names, when } => lifecycle::stop(&ctx, names, when),
+        Verb::Restart {
+            names,
+            when,
+            if_running,
+        } => lifecycle::restart(&ctx, names, when, *if_running),
         Verb::Reset { name } => lifecycle::reset(&ctx, name),
         Verb::Delete { name, yes } => lifecycle::delete(&ctx, name, *yes),
         Verb::Status { name, json } => lifecycle::status(&ctx, name, *json),
+        Verb::Players { name, json } => players::players(&ctx, name, *json),
         Verb::Logs {
             name,
             follow,

@@ -1,18 +1,29 @@
-//! Moving running instances onto a new game version (`left4mectl game update --restart …`).
+//! Waiting for instances to empty, then acting on each: the one loop behind `game update
+//! --restart …` (moving running instances onto a new game version) and `restart|stop NAME…
+//! --when-empty`.
 //!
-//! An instance keeps the version it was started on until it restarts (DESIGN §8), so an update
-//! costs a player nothing until the instance restarts. The rollout decides when that is:
+//! [`Waiting::run`] is the loop. Each round it asks a selection who is still to be acted on,
+//! asks the A2S player count (humans; bots do not count) of all of them at once, and acts on
+//! the first one that is empty — then looks again at once, because acting (a restart waits for
+//! the game to answer again) takes seconds in which the other counts go stale. An instance that
+//! does not answer is not empty (it may be changing maps with players on it): it is asked
+//! again. Instances with players are asked again every [`Waiting::poll`] until
+//! [`Waiting::max_wait`] has passed; then each is acted on anyway ([`AtDeadline::Act`], after
+//! the announcement is said again) or left as it is ([`AtDeadline::Leave`]).
+//!
+//! [`Rollout`] is the game update's use of it:
 //!
 //! - `when-empty`: each instance that runs an older version than a start would mount now is
-//!   restarted as soon as its A2S player count (humans; bots do not count) is 0 — an instance that
-//!   does not answer is asked again, not restarted — one instance at a time; the others are asked again every [`Rollout::poll`] until [`Rollout::max_wait`] has
-//!   passed, after which they are reported as still on the old version.
+//!   restarted as soon as it is empty; after `max_wait`, those still busy are reported as still
+//!   on the old version.
 //! - `now`: every such instance is restarted, one after the other.
 //! - `never`: none is; each moves at its next restart.
 //!
-//! The steps that touch the host (which instances run what, counting players, restarting) are
-//! the [`Fleet`] trait, so the decisions are tested without systemd.
+//! The steps that touch the host (which instances run what, counting players, acting, saying
+//! something to the players) are the [`Fleet`] trait, so the decisions are tested without
+//! systemd.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 /// When instances move onto a new version.
@@ -37,39 +48,120 @@ pub struct Running {
 }
 
 impl Running {
+    /// An instance known by name only (`restart|stop --when-empty` care for no version).
+    pub fn named(name: &str) -> Self {
+        Running {
+            name: name.to_owned(),
+            version: None,
+            target: None,
+        }
+    }
+
     fn behind(&self) -> bool {
         self.version != self.target
     }
 }
 
-/// The host, as the rollout sees it.
+/// An instance's players, as the fleet sees them now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Players {
+    /// The human players (A2S_INFO's players minus its bots).
+    Count(u8),
+    /// Its unit is active (or starting) but the game does not answer A2S_INFO.
+    NoAnswer,
+    /// Its unit is not active: nobody can be on it.
+    NotRunning,
+}
+
+impl Players {
+    /// The count, `None` when there is none to tell.
+    pub fn count(self) -> Option<u8> {
+        match self {
+            Players::Count(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// What is done to an instance once it is empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Restart it (a stopped one is started) and wait until the game answers.
+    Restart,
+    /// Stop it (and disable it, as `left4mectl stop` does).
+    Stop,
+}
+
+impl Action {
+    /// `restart`, `stop`.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Restart => "restart",
+            Action::Stop => "stop",
+        }
+    }
+}
+
+/// What happens to an instance that still has players when `max_wait` has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtDeadline {
+    /// It is acted on anyway (the announcement, if any, is said again first).
+    Act,
+    /// It is left as it is ([`Outcome::left`]).
+    Leave,
+}
+
+/// The host, as the waiting loop sees it.
 pub trait Fleet {
     /// The instances whose units are active, with their running and target versions.
     fn running(&mut self) -> anyhow::Result<Vec<Running>>;
-    /// The human players on `name` now (A2S_INFO players minus bots); `None` when it does not
-    /// answer.
-    fn players(&mut self, name: &str) -> anyhow::Result<Option<u8>>;
-    /// Restarts `name` and waits until its game answers again.
-    fn restart(&mut self, name: &str) -> anyhow::Result<()>;
+    /// The players of each of `names`, in order, asked all at once.
+    fn players(&mut self, names: &[String]) -> anyhow::Result<Vec<Players>>;
+    /// Carries out `action` on `name` and waits for its outcome.
+    fn act(&mut self, name: &str, action: Action) -> anyhow::Result<()>;
+    /// Says `message` to the players of `name` (`say` over RCON).
+    fn announce(&mut self, name: &str, message: &str) -> anyhow::Result<()>;
+}
+
+/// An instance still to be acted on, as one round's selection sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub running: Running,
+    /// Wait until it is empty (`false`: act at once, `game update --restart now`).
+    pub wait: bool,
 }
 
 /// What happened to one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// It was restarted onto `to`, which took `downtime` (stop + start).
-    Moved {
+    /// It was acted on, which took `downtime`; `forced`: `max_wait` had passed and it still
+    /// had players (or did not answer).
+    Acted {
         name: String,
+        action: Action,
         from: Option<String>,
         to: Option<String>,
         downtime: Duration,
+        forced: bool,
     },
-    /// It has players (`None`: it did not answer); it is asked again later.
-    Busy { name: String, players: Option<u8> },
-    /// Its restart failed.
+    /// It has players (`None`: it did not answer); it is asked again later. `left`: the time
+    /// until `max_wait` has passed (`None`: no limit).
+    Busy {
+        name: String,
+        players: Option<u8>,
+        left: Option<Duration>,
+    },
+    /// The announcement was said on it (`again`: right before a forced act).
+    Announced { name: String, again: bool },
+    /// Something went wrong that does not stop the wait (an announcement that failed).
+    Warning { name: String, text: String },
+    /// It no longer needs acting on (stopped, or its target changed, meanwhile).
+    Dropped { name: String },
+    /// Acting on it failed.
     Failed { name: String, error: String },
 }
 
-/// An instance left on an old version, and why.
+/// An instance left as it was, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Behind {
     pub name: String,
@@ -79,16 +171,213 @@ pub struct Behind {
     pub players: Option<u8>,
 }
 
-/// The end of a rollout.
+/// The end of a wait.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
-    pub moved: Vec<String>,
+    /// Acted on, in order (the forced ones too).
+    pub acted: Vec<String>,
+    /// Acted on although they still had players after `max_wait`.
+    pub forced: Vec<String>,
     pub failed: Vec<String>,
-    /// Still on an older version (with players, or the policy was `never`).
-    pub behind: Vec<Behind>,
+    /// Left as they were: still busy after `max_wait` with [`AtDeadline::Leave`], or the
+    /// policy was `never`.
+    pub left: Vec<Behind>,
+    /// No longer selected before they were acted on.
+    pub dropped: Vec<String>,
 }
 
-/// One rollout's settings.
+impl Outcome {
+    fn done(&self, name: &str) -> bool {
+        self.failed.iter().any(|n| n == name)
+            || self.left.iter().any(|b| b.name == name)
+            || self.dropped.iter().any(|n| n == name)
+    }
+}
+
+/// How a wait goes.
+#[derive(Debug, Clone)]
+pub struct Waiting {
+    pub action: Action,
+    /// How long to wait for busy instances to empty (`Duration::MAX`: for ever).
+    pub max_wait: Duration,
+    /// How often busy instances are asked again.
+    pub poll: Duration,
+    pub at_deadline: AtDeadline,
+    /// Said to each instance the first time it is found busy, and again right before a
+    /// forced act.
+    pub announce: Option<String>,
+    /// Act on an instance found not running (`restart` starts it, `stop` disables it) instead
+    /// of dropping it.
+    pub act_on_stopped: bool,
+}
+
+/// One round's selection: the instances still to be acted on, given what was done so far.
+pub type Select<'a> =
+    dyn FnMut(&mut dyn Fleet, &Outcome) -> anyhow::Result<Vec<Candidate>> + 'a;
+
+impl Waiting {
+    /// Waits and acts until `select` has no one left; `event` hears each step as it happens.
+    pub fn run(
+        &self,
+        fleet: &mut dyn Fleet,
+        select: &mut Select<'_>,
+        event: &mut dyn FnMut(&Event),
+    ) -> anyhow::Result<Outcome> {
+        let deadline = Instant::now().checked_add(self.max_wait);
+        let mut outcome = Outcome::default();
+        let mut last_players: BTreeMap<String, Option<u8>> = BTreeMap::new();
+        let mut announced: BTreeSet<String> = BTreeSet::new();
+        let mut selected: BTreeSet<String> = BTreeSet::new();
+        'round: loop {
+            let candidates: Vec<Candidate> = select(fleet, &outcome)?
+                .into_iter()
+                .filter(|c| !outcome.done(&c.running.name))
+                .collect();
+            let now: BTreeSet<String> = candidates.iter().map(|c| c.running.name.clone()).collect();
+            for gone in selected.difference(&now) {
+                if !outcome.acted.contains(gone) && !outcome.done(gone) {
+                    event(&Event::Dropped { name: gone.clone() });
+                    outcome.dropped.push(gone.clone());
+                }
+            }
+            selected = now;
+            if candidates.is_empty() {
+                return Ok(outcome);
+            }
+            let expired = deadline.is_some_and(|d| Instant::now() >= d);
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let asked: Vec<String> = candidates
+                .iter()
+                .filter(|c| c.wait && !outcome.acted.contains(&c.running.name))
+                .map(|c| c.running.name.clone())
+                .collect();
+            let counts: BTreeMap<String, Players> = if asked.is_empty() {
+                BTreeMap::new()
+            } else {
+                asked.iter().cloned().zip(fleet.players(&asked)?).collect()
+            };
+            let mut busy = false;
+            for candidate in &candidates {
+                let name = &candidate.running.name;
+                // Acted on once already and still selected: acting does not change it.
+                if outcome.acted.contains(name) {
+                    event(&Event::Failed {
+                        name: name.clone(),
+                        error: format!(
+                            "it still runs the old version after its {}",
+                            self.action.verb()
+                        ),
+                    });
+                    outcome.failed.push(name.clone());
+                    continue;
+                }
+                let mut forced = false;
+                if candidate.wait {
+                    let players = counts.get(name).copied().unwrap_or(Players::NoAnswer);
+                    last_players.insert(name.clone(), players.count());
+                    if players == Players::NotRunning && !self.act_on_stopped {
+                        event(&Event::Dropped { name: name.clone() });
+                        outcome.dropped.push(name.clone());
+                        continue;
+                    }
+                    if !matches!(players, Players::Count(0) | Players::NotRunning) {
+                        if !expired {
+                            busy = true;
+                            if announced.insert(name.clone()) {
+                                self.say(fleet, name, false, event);
+                            }
+                            event(&Event::Busy {
+                                name: name.clone(),
+                                players: players.count(),
+                                left,
+                            });
+                            continue;
+                        }
+                        if self.at_deadline == AtDeadline::Leave {
+                            outcome.left.push(behind(candidate, &last_players));
+                            continue;
+                        }
+                        forced = true;
+                        self.say(fleet, name, true, event);
+                    }
+                }
+                self.act(fleet, &candidate.running, forced, &mut outcome, event);
+                // Acting took time: the other counts are stale, ask again at once.
+                continue 'round;
+            }
+            if busy {
+                let rest = deadline.map_or(self.poll, |d| {
+                    self.poll.min(d.saturating_duration_since(Instant::now()))
+                });
+                std::thread::sleep(rest);
+            }
+        }
+    }
+
+    /// Says the announcement, if any, on `name`; a failure is a warning.
+    fn say(&self, fleet: &mut dyn Fleet, name: &str, again: bool, event: &mut dyn FnMut(&Event)) {
+        let Some(message) = &self.announce else {
+            return;
+        };
+        match fleet.announce(name, message) {
+            Ok(()) => event(&Event::Announced {
+                name: name.to_owned(),
+                again,
+            }),
+            Err(err) => event(&Event::Warning {
+                name: name.to_owned(),
+                text: format!("cannot announce on {name}: {err:#}"),
+            }),
+        }
+    }
+
+    fn act(
+        &self,
+        fleet: &mut dyn Fleet,
+        instance: &Running,
+        forced: bool,
+        outcome: &mut Outcome,
+        event: &mut dyn FnMut(&Event),
+    ) {
+        let name = &instance.name;
+        let begun = Instant::now();
+        match fleet.act(name, self.action) {
+            Ok(()) => {
+                event(&Event::Acted {
+                    name: name.clone(),
+                    action: self.action,
+                    from: instance.version.clone(),
+                    to: instance.target.clone(),
+                    downtime: begun.elapsed(),
+                    forced,
+                });
+                outcome.acted.push(name.clone());
+                if forced {
+                    outcome.forced.push(name.clone());
+                }
+            }
+            Err(err) => {
+                event(&Event::Failed {
+                    name: name.clone(),
+                    error: format!("{err:#}"),
+                });
+                outcome.failed.push(name.clone());
+            }
+        }
+    }
+}
+
+fn behind(candidate: &Candidate, players: &BTreeMap<String, Option<u8>>) -> Behind {
+    let r = &candidate.running;
+    Behind {
+        players: players.get(&r.name).copied().flatten(),
+        name: r.name.clone(),
+        version: r.version.clone(),
+        target: r.target.clone(),
+    }
+}
+
+/// One rollout's settings: `game update --restart POLICY --max-wait D`.
 #[derive(Debug, Clone, Copy)]
 pub struct Rollout {
     pub policy: RestartPolicy,
@@ -99,120 +388,68 @@ pub struct Rollout {
 }
 
 impl Rollout {
-    /// Carries out the rollout; `event` hears each step as it happens.
+    /// Carries out the rollout; `event` hears each step as it happens. Instances still on an
+    /// older version at the end are in [`Outcome::left`].
     pub fn run(
         &self,
         fleet: &mut dyn Fleet,
         event: &mut dyn FnMut(&Event),
     ) -> anyhow::Result<Outcome> {
-        let started = Instant::now();
-        let mut outcome = Outcome::default();
-        let mut last_players = std::collections::BTreeMap::new();
-        loop {
-            let pending: Vec<Running> = fleet
-                .running()?
-                .into_iter()
-                .filter(|r| r.behind() && !outcome.failed.contains(&r.name))
-                .collect();
-            if pending.is_empty() || self.policy == RestartPolicy::Never {
-                outcome.behind = behind(pending, &last_players);
-                return Ok(outcome);
-            }
-            let mut busy = false;
-            for instance in &pending {
-                // Restarted once already and still behind: a restart does not move it.
-                if outcome.moved.contains(&instance.name) {
-                    event(&Event::Failed {
-                        name: instance.name.clone(),
-                        error: "it still runs the old version after its restart".into(),
-                    });
-                    outcome.failed.push(instance.name.clone());
-                    continue;
-                }
-                if self.policy == RestartPolicy::WhenEmpty {
-                    let players = fleet.players(&instance.name)?;
-                    last_players.insert(instance.name.clone(), players);
-                    // One that does not answer may be changing maps with players on it.
-                    if players != Some(0) {
-                        busy = true;
-                        event(&Event::Busy {
-                            name: instance.name.clone(),
-                            players,
-                        });
-                        continue;
-                    }
-                }
-                let begun = Instant::now();
-                match fleet.restart(&instance.name) {
-                    Ok(()) => {
-                        event(&Event::Moved {
-                            name: instance.name.clone(),
-                            from: instance.version.clone(),
-                            to: instance.target.clone(),
-                            downtime: begun.elapsed(),
-                        });
-                        outcome.moved.push(instance.name.clone());
-                    }
-                    Err(err) => {
-                        event(&Event::Failed {
-                            name: instance.name.clone(),
-                            error: format!("{err:#}"),
-                        });
-                        outcome.failed.push(instance.name.clone());
-                    }
-                }
-            }
-            // Nobody had to wait: look again at once (done, unless something changed).
-            if !busy {
-                continue;
-            }
-            if started.elapsed() >= self.max_wait {
-                let left = fleet
-                    .running()?
-                    .into_iter()
-                    .filter(|r| r.behind() && !outcome.failed.contains(&r.name))
-                    .collect();
-                outcome.behind = behind(left, &last_players);
-                return Ok(outcome);
-            }
-            std::thread::sleep(
-                self.poll
-                    .min(self.max_wait.saturating_sub(started.elapsed())),
-            );
+        let behind_now = |fleet: &mut dyn Fleet| -> anyhow::Result<Vec<Running>> {
+            Ok(fleet.running()?.into_iter().filter(Running::behind).collect())
+        };
+        if self.policy == RestartPolicy::Never {
+            return Ok(Outcome {
+                left: behind_now(fleet)?
+                    .iter()
+                    .map(|r| {
+                        let candidate = Candidate {
+                            running: r.clone(),
+                            wait: false,
+                        };
+                        behind(&candidate, &BTreeMap::new())
+                    })
+                    .collect(),
+                ..Outcome::default()
+            });
         }
+        let wait = self.policy == RestartPolicy::WhenEmpty;
+        let waiting = Waiting {
+            action: Action::Restart,
+            max_wait: self.max_wait,
+            poll: self.poll,
+            at_deadline: AtDeadline::Leave,
+            announce: None,
+            act_on_stopped: false,
+        };
+        // Specs and mounts are read again each round: a pin changed meanwhile counts.
+        let mut select = |fleet: &mut dyn Fleet, _: &Outcome| -> anyhow::Result<Vec<Candidate>> {
+            Ok(behind_now(fleet)?
+                .into_iter()
+                .map(|running| Candidate { running, wait })
+                .collect())
+        };
+        waiting.run(fleet, &mut select, event)
     }
-}
-
-fn behind(
-    pending: Vec<Running>,
-    players: &std::collections::BTreeMap<String, Option<u8>>,
-) -> Vec<Behind> {
-    pending
-        .into_iter()
-        .map(|r| Behind {
-            players: players.get(&r.name).copied().flatten(),
-            name: r.name,
-            version: r.version,
-            target: r.target,
-        })
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     /// Instances with scripted player counts: each `players` call pops the next count.
     #[derive(Default)]
     struct Scripted {
         versions: BTreeMap<String, Option<String>>,
         target: Option<String>,
-        players: BTreeMap<String, Vec<u8>>,
-        restarts: Vec<String>,
+        players: BTreeMap<String, Vec<Players>>,
+        acts: Vec<(String, Action)>,
         broken: Vec<String>,
         /// Restart fine, but keep running the old version.
         stuck: Vec<String>,
+        announced: Vec<String>,
+        /// Announcements fail (no RCON).
+        mute: bool,
     }
 
     impl Scripted {
@@ -224,9 +461,17 @@ mod tests {
             for (name, version, players) in instances {
                 s.versions
                     .insert((*name).to_owned(), Some((*version).to_owned()));
-                s.players.insert((*name).to_owned(), players.to_vec());
+                s.script(name, &players.iter().map(|&n| Players::Count(n)).collect::<Vec<_>>());
             }
             s
+        }
+
+        fn script(&mut self, name: &str, players: &[Players]) {
+            self.players.insert(name.to_owned(), players.to_vec());
+        }
+
+        fn restarts(&self) -> Vec<&str> {
+            self.acts.iter().map(|(n, _)| n.as_str()).collect()
         }
     }
 
@@ -242,22 +487,34 @@ mod tests {
                 })
                 .collect())
         }
-        fn players(&mut self, name: &str) -> anyhow::Result<Option<u8>> {
-            let counts = self.players.get_mut(name).unwrap();
-            Ok(Some(if counts.len() > 1 {
-                counts.remove(0)
-            } else {
-                counts[0]
-            }))
+        fn players(&mut self, names: &[String]) -> anyhow::Result<Vec<Players>> {
+            Ok(names
+                .iter()
+                .map(|name| {
+                    let counts = self.players.get_mut(name).unwrap();
+                    if counts.len() > 1 {
+                        counts.remove(0)
+                    } else {
+                        counts[0]
+                    }
+                })
+                .collect())
         }
-        fn restart(&mut self, name: &str) -> anyhow::Result<()> {
-            self.restarts.push(name.to_owned());
+        fn act(&mut self, name: &str, action: Action) -> anyhow::Result<()> {
+            self.acts.push((name.to_owned(), action));
             if self.broken.iter().any(|b| b == name) {
                 anyhow::bail!("{name} did not start");
             }
             if !self.stuck.iter().any(|s| s == name) {
                 self.versions.insert(name.to_owned(), self.target.clone());
             }
+            Ok(())
+        }
+        fn announce(&mut self, name: &str, message: &str) -> anyhow::Result<()> {
+            if self.mute {
+                anyhow::bail!("no RCON");
+            }
+            self.announced.push(format!("{name}: {message}"));
             Ok(())
         }
     }
@@ -279,7 +536,7 @@ mod tests {
         };
         let started = std::time::Instant::now();
         let (outcome, _) = run(slow, &mut fleet);
-        assert_eq!(outcome.moved, ["a", "b"]);
+        assert_eq!(outcome.acted, ["a", "b"]);
         assert!(started.elapsed() < Duration::from_secs(60));
     }
 
@@ -293,20 +550,22 @@ mod tests {
     fn when_empty_moves_the_empty_instance_at_once_and_the_busy_one_when_it_empties() {
         let mut fleet = Scripted::new("B", &[("one", "A", &[2, 2, 1, 0]), ("two", "A", &[0])]);
         let (outcome, events) = run(rollout(RestartPolicy::WhenEmpty, 10_000), &mut fleet);
-        assert_eq!(fleet.restarts, ["two", "one"]);
-        assert_eq!(outcome.moved, ["two", "one"]);
-        assert!(outcome.behind.is_empty());
-        assert!(matches!(&events[0], Event::Busy { name, players: Some(2) } if name == "one"));
-        assert!(matches!(&events[1], Event::Moved { name, .. } if name == "two"));
+        assert_eq!(fleet.restarts(), ["two", "one"]);
+        assert_eq!(outcome.acted, ["two", "one"]);
+        assert!(outcome.left.is_empty());
+        assert!(
+            matches!(&events[0], Event::Busy { name, players: Some(2), .. } if name == "one")
+        );
+        assert!(matches!(&events[1], Event::Acted { name, .. } if name == "two"));
     }
 
     #[test]
     fn when_empty_reports_who_is_still_on_the_old_version_after_max_wait() {
         let mut fleet = Scripted::new("B", &[("one", "A", &[3]), ("two", "B", &[0])]);
         let (outcome, _) = run(rollout(RestartPolicy::WhenEmpty, 20), &mut fleet);
-        assert!(fleet.restarts.is_empty(), "{:?}", fleet.restarts);
+        assert!(fleet.acts.is_empty(), "{:?}", fleet.acts);
         assert_eq!(
-            outcome.behind,
+            outcome.left,
             [Behind {
                 name: "one".into(),
                 version: Some("A".into()),
@@ -320,13 +579,13 @@ mod tests {
     fn now_restarts_every_instance_behind_one_by_one_and_never_restarts_none() {
         let mut fleet = Scripted::new("B", &[("a", "A", &[5]), ("b", "A", &[1]), ("c", "B", &[0])]);
         let (outcome, _) = run(rollout(RestartPolicy::Now, 0), &mut fleet);
-        assert_eq!(fleet.restarts, ["a", "b"]);
-        assert_eq!(outcome.moved, ["a", "b"]);
+        assert_eq!(fleet.restarts(), ["a", "b"]);
+        assert_eq!(outcome.acted, ["a", "b"]);
 
         let mut fleet = Scripted::new("B", &[("a", "A", &[0])]);
         let (outcome, _) = run(rollout(RestartPolicy::Never, 0), &mut fleet);
-        assert!(fleet.restarts.is_empty());
-        assert_eq!(outcome.behind.len(), 1);
+        assert!(fleet.acts.is_empty());
+        assert_eq!(outcome.left.len(), 1);
     }
 
     #[test]
@@ -334,7 +593,7 @@ mod tests {
         let mut fleet = Scripted::new("B", &[("a", "A", &[0])]);
         fleet.stuck.push("a".into());
         let (outcome, _) = run(rollout(RestartPolicy::Now, 0), &mut fleet);
-        assert_eq!(fleet.restarts, ["a"]);
+        assert_eq!(fleet.restarts(), ["a"]);
         assert_eq!(outcome.failed, ["a"]);
     }
 
@@ -343,9 +602,203 @@ mod tests {
         let mut fleet = Scripted::new("B", &[("a", "A", &[0]), ("b", "A", &[0])]);
         fleet.broken.push("a".into());
         let (outcome, events) = run(rollout(RestartPolicy::WhenEmpty, 50), &mut fleet);
-        assert_eq!(fleet.restarts, ["a", "b"]);
+        assert_eq!(fleet.restarts(), ["a", "b"]);
         assert_eq!(outcome.failed, ["a"]);
-        assert_eq!(outcome.moved, ["b"]);
+        assert_eq!(outcome.acted, ["b"]);
         assert!(matches!(&events[0], Event::Failed { name, .. } if name == "a"));
+    }
+
+    #[test]
+    fn an_instance_that_stops_meanwhile_is_dropped_not_waited_for() {
+        let mut fleet = Scripted::new("B", &[("a", "A", &[2])]);
+        let mut events = Vec::new();
+        let waiting = lifecycle(Action::Restart, 10_000, AtDeadline::Act, None);
+        let mut round = 0;
+        let mut select = |fleet: &mut dyn Fleet, _: &Outcome| -> anyhow::Result<Vec<Candidate>> {
+            round += 1;
+            // Stopped from the outside after two rounds.
+            let running = fleet.running()?;
+            Ok(running
+                .into_iter()
+                .filter(|_| round <= 2)
+                .map(|running| Candidate { running, wait: true })
+                .collect())
+        };
+        let outcome = waiting
+            .run(&mut fleet, &mut select, &mut |e| events.push(e.clone()))
+            .unwrap();
+        assert_eq!(outcome.dropped, ["a"]);
+        assert!(fleet.acts.is_empty());
+        assert!(matches!(events.last(), Some(Event::Dropped { name }) if name == "a"));
+    }
+
+    /// The settings of `restart|stop NAME… --when-empty`, polling every millisecond.
+    fn lifecycle(
+        action: Action,
+        max_wait_ms: u64,
+        at_deadline: AtDeadline,
+        announce: Option<&str>,
+    ) -> Waiting {
+        Waiting {
+            action,
+            max_wait: Duration::from_millis(max_wait_ms),
+            poll: Duration::from_millis(1),
+            at_deadline,
+            announce: announce.map(str::to_owned),
+            act_on_stopped: true,
+        }
+    }
+
+    /// `names`, each until it has been acted on, as `restart|stop --when-empty` selects them.
+    fn by_name(
+        names: &[&str],
+    ) -> impl FnMut(&mut dyn Fleet, &Outcome) -> anyhow::Result<Vec<Candidate>> {
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        move |_, outcome| {
+            Ok(names
+                .iter()
+                .filter(|n| !outcome.acted.contains(n))
+                .map(|n| Candidate {
+                    running: Running::named(n),
+                    wait: true,
+                })
+                .collect())
+        }
+    }
+
+    fn wait_for(
+        waiting: &Waiting,
+        fleet: &mut Scripted,
+        names: &[&str],
+    ) -> (Outcome, Vec<Event>) {
+        let mut events = Vec::new();
+        let mut select = by_name(names);
+        let outcome = waiting
+            .run(fleet, &mut select, &mut |e| events.push(e.clone()))
+            .unwrap();
+        (outcome, events)
+    }
+
+    #[test]
+    fn each_instance_is_acted_on_as_soon_as_it_is_empty_not_all_at_once() {
+        let mut fleet = Scripted::new("-", &[("a", "-", &[1, 1, 1, 1, 1, 0]), ("b", "-", &[2, 0])]);
+        let waiting = lifecycle(Action::Stop, 10_000, AtDeadline::Act, None);
+        let (outcome, _) = wait_for(&waiting, &mut fleet, &["a", "b"]);
+        assert_eq!(fleet.restarts(), ["b", "a"]);
+        assert!(fleet.acts.iter().all(|(_, a)| *a == Action::Stop));
+        assert_eq!(outcome.acted, ["b", "a"]);
+        assert!(outcome.forced.is_empty());
+    }
+
+    #[test]
+    fn an_instance_that_does_not_answer_is_not_empty() {
+        let mut fleet = Scripted::default();
+        fleet.script(
+            "a",
+            &[Players::NoAnswer, Players::NoAnswer, Players::Count(0)],
+        );
+        let waiting = lifecycle(Action::Restart, 10_000, AtDeadline::Act, None);
+        let (_, events) = wait_for(&waiting, &mut fleet, &["a"]);
+        let busy: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Busy { players, .. } => Some(*players),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(busy, [None, None]);
+        assert_eq!(fleet.restarts(), ["a"]);
+    }
+
+    #[test]
+    fn a_stopped_instance_is_acted_on_at_once() {
+        let mut fleet = Scripted::default();
+        fleet.script("a", &[Players::NotRunning]);
+        let waiting = lifecycle(Action::Restart, 0, AtDeadline::Leave, Some("bye"));
+        let (outcome, events) = wait_for(&waiting, &mut fleet, &["a"]);
+        assert_eq!(outcome.acted, ["a"]);
+        assert!(fleet.announced.is_empty(), "nobody to tell: {events:?}");
+    }
+
+    #[test]
+    fn a_stopped_instance_is_dropped_when_asked_to() {
+        let mut fleet = Scripted::default();
+        fleet.script("a", &[Players::Count(1), Players::NotRunning]);
+        let waiting = Waiting {
+            act_on_stopped: false,
+            ..lifecycle(Action::Restart, 10_000, AtDeadline::Act, None)
+        };
+        let (outcome, events) = wait_for(&waiting, &mut fleet, &["a"]);
+        assert!(fleet.acts.is_empty());
+        assert_eq!(outcome.dropped, ["a"]);
+        assert!(matches!(events.last(), Some(Event::Dropped { .. })));
+    }
+
+    #[test]
+    fn max_wait_then_act_announces_again_and_says_it_was_forced() {
+        let mut fleet = Scripted::new("-", &[("a", "-", &[3])]);
+        let waiting = lifecycle(Action::Restart, 30, AtDeadline::Act, Some("restart soon"));
+        let (outcome, events) = wait_for(&waiting, &mut fleet, &["a"]);
+        assert_eq!(outcome.acted, ["a"]);
+        assert_eq!(outcome.forced, ["a"]);
+        assert_eq!(fleet.announced, ["a: restart soon", "a: restart soon"]);
+        let announced: Vec<bool> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Announced { again, .. } => Some(*again),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(announced, [false, true]);
+        assert!(matches!(
+            events.last(),
+            Some(Event::Acted { forced: true, .. })
+        ));
+    }
+
+    #[test]
+    fn max_wait_or_skip_leaves_the_busy_one_and_acts_on_the_empty_one() {
+        let mut fleet = Scripted::new("-", &[("a", "-", &[3]), ("b", "-", &[1, 0])]);
+        let waiting = lifecycle(Action::Stop, 30, AtDeadline::Leave, None);
+        let (outcome, _) = wait_for(&waiting, &mut fleet, &["a", "b"]);
+        assert_eq!(outcome.acted, ["b"]);
+        assert_eq!(outcome.left.len(), 1);
+        assert_eq!(outcome.left[0].name, "a");
+        assert_eq!(outcome.left[0].players, Some(3));
+    }
+
+    #[test]
+    fn a_failed_announcement_is_a_warning_and_the_wait_goes_on() {
+        let mut fleet = Scripted::new("-", &[("a", "-", &[1, 0])]);
+        fleet.mute = true;
+        let waiting = lifecycle(Action::Restart, 10_000, AtDeadline::Act, Some("hi"));
+        let (outcome, events) = wait_for(&waiting, &mut fleet, &["a"]);
+        assert_eq!(outcome.acted, ["a"]);
+        assert!(events.iter().any(|e| matches!(e, Event::Warning { .. })));
+    }
+
+    #[test]
+    fn the_time_left_counts_down() {
+        let mut fleet = Scripted::new("-", &[("a", "-", &[1, 1, 0])]);
+        let waiting = lifecycle(Action::Restart, 60_000, AtDeadline::Act, None);
+        let (_, events) = wait_for(&waiting, &mut fleet, &["a"]);
+        let left: Vec<Duration> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Busy { left, .. } => *left,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(left.len(), 2);
+        assert!(left[0] >= left[1] && left[0] <= Duration::from_secs(60));
+
+        // No limit: no time left to tell.
+        let mut fleet = Scripted::new("-", &[("a", "-", &[1, 0])]);
+        let forever = Waiting {
+            max_wait: Duration::MAX,
+            ..waiting
+        };
+        let (_, events) = wait_for(&forever, &mut fleet, &["a"]);
+        assert!(matches!(&events[0], Event::Busy { left: None, .. }));
     }
 }

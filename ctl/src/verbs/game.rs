@@ -227,32 +227,37 @@ fn roll_out(catalog: &Catalog, state_dir: &Path, rollout: Rollout) -> anyhow::Re
     // A busy instance is asked every few seconds for hours: say so when its count changes.
     let mut last_busy = std::collections::HashMap::new();
     let outcome = rollout.run(&mut fleet, &mut |event| {
-        if let RolloutEvent::Busy { name, players } = event
+        if let RolloutEvent::Busy { name, players, .. } = event
             && last_busy.insert(name.clone(), *players) == Some(*players)
         {
             return;
         }
         let line = match event {
-            RolloutEvent::Moved {
+            RolloutEvent::Acted {
                 name,
                 from,
                 to,
                 downtime,
+                ..
             } => format!(
                 "restarted {name}: {} -> {} (down {:.1} s)",
                 describe(from),
                 describe(to),
                 downtime.as_secs_f64()
             ),
-            RolloutEvent::Busy { name, players } => match players {
+            RolloutEvent::Busy { name, players, .. } => match players {
                 Some(n) => format!("{name} has {n} player(s): it moves when they leave"),
                 None => format!("{name} does not answer queries: asked again later"),
             },
             RolloutEvent::Failed { name, error } => format!("{name} did not restart: {error}"),
+            RolloutEvent::Dropped { name } => {
+                format!("{name} no longer needs a restart (stopped, or its version changed)")
+            }
+            RolloutEvent::Announced { .. } | RolloutEvent::Warning { .. } => return,
         };
         let _ = emit(&format!("{line}\n"));
     })?;
-    for behind in &outcome.behind {
+    for behind in &outcome.left {
         let players = behind
             .players
             .map_or(String::new(), |n| format!(" ({n} player(s))"));

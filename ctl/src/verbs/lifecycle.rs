@@ -6,6 +6,10 @@
 //! `Type=notify` unit means the game answers queries (systemctl blocks until the start job is
 //! done), or says why it is not: the unit's state and result, the supervisor's `STATUS=` line,
 //! how the game last ended and the unit's last journal lines.
+//!
+//! `restart` and `stop` with `--when-empty` wait until nobody plays first (`when_empty`).
+
+mod when_empty;
 
 use std::io::{self, BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -15,6 +19,7 @@ use left4me_spec::Catalog;
 use serde::Serialize;
 
 use crate::change::{SpecKind, check_spec_name, missing};
+use crate::cli::WhenEmptyArgs;
 use crate::error::{EXIT_OK, UsageError};
 use crate::game_view::{GameView, GameViews, is_running};
 use crate::output::{emit, fields, format_since, format_size, spec_problem, unix_now};
@@ -23,7 +28,9 @@ use crate::systemd::{
     self, LastExit, Live, START_LIMIT_MESSAGE, StartsBlocked, SystemdError, UnitState, systemctl,
     systemctl_units, unit_name,
 };
+use crate::rollout::Action;
 use crate::{Ctx, reload, store};
+use when_empty::WhenEmpty;
 
 /// Journal lines shown by `status` and after a failed start.
 const JOURNAL_LINES: usize = 10;
@@ -245,14 +252,67 @@ pub fn start(ctx: &Ctx, names: &[String]) -> anyhow::Result<u8> {
     start_units(ctx, names, Starting::Start)
 }
 
-/// `restart NAME…`.
-pub fn restart(ctx: &Ctx, names: &[String]) -> anyhow::Result<u8> {
-    start_units(ctx, names, Starting::Restart)
+/// `restart NAME… [--if-running] [--when-empty [--max-wait D] [--announce MSG] [--or-skip]]`.
+pub fn restart(
+    ctx: &Ctx,
+    names: &[String],
+    when: &WhenEmptyArgs,
+    if_running: bool,
+) -> anyhow::Result<u8> {
+    check_names(names)?;
+    let when = WhenEmpty::from_args(when)?;
+    let names = if if_running {
+        running_only(names)?
+    } else {
+        names.to_vec()
+    };
+    if names.is_empty() {
+        return Ok(EXIT_OK);
+    }
+    match when {
+        None => start_units(ctx, &names, Starting::Restart),
+        Some(when) => {
+            let catalog = ctx.catalog()?;
+            require_valid(&catalog, &names, "restart")?;
+            when_empty::run(ctx, &catalog, &names, Action::Restart, &when, if_running)
+        }
+    }
 }
 
-/// `stop NAME…`: stop and disable; waits until each unit has stopped and cleaned up.
-pub fn stop(ctx: &Ctx, names: &[String]) -> anyhow::Result<u8> {
+/// The instances of `names` whose units are active; says which are left alone.
+fn running_only(names: &[String]) -> anyhow::Result<Vec<String>> {
+    let active = if systemd::systemd_running() {
+        when_empty::active(names)?
+    } else {
+        vec![false; names.len()]
+    };
+    let mut out = String::new();
+    let mut running = Vec::new();
+    for (name, active) in names.iter().zip(active) {
+        if active {
+            running.push(name.clone());
+        } else {
+            out.push_str(&format!("{name} is not running: not restarted (--if-running)\n"));
+        }
+    }
+    emit(&out)?;
+    Ok(running)
+}
+
+/// `stop NAME… [--when-empty [--max-wait D] [--announce MSG] [--or-skip]]`.
+pub fn stop(ctx: &Ctx, names: &[String], when: &WhenEmptyArgs) -> anyhow::Result<u8> {
     check_names(names)?;
+    match WhenEmpty::from_args(when)? {
+        None => stop_units(ctx, names),
+        Some(when) => {
+            let catalog = ctx.catalog()?;
+            when_empty::run(ctx, &catalog, names, Action::Stop, &when, false)
+        }
+    }
+}
+
+/// Stops and disables `names`; waits until each unit has stopped and cleaned up.
+fn stop_units(ctx: &Ctx, names: &[String]) -> anyhow::Result<u8> {
     let units = units_of(names);
     let before = systemd::show(&units)?;
     systemctl_units("disable", &["--now", "--no-reload"], &units)?;

@@ -2,7 +2,9 @@
 //! found in one place:
 //!
 //! - [`instance`]: `create`, `edit`, `set`, `show`, `list`, `validate`, `render`;
-//! - [`lifecycle`]: `start`, `stop`, `restart`, `reset`, `delete`, `status`, `logs`;
+//! - [`lifecycle`]: `start`, `stop`, `restart` (also `--when-empty`), `reset`, `delete`,
+//!   `status`, `logs`;
+//! - [`players`]: `players`, and the A2S player counts `list` and the waits use;
 //! - [`blueprint`]: `blueprint create`, `edit`, `set`, `show`, `list`;
 //! - [`game`]: `game install`, `update`, `check`, `versions`, `validate`, `gc`, `login`
 //!   (clients of the version store and the SteamCMD job);
@@ -18,3 +20,4 @@ pub(crate) mod game;
 pub(crate) mod instance;
 pub(crate) mod lifecycle;
 pub(crate) mod overlay;
+pub(crate) mod players;

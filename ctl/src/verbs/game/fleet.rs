@@ -1,19 +1,19 @@
 //! The rollout's view of the host: which instances run which version (the mount table, through
-//! `crate::game_view`), their players (A2S_INFO on the loopback address) and `systemctl
-//! restart`.
+//! `crate::game_view`), their players (A2S_INFO on the loopback address, all at once) and
+//! `systemctl restart`.
 
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use left4me_a2s::query_info;
 use left4me_spec::Catalog;
 
 use crate::game_view::GameViews;
-use crate::rollout::{Fleet, Running};
+use crate::rollout::{Action, Fleet, Players, Running};
 use crate::systemd::{self, unit_name};
+use crate::verbs::players::{humans, query_infos};
 
-/// How long a player count may take (the game answers in milliseconds when it is up).
+/// How long a player count may take (the game answers in milliseconds when it is up; the
+/// rollout asks every few seconds, so a slow answer costs nobody's reaction).
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The instances of `catalog`, as systemd and the mount table show them.
@@ -57,18 +57,34 @@ impl Fleet for SystemdFleet {
             .collect())
     }
 
-    fn players(&mut self, name: &str) -> anyhow::Result<Option<u8>> {
-        let Some((_, port)) = self.ports.iter().find(|(n, _)| n == name) else {
-            return Ok(None);
-        };
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, *port));
-        Ok(query_info(addr, QUERY_TIMEOUT)
-            .ok()
-            .map(|info| info.players.saturating_sub(info.bots)))
+    fn players(&mut self, names: &[String]) -> anyhow::Result<Vec<Players>> {
+        let ports: Vec<Option<u16>> = names
+            .iter()
+            .map(|name| {
+                self.ports
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, port)| *port)
+            })
+            .collect();
+        let asked: Vec<u16> = ports.iter().flatten().copied().collect();
+        let mut answers = query_infos(&asked, QUERY_TIMEOUT).into_iter();
+        // One that stopped meanwhile leaves the selection at the next `running`.
+        Ok(ports
+            .iter()
+            .map(|port| match port.and_then(|_| answers.next()) {
+                Some(Ok(info)) => Players::Count(humans(&info)),
+                _ => Players::NoAnswer,
+            })
+            .collect())
     }
 
-    fn restart(&mut self, name: &str) -> anyhow::Result<()> {
+    fn act(&mut self, name: &str, action: Action) -> anyhow::Result<()> {
         let unit = unit_name(name);
+        if action == Action::Stop {
+            systemd::systemctl(&["stop", &unit])?;
+            return Ok(());
+        }
         // A rollout's restarts are deliberate, not a crash loop: they must not use up the
         // unit's start limit (StartLimitBurst=), which `reset-failed` re-arms.
         systemd::systemctl(&["reset-failed", &unit])?;
@@ -81,5 +97,9 @@ impl Fleet for SystemdFleet {
             state.describe()
         );
         Ok(())
+    }
+
+    fn announce(&mut self, name: &str, _message: &str) -> anyhow::Result<()> {
+        anyhow::bail!("the game update's rollout announces nothing (on {name})")
     }
 }
