@@ -3,7 +3,8 @@
 
 spec_catalog: host.toml, blueprint, instance and overlay texts joined by NUL bytes, taken from
 the generator's fixture cases and examples/. a2s_reply: datagrams, each preceded by its length
-(u16 little endian): the Valve developer wiki's example replies, whole and split.
+(u16 little endian): the Valve developer wiki's example replies, whole and split. rcon_stream:
+a read size byte, then what srcds sends (auth burst, multi-packet replies, the mirror trailer).
 """
 import hashlib
 import pathlib
@@ -64,3 +65,15 @@ for message in (CHALLENGE, INFO_CSS, PLAYERS, RULES):
 put("a2s_reply", framed(*split(INFO_CSS, 40)))
 put("a2s_reply", framed(*reversed(split(PLAYERS, 16))))
 put("a2s_reply", framed(CHALLENGE, *split(RULES, 8, 7), INFO_CSS))
+
+
+def rcon(ident, kind, body):
+    return struct.pack("<iii", len(body) + 10, ident, kind) + body + b"\0\0"
+
+
+AUTH_BURST = rcon(1, 0, b"") + rcon(1, 2, b"")
+REPLY = b"".join(rcon(2, 0, bytes([65 + i % 26]) * 4096) for i in range(3))
+MIRROR = rcon(3, 0, b"") + rcon(3, 0, b"\0\1\0\0")
+for chunk in (1, 7, 255):
+    put("rcon_stream", bytes([chunk]) + AUTH_BURST + REPLY + MIRROR)
+put("rcon_stream", bytes([16]) + rcon(-1, 2, b"") + struct.pack("<i", 4107) + b"x" * 20)

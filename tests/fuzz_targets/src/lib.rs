@@ -9,13 +9,18 @@
 use std::path::Path;
 
 use left4me_a2s as a2s;
+use left4me_rcon as rcon;
 use left4me_spec::{Blueprint, HostConfig, Instance, InstanceFile, OverlayDef};
 
 /// A fuzz target's entry point.
 pub type Target = fn(&[u8]);
 
 /// Every fuzz target: its name (the corpus dir `fuzz/corpus/NAME`) and its entry point.
-pub const TARGETS: &[(&str, Target)] = &[("spec_catalog", spec_catalog), ("a2s_reply", a2s_reply)];
+pub const TARGETS: &[(&str, Target)] = &[
+    ("spec_catalog", spec_catalog),
+    ("a2s_reply", a2s_reply),
+    ("rcon_stream", rcon_stream),
+];
 
 /// Splits `data` at the first `sep` byte: `(before, after)`, `after` empty when there is none.
 fn split(data: &[u8], sep: u8) -> (&[u8], &[u8]) {
@@ -92,5 +97,29 @@ pub fn a2s_reply(data: &[u8]) {
         let _ = a2s::parse_info(&message);
         let _ = a2s::parse_players(&message);
         let _ = a2s::parse_rules(&message);
+    }
+}
+
+/// The RCON client's packet decoder: `data`'s first byte is how many bytes each read delivers
+/// (0 counts as 1), the rest is what the server sent, handed to the decoder read by read as the
+/// client's socket would. Every whole packet is taken out until the decoder needs more bytes or
+/// refuses the stream.
+pub fn rcon_stream(data: &[u8]) {
+    let Some((&chunk, stream)) = data.split_first() else {
+        return;
+    };
+    let mut decoder = rcon::Decoder::new();
+    for read in stream.chunks(usize::from(chunk.max(1))) {
+        decoder.push(read);
+        loop {
+            match decoder.next_packet() {
+                Ok(Some(packet)) => {
+                    assert!(packet.body.len() <= rcon::wire::MAX_BODY);
+                    assert!(!packet.body.contains(&0));
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
     }
 }
