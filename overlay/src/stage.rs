@@ -20,6 +20,8 @@ use crate::sys::{RESOLVE_STRICT, fd_path, openat2_retry};
 
 /// Mode of staged files.
 pub const STAGED_FILE_MODE: u32 = 0o644;
+/// Mode of staged files holding a secret (the RCON cfg): readable by the game user alone.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
 /// Mode of directories created for staged files.
 pub const STAGED_DIR_MODE: u32 = 0o755;
 /// The largest file [`read_beneath`] returns.
@@ -31,13 +33,26 @@ pub struct StagedFile {
     /// Relative to the upper dir, e.g. `left4dead2/cfg/server.cfg`.
     pub rel_path: PathBuf,
     pub contents: Vec<u8>,
+    /// [`STAGED_FILE_MODE`], or [`PRIVATE_FILE_MODE`] for a secret.
+    pub mode: u32,
 }
 
 impl StagedFile {
+    /// A file of mode [`STAGED_FILE_MODE`].
     pub fn new(rel_path: impl Into<PathBuf>, contents: impl Into<Vec<u8>>) -> Self {
         Self {
             rel_path: rel_path.into(),
             contents: contents.into(),
+            mode: STAGED_FILE_MODE,
+        }
+    }
+
+    /// A file holding a secret, of mode [`PRIVATE_FILE_MODE`] (the upper dir is readable by
+    /// every local user).
+    pub fn private(rel_path: impl Into<PathBuf>, contents: impl Into<Vec<u8>>) -> Self {
+        Self {
+            mode: PRIVATE_FILE_MODE,
+            ..Self::new(rel_path, contents)
         }
     }
 }
@@ -162,7 +177,7 @@ fn stage_one(
     }
     .map_err(io("create", &tmp_path))?;
 
-    let written = write_tmp(tmp, &file.contents, owner, &tmp_path).and_then(|()| {
+    let written = write_tmp(tmp, file, owner, &tmp_path).and_then(|()| {
         rustix::fs::renameat(dir, tmp_name.as_str(), dir, Path::new(file_name))
             .map_err(io("rename into place", &final_path))
     });
@@ -174,20 +189,26 @@ fn stage_one(
     Ok(())
 }
 
-fn write_tmp(tmp: OwnedFd, contents: &[u8], owner: Owner, path: &Path) -> Result<(), StageError> {
+fn write_tmp(
+    tmp: OwnedFd,
+    staged: &StagedFile,
+    owner: Owner,
+    path: &Path,
+) -> Result<(), StageError> {
     rustix::fs::fchown(
         &tmp,
         Some(Uid::from_raw(owner.uid)),
         Some(Gid::from_raw(owner.gid)),
     )
     .map_err(io("change the owner of", path))?;
-    rustix::fs::fchmod(&tmp, Mode::from_raw_mode(STAGED_FILE_MODE)).map_err(io("chmod", path))?;
+    rustix::fs::fchmod(&tmp, Mode::from_raw_mode(staged.mode)).map_err(io("chmod", path))?;
     let mut file = std::fs::File::from(tmp);
-    file.write_all(contents).map_err(|e| StageError::Io {
-        action: "write",
-        path: path.to_owned(),
-        source: e,
-    })?;
+    file.write_all(&staged.contents)
+        .map_err(|e| StageError::Io {
+            action: "write",
+            path: path.to_owned(),
+            source: e,
+        })?;
     rustix::fs::fsync(&file).map_err(io("fsync", path))
 }
 
@@ -227,7 +248,7 @@ pub fn is_staged(upper: impl AsFd, files: &[StagedFile], owner: Owner) -> bool {
         FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile
             && stat.st_uid == owner.uid
             && stat.st_gid == owner.gid
-            && stat.st_mode & 0o7777 == STAGED_FILE_MODE
+            && stat.st_mode & 0o7777 == file.mode
             && stat.st_size as u64 == file.contents.len() as u64
             && read_all(fd, file.contents.len() as u64).is_ok_and(|c| c == file.contents)
     })

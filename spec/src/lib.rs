@@ -44,8 +44,9 @@ pub use ports::{
 };
 pub use read::{MAX_SPEC_BYTES, read_spec};
 pub use render::{
-    AliasCfg, GENERATED_HEADER, SERVER_CFG, alias_cfgs, lower_layers, lower_layers_over,
-    render_dropin, render_server_cfg, render_slice_dropins, srcds_argv,
+    AliasCfg, GENERATED_HEADER, RCON_CFG, RCON_CFG_EXEC, RCON_LIMITS, SERVER_CFG, alias_cfgs,
+    lower_layers, lower_layers_over, render_dropin, render_rcon_cfg, render_server_cfg,
+    render_slice_dropins, srcds_argv,
 };
 pub use toml_fields::line_column;
 pub use values::{CpuList, Duration, Size};

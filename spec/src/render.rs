@@ -128,12 +128,46 @@ pub fn alias_cfgs(instance: &Instance) -> Vec<AliasCfg> {
         .collect()
 }
 
-/// The composed server.cfg: `exec` lines for aliased overlays (lowest first), then the
-/// blueprint's config, then the instance's.
+/// Where the RCON cfg goes, relative to the game root (and the upper dir): the instance's
+/// password and the brute-force limits, staged at every start, executed first by server.cfg.
+pub const RCON_CFG: &str = "left4dead2/cfg/left4me_rcon.cfg";
+
+/// The line of the composed server.cfg that runs [`RCON_CFG`].
+pub const RCON_CFG_EXEC: &str = "exec left4me_rcon";
+
+/// The brute-force limits of the RCON cfg (Source's `sv_rcon_*` cvars; the reasons are in
+/// docs/rcon.md): a source address that fails 5 times within 30 s, or 10 times in all, is
+/// refused for 60 minutes.
+pub const RCON_LIMITS: [(&str, u32); 4] = [
+    ("sv_rcon_minfailures", 5),
+    ("sv_rcon_minfailuretime", 30),
+    ("sv_rcon_maxfailures", 10),
+    ("sv_rcon_banpenalty", 60),
+];
+
+/// The RCON cfg of instance `name` holding `password`, which the caller has checked is safe
+/// between quotes (`left4me_statedir::secrets::is_valid_password`). A secret: stage it
+/// readable by the game user alone and never print or log it.
+pub fn render_rcon_cfg(name: &str, password: &str) -> String {
+    let mut out = format!(
+        "// RCON settings written by left4me for instance {name} at every start.\n\
+         // The password is kept by root; `left4mectl rcon-password {name} --rotate` changes it.\n"
+    );
+    for (cvar, value) in RCON_LIMITS {
+        let _ = writeln!(out, "{cvar} {value}");
+    }
+    let _ = writeln!(out, "rcon_password \"{password}\"");
+    out
+}
+
+/// The composed server.cfg: `exec left4me_rcon` (the RCON password and limits, [`RCON_CFG`]),
+/// `exec` lines for aliased overlays (lowest first), then the blueprint's config, then the
+/// instance's. Holds no secret: `left4mectl render` shows it as it is.
 pub fn render_server_cfg(instance: &Instance) -> String {
     let mut out = format!(
         "// server.cfg composed by left4me for instance {name}; it is rewritten at every start.\n\
-         // Edit the spec instead: left4mectl edit {name}\n",
+         // Edit the spec instead: left4mectl edit {name}\n\
+         {RCON_CFG_EXEC}\n",
         name = instance.name
     );
     for cfg in alias_cfgs(instance) {
@@ -343,6 +377,7 @@ mod tests {
         assert_eq!(
             body,
             [
+                "exec left4me_rcon",
                 "exec server_overlay_low",
                 "exec server_overlay_top",
                 "sv_consistency 0",
@@ -357,6 +392,30 @@ mod tests {
                 "left4dead2/cfg/server_overlay_low.cfg",
                 "left4dead2/cfg/server_overlay_top.cfg"
             ]
+        );
+    }
+
+    #[test]
+    fn rcon_cfg_sets_the_limits_and_the_quoted_password() {
+        let cfg = render_rcon_cfg("coop1", "Secret123");
+        let body: Vec<&str> = cfg.lines().filter(|l| !l.starts_with("//")).collect();
+        assert_eq!(
+            body,
+            [
+                "sv_rcon_minfailures 5",
+                "sv_rcon_minfailuretime 30",
+                "sv_rcon_maxfailures 10",
+                "sv_rcon_banpenalty 60",
+                "rcon_password \"Secret123\""
+            ]
+        );
+        // server.cfg only runs it, by name.
+        let server = render_server_cfg(&instance("port = 27015", None));
+        assert!(!server.contains("rcon_password"), "{server}");
+        assert!(server.contains("\nexec left4me_rcon\n"), "{server}");
+        assert_eq!(
+            RCON_CFG,
+            format!("left4dead2/cfg/{}.cfg", &RCON_CFG_EXEC[5..])
         );
     }
 

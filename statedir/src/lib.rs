@@ -11,7 +11,7 @@
 //! mount ([`Dir::remove_tree`]), and count what a tree holds ([`Dir::usage`]).
 //!
 //! It also holds the locks that serialize root's work on one instance or overlay ([`Lock`]),
-//! kept in root's admin dir.
+//! kept in root's admin dir, and the instances' RCON passwords there ([`secrets`]).
 //!
 //! What this crate must not do: take a path from a caller and act on it as a whole, or follow a
 //! symbolic link anywhere below the state dir.
@@ -21,6 +21,7 @@
 mod dir;
 mod lock;
 mod remove;
+pub mod secrets;
 mod usage;
 
 pub use dir::{Dir, DirError, RESOLVE_STRICT, StateDir, openat2_retry};

@@ -9,11 +9,12 @@ use left4me_overlay::{
     plan::PlanError, read_beneath, resolve::LayerError, resolve_plan, stage::StageError,
 };
 use left4me_spec::{
-    Catalog, ErrorKind, HostConfig, Instance, Layout, SERVER_CFG, SpecError, alias_cfgs,
-    check_name, load_instance, lower_layers_over, render_server_cfg, srcds_argv,
+    Catalog, ErrorKind, HostConfig, Instance, Layout, RCON_CFG, SERVER_CFG, SpecError, alias_cfgs,
+    check_name, load_instance, lower_layers_over, render_rcon_cfg, render_server_cfg, srcds_argv,
 };
 
 use left4me_game::store::{self, GameLayers, StoreError};
+use left4me_statedir::secrets::{SecretError, ensure_rcon_password};
 use left4me_statedir::{Dir, Lock, LockError, StateDir, Subject};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -80,6 +81,8 @@ pub enum PhaseError {
     },
     #[error("{0}")]
     Lock(#[from] LockError),
+    #[error("{0}")]
+    Secret(#[from] SecretError),
 }
 
 impl PhaseError {
@@ -104,7 +107,8 @@ impl PhaseError {
             | PhaseError::Run(_)
             | PhaseError::NotPrepared { .. }
             | PhaseError::StateDir(_)
-            | PhaseError::Lock(_) => EXIT_RUNTIME,
+            | PhaseError::Lock(_)
+            | PhaseError::Secret(_) => EXIT_RUNTIME,
         }
     }
 }
@@ -160,7 +164,9 @@ pub fn prepare(name: &str) -> Result<String, PhaseError> {
             "left4me-supervisor: {name}: game from installation/ (no game version is current)"
         ),
     }
-    let files = cfg_files(&resolved, &instance)?;
+    // An instance whose spec was written by hand gets its RCON password at its first start.
+    let password = ensure_rcon_password(&catalog.layout.admin_dir, name)?;
+    let files = cfg_files(&resolved, &instance, &password)?;
     let report = left4me_overlay::prepare(&RealSys::new(), &resolved, game, &files)?;
     Ok(report.to_string())
 }
@@ -253,14 +259,18 @@ fn missing_spec(layout: &Layout, name: &str) -> SpecError {
     }
 }
 
-/// The files staged into the upper dir: each aliased overlay's server.cfg as
-/// `server_overlay_<alias>.cfg` (read from the layers opened for the mount), and the composed
-/// server.cfg that executes them.
-fn cfg_files(
+/// The files staged into the upper dir: the RCON cfg holding `password` (readable by the game
+/// user alone), each aliased overlay's server.cfg as `server_overlay_<alias>.cfg` (read from
+/// the layers opened for the mount), and the composed server.cfg that executes them.
+pub fn cfg_files(
     resolved: &ResolvedPlan<'_>,
     instance: &Instance,
+    password: &str,
 ) -> Result<Vec<StagedFile>, PhaseError> {
-    let mut files = Vec::new();
+    let mut files = vec![StagedFile::private(
+        RCON_CFG,
+        render_rcon_cfg(&instance.name, password),
+    )];
     for cfg in alias_cfgs(instance) {
         let layer = resolved.layer(Path::new(&cfg.layer))?;
         let contents = match read_beneath(&layer.fd, cfg.source)? {

@@ -62,6 +62,29 @@ fn privileged_full_lifecycle_with_the_standin() {
     );
     assert!(upper_cfg.join("server_overlay_tick.cfg").is_file());
 
+    // The RCON password was made at this first start (the spec was written by hand), staged
+    // readable by the game user alone, and run first by server.cfg; it is in no output.
+    let password = std::fs::read_to_string(host.admin().join("rcon/life")).unwrap();
+    let password = password.trim_end();
+    assert_eq!(password.len(), 32);
+    let rcon_cfg = upper_cfg.join("left4me_rcon.cfg");
+    let meta = std::fs::metadata(&rcon_cfg).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), NOBODY);
+    assert_eq!(std::os::unix::fs::MetadataExt::mode(&meta) & 0o7777, 0o600);
+    let rcon_text = std::fs::read_to_string(&rcon_cfg).unwrap();
+    assert!(
+        rcon_text.contains(&format!("\nrcon_password \"{password}\"\n")),
+        "{rcon_text}"
+    );
+    assert!(rcon_text.contains("\nsv_rcon_maxfailures "), "{rcon_text}");
+    let server_cfg = std::fs::read_to_string(upper_cfg.join("server.cfg")).unwrap();
+    let first = server_cfg.lines().find(|l| !l.starts_with("//"));
+    assert_eq!(first, Some("exec left4me_rcon"), "{server_cfg}");
+    assert!(!server_cfg.contains(password));
+    for output in [&prepared.stdout, &prepared.stderr] {
+        assert!(!String::from_utf8_lossy(output).contains(password));
+    }
+
     let notify = host.start_run("life");
     let messages = await_notify(&notify, "READY=1");
     assert!(
@@ -79,6 +102,11 @@ fn privileged_full_lifecycle_with_the_standin() {
     );
     assert_eq!(status_field(game, "CapEff"), "0000000000000000");
     assert_eq!(status_field(game, "CapPrm"), "0000000000000000");
+    let argv = std::fs::read(format!("/proc/{game}/cmdline")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&argv).contains(password),
+        "the password is not on the game's command line"
+    );
 
     let client = A2sClient::connect(
         SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
@@ -90,7 +118,10 @@ fn privileged_full_lifecycle_with_the_standin() {
         .iter()
         .find(|r| r.name == "standin_cfg_order")
         .expect("cfg order rule");
-    assert_eq!(order.value, "server_overlay_tick.cfg,server.cfg");
+    assert_eq!(
+        order.value,
+        "left4me_rcon.cfg,server_overlay_tick.cfg,server.cfg"
+    );
 
     // systemd's stop: SIGINT to the main process, forwarded to the game; a clean quit is success.
     let mut run = host.children.pop().unwrap();

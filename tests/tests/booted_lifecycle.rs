@@ -182,7 +182,7 @@ fn booted_start_waits_for_the_game_and_runs_it_confined() -> Result<()> {
             .map(|r| r.value.as_str())
     };
     ensure!(
-        rule("standin_cfg_order") == Some("server_overlay_alpha.cfg,server.cfg"),
+        rule("standin_cfg_order") == Some("left4me_rcon.cfg,server_overlay_alpha.cfg,server.cfg"),
         "cfg order {:?}",
         rule("standin_cfg_order")
     );
@@ -193,7 +193,7 @@ fn booted_start_waits_for_the_game_and_runs_it_confined() -> Result<()> {
     ensure!(info.name == "Coop One" && info.bots == 2, "{info:?}");
     let log = std::fs::read_to_string(runtime_path(&sys, "coop1", "upper/left4dead2/standin.log"))?;
     ensure!(
-        log.contains("cfg order: server_overlay_alpha.cfg,server.cfg\n"),
+        log.contains("cfg order: left4me_rcon.cfg,server_overlay_alpha.cfg,server.cfg\n"),
         "standin log:\n{log}"
     );
     let server_cfg = std::fs::read_to_string(runtime_path(
