@@ -212,8 +212,7 @@ pub struct Waiting {
 }
 
 /// One round's selection: the instances still to be acted on, given what was done so far.
-pub type Select<'a> =
-    dyn FnMut(&mut dyn Fleet, &Outcome) -> anyhow::Result<Vec<Candidate>> + 'a;
+pub type Select<'a> = dyn FnMut(&mut dyn Fleet, &Outcome) -> anyhow::Result<Vec<Candidate>> + 'a;
 
 impl Waiting {
     /// Waits and acts until `select` has no one left; `event` hears each step as it happens.
@@ -396,7 +395,11 @@ impl Rollout {
         event: &mut dyn FnMut(&Event),
     ) -> anyhow::Result<Outcome> {
         let behind_now = |fleet: &mut dyn Fleet| -> anyhow::Result<Vec<Running>> {
-            Ok(fleet.running()?.into_iter().filter(Running::behind).collect())
+            Ok(fleet
+                .running()?
+                .into_iter()
+                .filter(Running::behind)
+                .collect())
         };
         if self.policy == RestartPolicy::Never {
             return Ok(Outcome {
@@ -461,7 +464,13 @@ mod tests {
             for (name, version, players) in instances {
                 s.versions
                     .insert((*name).to_owned(), Some((*version).to_owned()));
-                s.script(name, &players.iter().map(|&n| Players::Count(n)).collect::<Vec<_>>());
+                s.script(
+                    name,
+                    &players
+                        .iter()
+                        .map(|&n| Players::Count(n))
+                        .collect::<Vec<_>>(),
+                );
             }
             s
         }
@@ -553,9 +562,7 @@ mod tests {
         assert_eq!(fleet.restarts(), ["two", "one"]);
         assert_eq!(outcome.acted, ["two", "one"]);
         assert!(outcome.left.is_empty());
-        assert!(
-            matches!(&events[0], Event::Busy { name, players: Some(2), .. } if name == "one")
-        );
+        assert!(matches!(&events[0], Event::Busy { name, players: Some(2), .. } if name == "one"));
         assert!(matches!(&events[1], Event::Acted { name, .. } if name == "two"));
     }
 
@@ -621,7 +628,10 @@ mod tests {
             Ok(running
                 .into_iter()
                 .filter(|_| round <= 2)
-                .map(|running| Candidate { running, wait: true })
+                .map(|running| Candidate {
+                    running,
+                    wait: true,
+                })
                 .collect())
         };
         let outcome = waiting
@@ -666,11 +676,7 @@ mod tests {
         }
     }
 
-    fn wait_for(
-        waiting: &Waiting,
-        fleet: &mut Scripted,
-        names: &[&str],
-    ) -> (Outcome, Vec<Event>) {
+    fn wait_for(waiting: &Waiting, fleet: &mut Scripted, names: &[&str]) -> (Outcome, Vec<Event>) {
         let mut events = Vec::new();
         let mut select = by_name(names);
         let outcome = waiting

@@ -18,6 +18,7 @@ use crate::output::{
     emit, fields, limits_line, or_dash, overlay_lines, quoted, spec_problem, table,
 };
 use crate::systemd::{Live, live_states};
+use crate::verbs::players::{self, PlayerCount};
 use crate::{Ctx, store};
 
 /// `create NAME --port P …`.
@@ -191,6 +192,9 @@ struct ListRow {
     /// The game version it runs and would run (`update_pending`).
     #[serde(flatten)]
     game: GameView,
+    /// Human players and the limit, from A2S_INFO (`null`: not running or not answering).
+    #[serde(flatten)]
+    players: PlayerCount,
 }
 
 fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
@@ -211,6 +215,7 @@ fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
                 problem: None,
                 live: Default::default(),
                 game: Default::default(),
+                players: Default::default(),
             },
             Err(err) => {
                 let face = peek(&err.file);
@@ -227,6 +232,7 @@ fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
                     problem: Some(spec_problem(err)),
                     live: Default::default(),
                     game: Default::default(),
+                    players: Default::default(),
                 }
             }
         })
@@ -277,6 +283,7 @@ fn live_table(rows: &[ListRow]) -> String {
                 dash(&row.blueprint),
                 if row.ok { "ok" } else { "error" }.into(),
                 row.live.state_cell(),
+                row.players.cell(),
                 boot.into(),
                 row.game.cell(is_running(row.live.active_state.as_deref())),
                 status,
@@ -291,6 +298,7 @@ fn live_table(rows: &[ListRow]) -> String {
             "BLUEPRINT",
             "SPEC",
             "STATE",
+            "PLAYERS",
             "BOOT",
             "GAME",
             "STATUS",
@@ -308,6 +316,18 @@ pub fn list(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
     let with_live = live.is_some();
     for (row, state) in rows.iter_mut().zip(live.into_iter().flatten()) {
         row.live = state;
+    }
+    let asked: Vec<(Option<u16>, bool)> = rows
+        .iter()
+        .map(|row| {
+            (
+                row.port.filter(|_| row.ok),
+                row.live.active_state.as_deref() == Some("active"),
+            )
+        })
+        .collect();
+    for (row, count) in rows.iter_mut().zip(players::counts(&asked)) {
+        row.players = count;
     }
     let views = GameViews::load(&catalog.layout.state_dir);
     for row in &mut rows {

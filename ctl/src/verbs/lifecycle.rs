@@ -23,12 +23,12 @@ use crate::cli::WhenEmptyArgs;
 use crate::error::{EXIT_OK, UsageError};
 use crate::game_view::{GameView, GameViews, is_running};
 use crate::output::{emit, fields, format_since, format_size, spec_problem, unix_now};
+use crate::rollout::Action;
 use crate::runtime::{Runtime, instance_mounts};
 use crate::systemd::{
     self, LastExit, Live, START_LIMIT_MESSAGE, StartsBlocked, SystemdError, UnitState, systemctl,
     systemctl_units, unit_name,
 };
-use crate::rollout::Action;
 use crate::{Ctx, reload, store};
 use when_empty::WhenEmpty;
 
@@ -292,7 +292,9 @@ fn running_only(names: &[String]) -> anyhow::Result<Vec<String>> {
         if active {
             running.push(name.clone());
         } else {
-            out.push_str(&format!("{name} is not running: not restarted (--if-running)\n"));
+            out.push_str(&format!(
+                "{name} is not running: not restarted (--if-running)\n"
+            ));
         }
     }
     emit(&out)?;

@@ -24,7 +24,9 @@ pub const LIST_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlayersError {
-    #[error("{name} is not running ({state}): no players to list; `left4mectl start {name}` starts it")]
+    #[error(
+        "{name} is not running ({state}): no players to list; `left4mectl start {name}` starts it"
+    )]
     NotRunning { name: String, state: String },
     #[error(
         "{name} is {state} but its game does not answer A2S_PLAYER on {addr}: {source}; \
@@ -54,9 +56,7 @@ pub fn query_infos(ports: &[u16], timeout: Duration) -> Vec<Result<Info, A2sErro
     std::thread::scope(|scope| {
         let asked: Vec<_> = ports
             .iter()
-            .map(|&port| {
-                scope.spawn(move || A2sClient::connect(game_addr(port), timeout)?.info())
-            })
+            .map(|&port| scope.spawn(move || A2sClient::connect(game_addr(port), timeout)?.info()))
             .collect();
         asked
             .into_iter()
@@ -266,6 +266,10 @@ mod tests {
         let started = std::time::Instant::now();
         let answers = query_infos(&ports, Duration::from_millis(300));
         assert!(answers.iter().all(Result::is_err));
-        assert!(started.elapsed() < Duration::from_millis(590), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(590),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }

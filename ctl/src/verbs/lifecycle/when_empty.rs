@@ -62,7 +62,8 @@ impl WhenEmpty {
             Some(text) => {
                 let span = SpecDuration::parse(text)
                     .map_err(|e| UsageError::new(format!("--max-wait: {e}")))?;
-                span.as_micros().map_or(Duration::MAX, Duration::from_micros)
+                span.as_micros()
+                    .map_or(Duration::MAX, Duration::from_micros)
             }
         };
         if let Some(message) = &args.announce {
@@ -178,7 +179,12 @@ pub fn active(names: &[String]) -> anyhow::Result<Vec<bool>> {
 
 /// `say "MESSAGE"` on instance `name`'s console, over RCON on its port on the loopback
 /// address, with the password from root's admin dir.
-pub fn say(admin_dir: &std::path::Path, name: &str, port: u16, message: &str) -> anyhow::Result<()> {
+pub fn say(
+    admin_dir: &std::path::Path,
+    name: &str,
+    port: u16,
+    message: &str,
+) -> anyhow::Result<()> {
     let password = left4me_statedir::secrets::rcon_password(admin_dir, name)?;
     let mut client = left4me_rcon::Client::connect(game_addr(port), &password, RCON_TIMEOUT)?;
     client.exec(&format!("say \"{message}\""))?;
@@ -221,7 +227,9 @@ impl Printer<'_> {
             .values()
             .filter_map(|(_, left)| *left)
             .min()
-            .map_or(String::new(), |l| format!(" ({} left)", format_span(l.as_secs())));
+            .map_or(String::new(), |l| {
+                format!(" ({} left)", format_span(l.as_secs()))
+            });
         eprint!("\r{}, waiting{left}\x1b[K", parts.join("; "));
         let _ = std::io::stderr().flush();
         self.progress.set(true);
@@ -241,7 +249,10 @@ impl Printer<'_> {
                     let left = left.map_or(String::new(), |l| {
                         format!(" ({} left)", format_span(l.as_secs()))
                     });
-                    self.line(&format!("{name}: {}, waiting{left}", Self::describe(*players)));
+                    self.line(&format!(
+                        "{name}: {}, waiting{left}",
+                        Self::describe(*players)
+                    ));
                 }
             }
             Event::Announced { name, again } => {
