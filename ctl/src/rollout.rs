@@ -100,6 +100,14 @@ impl Action {
             Action::Stop => "stop",
         }
     }
+
+    /// `restarted`, `stopped`.
+    pub fn past(self) -> &'static str {
+        match self {
+            Action::Restart => "restarted",
+            Action::Stop => "stopped",
+        }
+    }
 }
 
 /// What happens to an instance that still has players when `max_wait` has passed.

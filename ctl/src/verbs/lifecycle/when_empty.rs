@@ -191,6 +191,11 @@ pub fn say(
     Ok(())
 }
 
+/// Seconds, rounded up: `(1s left)` until the time is over.
+fn whole_secs(span: Duration) -> u64 {
+    span.as_millis().div_ceil(1000) as u64
+}
+
 /// What the operator sees while the loop runs: on a terminal one progress line, redrawn
 /// (`coop1: 2 players, waiting (3min 12s left)`); otherwise one line per change.
 struct Printer<'a> {
@@ -228,7 +233,7 @@ impl Printer<'_> {
             .filter_map(|(_, left)| *left)
             .min()
             .map_or(String::new(), |l| {
-                format!(" ({} left)", format_span(l.as_secs()))
+                format!(" ({} left)", format_span(whole_secs(l)))
             });
         eprint!("\r{}, waiting{left}\x1b[K", parts.join("; "));
         let _ = std::io::stderr().flush();
@@ -247,7 +252,7 @@ impl Printer<'_> {
                     self.redraw();
                 } else if before.map(|(p, _)| p) != Some(*players) {
                     let left = left.map_or(String::new(), |l| {
-                        format!(" ({} left)", format_span(l.as_secs()))
+                        format!(" ({} left)", format_span(whole_secs(l)))
                     });
                     self.line(&format!(
                         "{name}: {}, waiting{left}",
@@ -269,8 +274,8 @@ impl Printer<'_> {
                 self.waiting.remove(name);
                 if *forced {
                     self.line(&format!(
-                        "{name}: {}ed after --max-wait although players were still on it",
-                        action.verb()
+                        "{name}: {} after --max-wait although players were still on it",
+                        action.past()
                     ));
                 }
             }
@@ -353,9 +358,9 @@ pub fn run(
     for left in &outcome.left {
         let players = Printer::describe(left.players);
         emit(&format!(
-            "{}: {players} after --max-wait: not {}ed (--or-skip)\n",
+            "{}: {players} after --max-wait: not {} (--or-skip)\n",
             left.name,
-            action.verb()
+            action.past()
         ))?;
     }
     if !outcome.failed.is_empty() {
