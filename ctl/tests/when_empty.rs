@@ -99,7 +99,7 @@ fn acted(f: &Fakes, verb: &str) -> bool {
 fn restart_when_empty_waits_for_the_players_to_leave() {
     let game = Game::start(2);
     let f = fakes_with(&game);
-    let mut child = f
+    let child = f
         .command(&["restart", "coop1", "--when-empty"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
