@@ -14,7 +14,11 @@
 
 pub mod args;
 pub mod cfg;
+pub mod console;
+pub mod control;
 pub mod net;
+pub mod players;
+pub mod rcon;
 pub mod reply;
 pub mod server;
 pub mod signals;
