@@ -13,6 +13,7 @@
 //! every option.
 
 pub mod args;
+pub mod bans;
 pub mod cfg;
 pub mod console;
 pub mod control;
