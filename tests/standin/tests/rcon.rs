@@ -157,6 +157,16 @@ fn runs_commands_only_after_auth_and_mirrors_the_empty_packet() {
     let reply = packet(10, RESPONSE_VALUE, b"Unknown command \"x_nosuch\"\n");
     assert_eq!(read_exactly(&mut stream, reply.len()), reply);
 
+    // A cvar set over RCON is what A2S reports at once.
+    stream
+        .write_all(&packet(20, EXEC, b"hostname \"Renamed #1\""))
+        .unwrap();
+    assert_eq!(
+        read_exactly(&mut stream, 14),
+        packet(20, RESPONSE_VALUE, b"")
+    );
+    assert_eq!(server.client().info().unwrap().name, "Renamed #1");
+
     // Writing rcon_password closes every RCON connection, the writer's too, with no reply.
     let mut other = connect(server.addr);
     other
@@ -188,6 +198,20 @@ fn runs_commands_only_after_auth_and_mirrors_the_empty_packet() {
     let mut big = connect(server.addr);
     big.write_all(&4107i32.to_le_bytes()).unwrap();
     assert!(closed(&mut big));
+}
+
+#[test]
+fn quits_on_the_console_quit_command() {
+    let tree = tree("quit", "");
+    let mut server = start(&tree, &[]);
+    let mut stream = connect(server.addr);
+    stream
+        .write_all(&packet(1, AUTH, PASSWORD.as_bytes()))
+        .unwrap();
+    read_exactly(&mut stream, 28);
+    stream.write_all(&packet(2, EXEC, b"quit")).unwrap();
+    assert_eq!(server.wait_exit(Duration::from_secs(5)).code(), Some(0));
+    assert!(tree.log().contains("quit on console quit\n"));
 }
 
 #[test]
