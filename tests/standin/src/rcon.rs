@@ -293,6 +293,14 @@ impl RconServer {
         self.connections.len()
     }
 
+    /// Whether a connection holds a whole request not handled yet (more than one wake-up's
+    /// worth arrived): the caller must serve again without waiting for the socket.
+    pub fn has_pending(&self) -> bool {
+        self.connections
+            .iter()
+            .any(|c| next_frame(&c.input, MAX_SIZE) != Frame::Incomplete)
+    }
+
     /// Accept, read, answer and write whatever is ready, without blocking.
     pub fn service(&mut self, host: &mut dyn Host, now: Instant) {
         self.accept(host, now);
@@ -416,7 +424,14 @@ fn handle(
             }
         }
         (SERVERDATA_EXECCOMMAND, Some(command)) if conn.authed => {
-            host.log(&format!("rcon from \"{peer}\": command \"{command}\""));
+            // srcds logs every command (when its logging is on); the stand-in's log also goes to
+            // stdout and so to the journal, where a password must never appear.
+            let shown = if command.to_ascii_lowercase().contains("rcon_password") {
+                "(writes rcon_password; not logged)"
+            } else {
+                &command
+            };
+            host.log(&format!("rcon from \"{peer}\": command \"{shown}\""));
             let executed = host.execute(&command);
             if executed.password_written {
                 return After::CloseAll;

@@ -359,6 +359,10 @@ impl Server {
                 wait = wait.min(at - elapsed);
             }
             let answering = mode == Mode::Answering;
+            let rcon_pending = answering && self.rcon.as_ref().is_some_and(RconServer::has_pending);
+            if rcon_pending {
+                wait = Duration::ZERO;
+            }
             let mut fds = vec![
                 (
                     (mode != Mode::Wedged).then(|| stop.as_fd().as_raw_fd()),
@@ -378,7 +382,7 @@ impl Server {
             if ready[1] {
                 self.answer_pending(log);
             }
-            if ready[2..].iter().any(|&r| r) {
+            if rcon_pending || ready[2..].iter().any(|&r| r) {
                 self.serve_rcon(log);
                 if self.console.quit {
                     return Ok(QUIT);

@@ -284,6 +284,27 @@ fn serves_several_clients_without_blocking_queries() {
     assert_eq!(read_exactly(&mut stalled, 28)[18..22], 1i32.to_le_bytes());
 }
 
+#[test]
+fn answers_every_request_of_a_long_pipeline_in_order() {
+    let tree = tree("pipeline", "");
+    let server = start(&tree, &[]);
+    let mut stream = connect(server.addr);
+    let mut requests = packet(0, AUTH, PASSWORD.as_bytes());
+    for id in 1..=200 {
+        requests.extend(packet(id, EXEC, format!("echo {id:03}").as_bytes()));
+    }
+    stream.write_all(&requests).unwrap();
+    let mut expected = vec![
+        packet(0, RESPONSE_VALUE, b""),
+        packet(0, AUTH_RESPONSE, b""),
+    ];
+    for id in 1..=200 {
+        expected.push(packet(id, RESPONSE_VALUE, format!("{id:03}\n").as_bytes()));
+    }
+    let expected = expected.concat();
+    assert_eq!(read_exactly(&mut stream, expected.len()), expected);
+}
+
 /// Run the independent python `rcon` client (and python-a2s) against `addr`; prints JSON.
 fn python_rcon(addr: SocketAddr) -> serde_json::Value {
     const SCRIPT: &str = r#"
