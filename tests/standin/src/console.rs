@@ -128,7 +128,7 @@ pub struct World<'a> {
     /// The game socket's address.
     pub addr: SocketAddr,
     pub vac: bool,
-    pub started: Instant,
+    /// The moment `status` describes.
     pub now: Instant,
 }
 
@@ -392,7 +392,6 @@ mod tests {
             max_players: 8,
             addr: "127.0.0.1:27015".parse().unwrap(),
             vac: true,
-            started: now,
             now,
         }
     }

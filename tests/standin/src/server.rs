@@ -413,7 +413,6 @@ impl Server {
                     .local_addr()
                     .unwrap_or_else(|_| SocketAddr::from((self.args.ip, self.args.port))),
                 vac: !self.args.insecure,
-                started: self.started,
                 now,
             },
             log,
