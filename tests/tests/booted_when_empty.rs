@@ -28,16 +28,20 @@ fn monotonic_us() -> u64 {
     now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000
 }
 
-/// Writes `players N` into the stand-in's control file of `name`, through its mounted tree as
-/// PID 1 of the system sees it; returns the monotonic time of the write.
-fn set_players(sys: &BootedSystem, name: &str, players: u8) -> Result<u64> {
+/// Writes `text` into the stand-in's control file of `name`, through its mounted tree as PID 1
+/// of the system sees it; returns the monotonic time of the write.
+fn control(sys: &BootedSystem, name: &str, text: &str) -> Result<u64> {
     let control = format!(
         "/proc/{}/root{STATE_DIR}/runtime/{name}/merged/left4dead2/standin.control",
         sys.pid()
     );
-    std::fs::write(&control, format!("players {players}\n"))
-        .with_context(|| format!("write {control}"))?;
+    std::fs::write(&control, text).with_context(|| format!("write {control}"))?;
     Ok(monotonic_us())
+}
+
+/// `players N`: N anonymous players.
+fn set_players(sys: &BootedSystem, name: &str, players: u8) -> Result<u64> {
+    control(sys, name, &format!("players {players}\n"))
 }
 
 /// Waits until `players NAME --json` lists `n` players (the stand-in reads its control file
@@ -52,14 +56,8 @@ fn await_players(sys: &BootedSystem, name: &str, n: usize) -> Result<()> {
             let out = ctl(sys, &["players", name, "--json"])?;
             let listed: serde_json::Value =
                 serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-            let humans = listed
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter(|p| p["name"].as_str().is_some_and(|s| s.starts_with("Player")))
-                        .count()
-                })
-                .unwrap_or(usize::MAX);
+            // The stand-in has no bots unless told.
+            let humans = listed.as_array().map_or(usize::MAX, Vec::len);
             Ok((humans == n).then_some(()))
         },
     )
@@ -75,13 +73,22 @@ fn booted_restart_and_stop_wait_until_the_server_is_empty() -> Result<()> {
     ctl_ok(&sys, &["start", "coop1", "coop2"])?;
 
     // `players` and `list` see the stand-in's players.
-    set_players(&sys, "coop1", 2)?;
+    control(&sys, "coop1", "player Ellis 12\nplayer Francis the Fan\n")?;
     await_players(&sys, "coop1", 2)?;
     let out = ctl_ok(&sys, &["players", "coop1"])?;
     report(&format!("players:\n{}", out.trim_end()));
     ensure!(
-        out.contains("Player 1") && out.contains("Player 2") && out.contains("2 human player(s)"),
+        out.lines()
+            .any(|l| l.starts_with("Ellis ") && l.contains(" 12 ") && l.contains(" 0:00:"))
+            && out.lines().any(|l| l.starts_with("Francis the Fan "))
+            && out.contains("2 human player(s), 0 bot(s), 8 max"),
         "players coop1:\n{out}"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_slice(&ctl(&sys, &["players", "coop1", "--json"])?.stdout)?;
+    ensure!(
+        listed[0]["name"] == "Ellis" && listed[0]["score"] == 12 && listed[0]["seconds"].is_u64(),
+        "players --json: {listed}"
     );
     let list = ctl_ok(&sys, &["list"])?;
     ensure!(
@@ -163,6 +170,33 @@ fn booted_restart_and_stop_wait_until_the_server_is_empty() -> Result<()> {
     ensure!(
         prop(&sys, "coop1", "MainPID")? == pid_before,
         "--or-skip restarted coop1"
+    );
+
+    // --announce, and --max-wait then act anyway: said twice over RCON, exit status 3.
+    let out = ctl_status(
+        &sys,
+        &[
+            "restart",
+            "coop1",
+            "--when-empty",
+            "--max-wait",
+            "2s",
+            "--announce",
+            "Restart now; sorry",
+        ],
+        3,
+    )?;
+    ensure!(
+        out.contains("coop1: announced\n")
+            && out.contains("coop1: announced again\n")
+            && out.contains("coop1: restarted after --max-wait although players were still on it"),
+        "{out}"
+    );
+    let journal = sys.journal(Some(&unit("coop1")));
+    let said = journal.matches(r#"say "Restart now; sorry""#).count();
+    ensure!(
+        said == 2,
+        "the stand-in logged the announcement {said} times, not 2:\n{journal}"
     );
 
     // stop --when-empty: waits for coop2's player, then stops (and disables) it.
