@@ -4,7 +4,8 @@
 //!
 //! One module per command group, one function per verb, so `left4mectl X Y` is found in one
 //! place: `verbs::instance` (create, edit, set, show, list, validate, render),
-//! `verbs::lifecycle` (start, stop, restart, reset, delete, status, logs), `verbs::blueprint`
+//! `verbs::lifecycle` (start, stop, restart — also `--when-empty`, on the `rollout` loop —
+//! reset, delete, status, logs), `verbs::players` (players, and A2S counts), `verbs::blueprint`
 //! (`blueprint …`), `verbs::game` (`game …`: SteamCMD installs and updates, and the
 //! `rollout` of instances onto a new version) and `verbs::overlay` (`overlay …`; `overlay build` and `jobs`, the clients
 //! of the `left4me-jobs` pipeline, in `verbs::overlay::build`). They share `change` (the
