@@ -157,7 +157,12 @@ impl Fleet for UnitFleet<'_> {
         self.clear_progress();
         let names = [name.to_owned()];
         match action {
-            Action::Restart => start_units(self.ctx, &names, Starting::Restart)?,
+            Action::Restart => {
+                // Deliberate, as the rollout's: not to use up the unit's start limit
+                // (StartLimitBurst=), which `reset-failed` re-arms.
+                systemd::systemctl(&["reset-failed", &unit_name(name)])?;
+                start_units(self.ctx, &names, Starting::Restart)?
+            }
             Action::Stop => stop_units(self.ctx, &names)?,
         };
         Ok(())
