@@ -3,8 +3,8 @@
 //! installed and the stand-in game server as the game.
 //!
 //! Each run: the stand-in reports 1 player (its control file says `players 1`), `restart
-//! coop1 --when-empty` is started and left waiting for a second, then the control file says
-//! `players 0`. From then on a thread inside the system's network namespace asks A2S_INFO every
+//! coop1 --when-empty` is started and left waiting for a second and a bit (the bit spread over
+//! the 250 ms poll interval from run to run), then the control file says `players 0`. From then on a thread inside the system's network namespace asks A2S_INFO every
 //! 5 ms, to see the moment the game first reports 0 players. The restart begins when the unit
 //! leaves `active` (systemd's `ActiveExitTimestampMonotonic`, the same CLOCK_MONOTONIC as this
 //! program's). Two figures per run:
@@ -49,29 +49,26 @@ fn set_players(sys: &BootedSystem, players: u8) -> Result<u64> {
     Ok(monotonic_us())
 }
 
-/// The human players A2S_INFO reports (`None`: no answer).
-fn humans(sys: &BootedSystem) -> Result<Option<u8>> {
-    Ok(sys.in_netns(|| {
-        left4me_a2s::query_info(
-            (Ipv4Addr::LOCALHOST, PORT).into(),
-            Duration::from_millis(100),
-        )
-        .ok()
-        .map(|i| i.players - i.bots)
-    })?)
-}
-
-/// Asks every [`POLL`] until the game answers with `n` players; the monotonic time of that
-/// answer.
+/// Asks every [`POLL`], from inside the system's network namespace (one entry for the whole
+/// loop), until the game answers with `n` human players; the monotonic time of that answer.
 fn first_answer_with(sys: &BootedSystem, n: u8, timeout: Duration) -> Result<u64> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if humans(sys)? == Some(n) {
-            return Ok(monotonic_us());
+    let found = sys.in_netns(move || {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let humans = left4me_a2s::query_info(
+                (Ipv4Addr::LOCALHOST, PORT).into(),
+                Duration::from_millis(100),
+            )
+            .ok()
+            .map(|i| i.players - i.bots);
+            if humans == Some(n) {
+                return Some(monotonic_us());
+            }
+            thread::sleep(POLL);
         }
-        thread::sleep(POLL);
-    }
-    Err(format!("the game did not report {n} players within {timeout:?}").into())
+        None
+    })?;
+    found.ok_or_else(|| format!("the game did not report {n} players within {timeout:?}").into())
 }
 
 fn active_exit(sys: &BootedSystem) -> Result<u64> {
@@ -90,7 +87,7 @@ fn active_exit(sys: &BootedSystem) -> Result<u64> {
 
 /// One run: (reaction after the game's first empty answer, after the control file's write),
 /// in milliseconds.
-fn run_once(sys: &BootedSystem) -> Result<(f64, f64)> {
+fn run_once(sys: &BootedSystem, run: usize) -> Result<(f64, f64)> {
     set_players(sys, 1)?;
     first_answer_with(sys, 1, Duration::from_secs(10))?;
     let waiting = sys
@@ -98,7 +95,9 @@ fn run_once(sys: &BootedSystem) -> Result<(f64, f64)> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
-    thread::sleep(Duration::from_secs(1));
+    // Spread the players' leaving over the poll interval: a fixed delay would meet the poll
+    // at the same phase every run.
+    thread::sleep(Duration::from_millis(1000 + (run as u64 * 97) % 250));
     let written = set_players(sys, 0)?;
     let empty = first_answer_with(sys, 0, Duration::from_secs(10))?;
     let out = waiting.wait_with_output()?;
@@ -139,7 +138,7 @@ fn bench() -> Result<()> {
     ctl(&sys, &["start", "coop1"])?;
     let (mut reaction, mut from_write) = (Vec::new(), Vec::new());
     for run in 1..=RUNS {
-        let (after_empty, after_write) = run_once(&sys)?;
+        let (after_empty, after_write) = run_once(&sys, run)?;
         println!(
             "  run {run}: restart began {after_empty:.0} ms after the game first reported 0 \
              players ({after_write:.0} ms after the control file's write)"
