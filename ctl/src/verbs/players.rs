@@ -178,7 +178,7 @@ pub fn players(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
     };
     let state = if systemd::systemd_running() {
         let unit = systemd::show_one(&unit_name(name))?;
-        if !matches!(unit.active_state.as_str(), "active" | "reloading") {
+        if matches!(unit.active_state.as_str(), "inactive" | "failed") {
             return Err(PlayersError::NotRunning {
                 name: name.to_owned(),
                 state: unit.describe(),
