@@ -211,8 +211,8 @@ pub struct Waiting {
     /// How often busy instances are asked again.
     pub poll: Duration,
     pub at_deadline: AtDeadline,
-    /// Said to each instance the first time it is found busy, and again right before a
-    /// forced act.
+    /// Said to each instance the first time it is found with players, and again right before
+    /// a forced act.
     pub announce: Option<String>,
     /// Act on an instance found not running (`restart` starts it, `stop` disables it) instead
     /// of dropping it.
@@ -290,7 +290,11 @@ impl Waiting {
                     if !matches!(players, Players::Count(0) | Players::NotRunning) {
                         if !expired {
                             busy = true;
-                            if announced.insert(name.clone()) {
+                            // Said to players who can read it: not to a game that does
+                            // not answer (a hung one would hold the loop for a timeout).
+                            if matches!(players, Players::Count(_))
+                                && announced.insert(name.clone())
+                            {
                                 self.say(fleet, name, false, event);
                             }
                             event(&Event::Busy {

@@ -369,3 +369,21 @@ fn the_time_left_counts_down() {
     let (_, events) = wait_for(&forever, &mut fleet, &["a"]);
     assert!(matches!(&events[0], Event::Busy { left: None, .. }));
 }
+
+#[test]
+fn a_game_that_does_not_answer_is_not_announced_to_until_it_has_players() {
+    let mut fleet = Scripted::default();
+    fleet.script(
+        "a",
+        &[
+            Players::NoAnswer,
+            Players::Count(2),
+            Players::Count(2),
+            Players::Count(0),
+        ],
+    );
+    let waiting = lifecycle(Action::Restart, 10_000, AtDeadline::Act, Some("hi"));
+    let (outcome, _) = wait_for(&waiting, &mut fleet, &["a"]);
+    assert_eq!(fleet.announced, ["a: hi"]);
+    assert_eq!(outcome.acted, ["a"]);
+}
