@@ -6,7 +6,10 @@
 mod common;
 mod fakes;
 
+use std::fs::{File, OpenOptions};
+use std::io::Read as _;
 use std::net::UdpSocket;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::thread;
@@ -236,4 +239,51 @@ fn players_of_a_game_that_does_not_answer_is_an_error() {
     let run = f.run(&["players", "coop1"]);
     assert_eq!(run.status, 1, "{run:#?}");
     assert!(run.stderr.contains("coop1"), "{run:#?}");
+}
+
+#[test]
+fn on_a_terminal_the_wait_is_one_redrawn_line() {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let game = Game::start(3);
+    let f = fakes_with(&game);
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let slave_path = ptsname(&master, Vec::new()).unwrap();
+    let slave = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(slave_path.to_str().unwrap())
+        .unwrap();
+    let mut master = File::from(master);
+    let out = f
+        .command(&[
+            "restart",
+            "coop1",
+            "--when-empty",
+            "--max-wait",
+            "2s",
+            "--or-skip",
+        ])
+        .stderr(Stdio::from(slave))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    // The child has exited: the read ends with EIO once the terminal is drained.
+    let mut screen = Vec::new();
+    let _ = master.read_to_end(&mut screen);
+    let screen = String::from_utf8_lossy(&screen);
+    assert!(
+        screen.contains("\rcoop1: 3 players, waiting (2s left)\x1b[K"),
+        "{screen:?}"
+    );
+    assert!(
+        screen.matches("\rcoop1: 3 players, waiting").count() > 1,
+        "{screen:?}"
+    );
+    // stdout, not a terminal, has only the verdict: no progress lines.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "coop1: 3 players after --max-wait: not restarted (--or-skip)\n"
+    );
 }
