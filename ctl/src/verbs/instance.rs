@@ -8,6 +8,7 @@ use left4me_spec::{
     SpecError, alias_cfgs, list_names, load_blueprint, lower_layers_over, render_dropin,
     render_server_cfg, srcds_argv,
 };
+use left4me_statedir::secrets;
 use serde::Serialize;
 
 use crate::change::{self, NewSpec, SpecKind, check_spec_name, missing, peek};
@@ -30,7 +31,46 @@ pub fn create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<u8> {
         overlays: &args.layers.overlays,
     }
     .render(SpecKind::Instance, &args.name);
-    change::create(ctx, SpecKind::Instance, &args.name, &text)
+    let status = change::create(ctx, SpecKind::Instance, &args.name, &text)?;
+    make_rcon_password(ctx, &args.name)?;
+    Ok(status)
+}
+
+/// Gives a new instance a fresh RCON password (root only: an ordinary user testing specs has
+/// no admin dir; the instance's first start makes one then).
+fn make_rcon_password(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        ctx.note(1, || {
+            format!("not root: {name}'s RCON password is made at its first start")
+        });
+        return Ok(());
+    }
+    let admin = ctx.catalog()?.layout.admin_dir;
+    secrets::rotate_rcon_password(&admin, name)?;
+    ctx.note(1, || {
+        format!(
+            "made {name}'s RCON password in {}",
+            secrets::rcon_password_file(&admin, name).display()
+        )
+    });
+    Ok(())
+}
+
+/// Removes a deleted instance's RCON password; says what it removed (root only, like
+/// [`make_rcon_password`]).
+pub(crate) fn remove_rcon_password(admin: &Path, name: &str) -> anyhow::Result<Option<String>> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(None);
+    }
+    let file = secrets::rcon_password_file(admin, name);
+    if !file.exists() {
+        return Ok(None);
+    }
+    secrets::remove_rcon_password(admin, name)?;
+    Ok(Some(format!(
+        "removed its RCON password {}",
+        file.display()
+    )))
 }
 
 /// `edit NAME`.
@@ -44,7 +84,7 @@ pub fn set(ctx: &Ctx, args: &SetArgs) -> anyhow::Result<u8> {
 }
 
 /// The valid instance `name`, or why there is none.
-fn valid_instance(catalog: &Catalog, name: &str) -> anyhow::Result<Instance> {
+pub(crate) fn valid_instance(catalog: &Catalog, name: &str) -> anyhow::Result<Instance> {
     check_spec_name(SpecKind::Instance, name)?;
     match catalog.get(name) {
         None => Err(missing(

@@ -3,6 +3,7 @@
 //!
 //! - [`instance`]: `create`, `edit`, `set`, `show`, `list`, `validate`, `render`;
 //! - [`lifecycle`]: `start`, `stop`, `restart`, `reset`, `delete`, `status`, `logs`;
+//! - [`rcon`]: `rcon`, `rcon-password` (the live console over Source RCON);
 //! - [`blueprint`]: `blueprint create`, `edit`, `set`, `show`, `list`;
 //! - [`game`]: `game install`, `update`, `check`, `versions`, `validate`, `gc`, `login`
 //!   (clients of the version store and the SteamCMD job);
@@ -18,3 +19,4 @@ pub(crate) mod game;
 pub(crate) mod instance;
 pub(crate) mod lifecycle;
 pub(crate) mod overlay;
+pub(crate) mod rcon;
