@@ -76,8 +76,8 @@ fn exec(cfg_dir: &Path, name: &str, depth: usize, run: &mut CfgRun) {
     run.finished.push(name);
 }
 
-/// Split cfg text into commands, each a non-empty list of words.
-fn commands(text: &str) -> Vec<Vec<String>> {
+/// Split cfg or console text into commands, each a non-empty list of words.
+pub(crate) fn commands(text: &str) -> Vec<Vec<String>> {
     let mut commands = Vec::new();
     for line in text.lines() {
         let mut words = Vec::new();

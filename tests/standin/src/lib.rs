@@ -6,15 +6,22 @@
 //! argv\[0\] as its game root, runs `<game>/cfg/server.cfg` and its `exec` chain, answers A2S
 //! queries on `+ip:-port` (with challenges, and split replies on request), binds every port a real
 //! server binds (UDP game, client and SourceTV ports, TCP RCON; a refused bind fails as the
-//! engine fails, see `net`), quits with status 0 on
+//! engine fails, see `net`), answers RCON as srcds does (`rcon`, `bans`, `console`: auth,
+//! multi-packet replies, `status`, `changelevel`, cvars), simulates players joining and leaving
+//! (`players`, `control`), quits with status 0 on
 //! SIGINT and SIGTERM, and can be told to start slowly, hang, wedge or crash, from its command
 //! line or, while it runs, through `<game>/standin.control`. It writes what it saw (argv, cwd,
 //! ids, capabilities, HOME, cfg order) to `<game>/standin.log`. README.md beside this crate lists
 //! every option.
 
 pub mod args;
+pub mod bans;
 pub mod cfg;
+pub mod console;
+pub mod control;
 pub mod net;
+pub mod players;
+pub mod rcon;
 pub mod reply;
 pub mod server;
 pub mod signals;

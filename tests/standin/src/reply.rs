@@ -16,7 +16,8 @@ const PIECE: usize = SPLIT_SIZE as usize - 12;
 const PROTOCOL: u8 = 17;
 const APP_ID: u16 = 550;
 const GAME: &str = "Left 4 Dead 2";
-const VERSION: &str = "2.2.4.3";
+/// The game version reported by A2S_INFO and `status`.
+pub const VERSION: &str = "2.2.4.3";
 /// A made-up SteamID of an anonymous game server.
 const STEAM_ID: u64 = 85_568_392_920_039_424;
 
@@ -104,22 +105,24 @@ pub fn info_message(info: &ServerInfo) -> Vec<u8> {
     m
 }
 
-/// Names of the survivors, given to bots in turn.
-const BOT_NAMES: [&str; 8] = [
-    "Coach", "Ellis", "Nick", "Rochelle", "Bill", "Zoey", "Francis", "Louis",
-];
+/// One row of A2S_PLAYER.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlayerRow {
+    pub name: String,
+    pub score: i32,
+    /// Seconds connected.
+    pub duration: f32,
+}
 
-/// S2A_PLAYER (0x44): `Player 1`.. (score 1..) then the bots (score 0), all connected for
-/// `uptime_secs`.
-pub fn players_message(info: &ServerInfo, uptime_secs: f32) -> Vec<u8> {
-    let mut m = vec![0x44, info.humans.saturating_add(info.bots)];
-    let humans = (1..=info.humans).map(|n| (format!("Player {n}"), i32::from(n)));
-    let bots = (0..usize::from(info.bots)).map(|n| (BOT_NAMES[n % BOT_NAMES.len()].to_owned(), 0));
-    for (name, score) in humans.chain(bots) {
+/// S2A_PLAYER (0x44): one entry per row (at most 255).
+pub fn players_message(rows: &[PlayerRow]) -> Vec<u8> {
+    let rows = &rows[..rows.len().min(usize::from(u8::MAX))];
+    let mut m = vec![0x44, rows.len() as u8];
+    for row in rows {
         m.push(0);
-        put_str(&mut m, &name);
-        m.extend_from_slice(&score.to_le_bytes());
-        m.extend_from_slice(&uptime_secs.to_le_bytes());
+        put_str(&mut m, &row.name);
+        m.extend_from_slice(&row.score.to_le_bytes());
+        m.extend_from_slice(&row.duration.to_le_bytes());
     }
     m
 }
@@ -215,7 +218,12 @@ mod tests {
 
     #[test]
     fn writes_players_and_rules() {
-        let m = players_message(&sample(), 2.0);
+        let row = |name: &str, score| PlayerRow {
+            name: name.into(),
+            score,
+            duration: 2.0,
+        };
+        let m = players_message(&[row("Player 1", 1), row("Coach", 0), row("Ellis", 0)]);
         let two = 2.0f32.to_le_bytes();
         let expected = [
             &b"\x44\x03\0Player 1\0\x01\0\0\0"[..],

@@ -12,10 +12,16 @@ use anyhow::{Context, bail};
 
 use crate::args::{self, Args};
 use crate::cfg::{self, CfgRun};
+use crate::console::{BOT_NAMES, Console, World};
+use crate::control::Control;
 use crate::net;
-use crate::reply::{self, Request, ServerInfo};
+use crate::players::Roster;
+use crate::rcon::{self, RconServer};
+use crate::reply::{self, PlayerRow, Request, ServerInfo};
 use crate::signals::{self, StopSignals};
 
+/// The "signal" name `serve_until_stopped` returns after `quit` or `exit` at the console.
+const QUIT: &str = "console quit";
 /// How often `<game>/standin.control` is read.
 const CONTROL_PERIOD: Duration = Duration::from_millis(200);
 /// Datagrams served per wake-up, so a flood cannot starve signal handling.
@@ -117,42 +123,6 @@ impl Challenges {
     }
 }
 
-/// Faults and players asked for through `<game>/standin.control`: one word per line.
-#[derive(Debug, Default)]
-struct Control {
-    hang: bool,
-    crash: bool,
-    wedge: bool,
-    /// `players N`: the human players now (else `+standin_players`).
-    players: Option<u8>,
-    unknown_logged: BTreeSet<String>,
-}
-
-impl Control {
-    fn reread(&mut self, path: &Path, log: &mut Log) {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        (self.hang, self.crash, self.wedge, self.players) = (false, false, false, None);
-        for word in text.lines().map(str::trim) {
-            let players = word
-                .strip_prefix("players ")
-                .and_then(|n| n.trim().parse::<u8>().ok());
-            match word.to_ascii_lowercase().as_str() {
-                "" => {}
-                w if w.starts_with('#') => {}
-                _ if players.is_some() => self.players = players,
-                "hang" => self.hang = true,
-                "crash" => self.crash = true,
-                "wedge" => self.wedge = true,
-                other => {
-                    if self.unknown_logged.insert(other.to_owned()) {
-                        log.line(&format!("control: unknown word {other:?} ignored"));
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// What the server is doing at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -222,8 +192,10 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
     let cfg_order = finished.join(",");
     log.line(&format!("cfg order: {cfg_order}"));
 
-    let info = server_info(&args, &cvars, cfg_order);
-    let sockets = match net::open(&args, &mut |line: &str| log.line(line)) {
+    let console = Console::new(cvars, args.map.clone(), game_dir.clone());
+    let roster = Roster::new(2 + u32::from(args.bots));
+    let info = server_info(&args, &console, &roster, &cfg_order);
+    let mut sockets = match net::open(&args, &mut |line: &str| log.line(line)) {
         Ok(sockets) => sockets,
         Err(err) => {
             log.line(&err.to_string());
@@ -245,18 +217,28 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
         info.name, info.map, info.max_players
     ));
 
+    let rcon = match sockets.rcon.take() {
+        Some(listener) => {
+            Some(RconServer::new(listener).context("cannot make the RCON listener non-blocking")?)
+        }
+        None => None,
+    };
     let mut server = Server {
         args,
         info,
         socket,
         _sockets: sockets,
+        console,
+        roster,
+        rcon,
+        cfg_order,
         started,
         challenges: Challenges::new(),
         split_id: 0,
         first_answers: BTreeSet::new(),
     };
     let signal = server.serve_until_stopped(&stop, &game_dir.join("standin.control"), &mut log)?;
-    if server.args.die_on_stop {
+    if server.args.die_on_stop && signal != QUIT {
         log.line(&format!("die by {signal}"));
         signals::die_by(signal);
     }
@@ -264,24 +246,27 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn server_info(args: &Args, cvars: &BTreeMap<String, String>, cfg_order: String) -> ServerInfo {
-    let cvar = |name: &str| cvars.get(name).cloned().unwrap_or_default();
-    let mut rules: Vec<(String, String)> = cvars
+/// What A2S reports now: the cvars and map of the console, the players of the roster.
+fn server_info(args: &Args, console: &Console, roster: &Roster, cfg_order: &str) -> ServerInfo {
+    let cvar = |name: &str| console.cvars.get(name).cloned().unwrap_or_default();
+    let mut rules: Vec<(String, String)> = console
+        .cvars
         .iter()
         .filter(|(name, _)| !name.contains("password"))
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
-    rules.push(("standin_cfg_order".into(), cfg_order));
+    rules.push(("standin_cfg_order".into(), cfg_order.to_owned()));
     ServerInfo {
-        name: cvars
+        name: console
+            .cvars
             .get("hostname")
             .cloned()
             .unwrap_or_else(|| "Left 4 Dead 2".into()),
-        map: args.map.clone(),
+        map: console.map.clone(),
         folder: args.game.clone(),
         port: args.port,
         max_players: args.max_players,
-        humans: args.humans,
+        humans: roster.count(),
         bots: args.bots,
         password: !cvar("sv_password").is_empty(),
         vac: !args.insecure,
@@ -295,8 +280,15 @@ struct Server {
     args: Args,
     info: ServerInfo,
     socket: UdpSocket,
-    /// Every socket the server holds open (client, SourceTV, RCON) for as long as it runs.
+    /// Every socket the server holds open (client, SourceTV) for as long as it runs.
     _sockets: net::Sockets,
+    /// Cvars, map and commands, driven by RCON.
+    console: Console,
+    /// The simulated human players.
+    roster: Roster,
+    /// `None` when the RCON port could not be bound (the engine runs on without RCON).
+    rcon: Option<RconServer>,
+    cfg_order: String,
     started: Instant,
     challenges: Challenges,
     split_id: u32,
@@ -317,12 +309,13 @@ impl Server {
         loop {
             let now = Instant::now();
             if now >= next_control {
-                control.reread(control_path, log);
+                control.reread(control_path, &mut |line: &str| log.line(line));
                 next_control = now + CONTROL_PERIOD;
-                let humans = control.players.unwrap_or(self.args.humans);
-                if humans != self.info.humans {
-                    log.line(&format!("players: {humans}"));
-                    self.info.humans = humans;
+                let events = self.roster.update(&control.wanted(self.args.humans), now);
+                if !events.is_empty() {
+                    events.iter().for_each(|event| log.line(event));
+                    log.line(&format!("players: {}", self.roster.count()));
+                    self.refresh_info();
                 }
             }
             let elapsed = now - self.started;
@@ -365,18 +358,67 @@ impl Server {
             if let Some(at) = next_timer {
                 wait = wait.min(at - elapsed);
             }
-            let (signal_ready, socket_ready) = poll(
-                (mode != Mode::Wedged).then(|| stop.as_fd().as_raw_fd()),
-                (mode == Mode::Answering).then(|| self.socket.as_raw_fd()),
-                wait,
-            )?;
-            if signal_ready && let Some(name) = stop.take().context("cannot read the signalfd")? {
+            let answering = mode == Mode::Answering;
+            let rcon_pending = answering && self.rcon.as_ref().is_some_and(RconServer::has_pending);
+            if rcon_pending {
+                wait = Duration::ZERO;
+            }
+            let mut fds = vec![
+                (
+                    (mode != Mode::Wedged).then(|| stop.as_fd().as_raw_fd()),
+                    false,
+                ),
+                (answering.then(|| self.socket.as_raw_fd()), false),
+            ];
+            if let Some(rcon) = self.rcon.as_ref().filter(|_| answering) {
+                fds.extend(rcon.poll_fds().into_iter().map(|(fd, out)| (Some(fd), out)));
+            }
+            let ready = poll(&fds, wait)?;
+            if ready[0]
+                && let Some(name) = stop.take().context("cannot read the signalfd")?
+            {
                 return Ok(name);
             }
-            if socket_ready {
+            if ready[1] {
                 self.answer_pending(log);
             }
+            if rcon_pending || ready[2..].iter().any(|&r| r) {
+                self.serve_rcon(log);
+                if self.console.quit {
+                    return Ok(QUIT);
+                }
+            }
         }
+    }
+
+    /// Rebuild what A2S reports from the console and the roster.
+    fn refresh_info(&mut self) {
+        self.info = server_info(&self.args, &self.console, &self.roster, &self.cfg_order);
+    }
+
+    /// Accept, read and answer RCON clients; then A2S reports what the commands changed.
+    fn serve_rcon(&mut self, log: &mut Log) {
+        let Some(rcon) = self.rcon.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut host = RconHost {
+            console: &mut self.console,
+            world: World {
+                roster: &self.roster,
+                bots: self.args.bots,
+                max_players: self.args.max_players,
+                addr: self
+                    .socket
+                    .local_addr()
+                    .unwrap_or_else(|_| SocketAddr::from((self.args.ip, self.args.port))),
+                vac: !self.args.insecure,
+                now,
+            },
+            log,
+        };
+        rcon.service(&mut host, now);
+        self.refresh_info();
     }
 
     /// Answer the queries waiting on the socket.
@@ -398,8 +440,7 @@ impl Server {
                     ("A2S_INFO", reply::info_message(&self.info))
                 }
                 Request::Players(got) if got == expected => {
-                    let uptime = self.started.elapsed().as_secs_f32();
-                    ("A2S_PLAYER", reply::players_message(&self.info, uptime))
+                    ("A2S_PLAYER", reply::players_message(&self.player_rows()))
                 }
                 Request::Rules(got) if got == expected => {
                     ("A2S_RULES", reply::rules_message(&self.info))
@@ -423,36 +464,84 @@ impl Server {
         }
     }
 
+    /// A2S_PLAYER's rows: the humans of the roster, then the bots (score 0, on since start).
+    fn player_rows(&self) -> Vec<PlayerRow> {
+        let now = Instant::now();
+        let humans = self.roster.players().iter().map(|p| PlayerRow {
+            name: p.name.clone(),
+            score: p.score,
+            duration: p.connected(now).as_secs_f32(),
+        });
+        let uptime = now.saturating_duration_since(self.started).as_secs_f32();
+        let bots = (0..usize::from(self.args.bots)).map(|n| PlayerRow {
+            name: BOT_NAMES[n % BOT_NAMES.len()].to_owned(),
+            score: 0,
+            duration: uptime,
+        });
+        humans.chain(bots).collect()
+    }
+
     fn send(&self, header: &[u8], body: &[u8], peer: SocketAddr) {
         // Like srcds, a reply that cannot be sent is dropped; the client asks again.
         let _ = self.socket.send_to(&[header, body].concat(), peer);
     }
 }
 
-/// Wait up to `wait` for the signalfd and/or the socket (either may be left out); returns which
-/// are readable.
-fn poll(
-    signal_fd: Option<i32>,
-    socket_fd: Option<i32>,
-    wait: Duration,
-) -> anyhow::Result<(bool, bool)> {
-    let entry = |fd: Option<i32>| libc::pollfd {
-        // A negative fd is skipped by poll(2).
-        fd: fd.unwrap_or(-1),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let mut fds = [entry(signal_fd), entry(socket_fd)];
+/// The console as RCON sees it, for one round of [`RconServer::service`].
+struct RconHost<'a> {
+    console: &'a mut Console,
+    world: World<'a>,
+    log: &'a mut Log,
+}
+
+impl rcon::Host for RconHost<'_> {
+    fn settings(&self) -> rcon::Settings {
+        self.console.rcon_settings()
+    }
+
+    fn execute(&mut self, line: &str) -> rcon::Executed {
+        let executed = self.console.execute(line, &self.world);
+        for event in self.console.events.drain(..) {
+            self.log.line(&event);
+        }
+        executed
+    }
+
+    fn value(&self, name: &str) -> Option<String> {
+        self.console.value(name, &self.world)
+    }
+
+    fn log(&mut self, line: &str) {
+        self.log.line(line);
+    }
+}
+
+/// Wait up to `wait` for the descriptors given (`None` ones are left out; `true` also waits to
+/// write); returns which are ready, in the same order.
+fn poll(fds: &[(Option<i32>, bool)], wait: Duration) -> anyhow::Result<Vec<bool>> {
+    let mut entries: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(fd, write)| libc::pollfd {
+            // A negative fd is skipped by poll(2).
+            fd: fd.unwrap_or(-1),
+            events: if write {
+                libc::POLLIN | libc::POLLOUT
+            } else {
+                libc::POLLIN
+            },
+            revents: 0,
+        })
+        .collect();
     let millis = wait.as_millis().clamp(1, 1000) as libc::c_int;
-    // SAFETY: `fds` is a valid array of 2 initialised pollfd structs that outlives the call.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+    // SAFETY: `entries` is a valid array of initialised pollfd structs, as long as the length
+    // passed, that outlives the call.
+    let n = unsafe { libc::poll(entries.as_mut_ptr(), entries.len() as libc::nfds_t, millis) };
     if n < 0 {
         let err = io::Error::last_os_error();
         if err.kind() == io::ErrorKind::Interrupted {
-            return Ok((false, false));
+            return Ok(vec![false; fds.len()]);
         }
         return Err(err).context("poll failed");
     }
-    let ready = |fd: &libc::pollfd| fd.revents & (libc::POLLIN | libc::POLLERR) != 0;
-    Ok((ready(&fds[0]), ready(&fds[1])))
+    Ok(entries.iter().map(|e| e.revents != 0).collect())
 }

@@ -3,165 +3,16 @@
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use left4me_a2s::{A2sClient, A2sError, Environment, Info, ServerType, Visibility};
+use left4me_a2s::{A2sError, Environment, ServerType, Visibility};
 
-const STANDIN: &str = env!("CARGO_BIN_EXE_srcds-standin");
-const QUERY_TIMEOUT: Duration = Duration::from_millis(300);
+mod common;
 
-/// A game tree in a temp dir: `srcds_run` (a symlink to the stand-in) and `left4dead2/cfg/`.
-struct GameTree {
-    root: PathBuf,
-}
-
-impl GameTree {
-    fn new(name: &str) -> Self {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let root = std::env::temp_dir().join(format!(
-            "left4me-standin-{name}-{}-{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(root.join("left4dead2/cfg")).unwrap();
-        std::os::unix::fs::symlink(STANDIN, root.join("srcds_run")).unwrap();
-        Self { root }
-    }
-
-    fn game(&self) -> PathBuf {
-        self.root.join("left4dead2")
-    }
-
-    fn cfg(&self, name: &str, text: &str) -> &Self {
-        let path = self.game().join("cfg").join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-        self
-    }
-
-    fn control(&self, words: &str) {
-        std::fs::write(self.game().join("standin.control"), words).unwrap();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.game().join("standin.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for GameTree {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A running stand-in; killed on drop so a failing test leaves no process behind.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    /// Start `<root>/srcds_run` as the supervisor does: cwd `<root>/left4dead2`, a set HOME.
-    fn start(tree: &GameTree, extra: &[&str]) -> Self {
-        let port = free_port();
-        let child = Command::new(tree.root.join("srcds_run"))
-            .args([
-                "-game",
-                "left4dead2",
-                "-norestart",
-                "-strictportbind",
-                "-port",
-                &port.to_string(),
-                "+clientport",
-                &free_port().to_string(),
-                "-nohltv",
-            ])
-            .args(["+ip", "127.0.0.1", "+map", "c1m1_hotel"])
-            .args(extra)
-            .current_dir(tree.game())
-            .env("HOME", "/nonexistent/standin-home")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        }
-    }
-
-    fn client(&self) -> A2sClient {
-        A2sClient::connect(self.addr, QUERY_TIMEOUT).unwrap()
-    }
-
-    /// Query until A2S_INFO is answered; panics after `within`.
-    fn wait_ready(&mut self, within: Duration) -> Info {
-        let client = self.client();
-        let deadline = Instant::now() + within;
-        loop {
-            match client.info() {
-                Ok(info) => return info,
-                Err(e) if Instant::now() < deadline => {
-                    assert!(
-                        self.child.try_wait().unwrap().is_none(),
-                        "exited early: {e}"
-                    );
-                    sleep(Duration::from_millis(50));
-                }
-                Err(e) => panic!("no answer within {within:?}: {e}"),
-            }
-        }
-    }
-
-    /// Query until A2S_INFO stops being answered; panics after `within`.
-    fn wait_silent(&self, within: Duration) {
-        let client = self.client();
-        let deadline = Instant::now() + within;
-        while client.info().is_ok() {
-            assert!(
-                Instant::now() < deadline,
-                "still answering after {within:?}"
-            );
-            sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
-        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "still running after {within:?}");
-            sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{GameTree, Server, free_port};
 
 fn rule(rules: &[left4me_a2s::Rule], name: &str) -> Option<String> {
     rules
