@@ -150,7 +150,10 @@ fn booted_rcon_one_shot_console_changelevel_rotate_and_wrong_password() -> Resul
     ctl_ok(&sys, &["rcon", "coop1", "changelevel", "c2m1_highway"])?;
     let status = ctl_ok(&sys, &["rcon", "coop1", "status"])?;
     ensure!(status.contains("map     : c2m1_highway\n"), "{status}");
-    ensure!(a2s_map(&sys)? == "c2m1_highway", "A2S map after changelevel");
+    ensure!(
+        a2s_map(&sys)? == "c2m1_highway",
+        "A2S map after changelevel"
+    );
     wait_for(
         &sys,
         "coop1",
@@ -189,7 +192,10 @@ fn booted_rcon_one_shot_console_changelevel_rotate_and_wrong_password() -> Resul
         std::thread::sleep(Duration::from_millis(50));
     };
     ensure!(exit.success(), "console exit {exit}:\n{}", console.text());
-    ensure!(state(&sys, "coop1")? == "active/running", "Ctrl-C reached the server");
+    ensure!(
+        state(&sys, "coop1")? == "active/running",
+        "Ctrl-C reached the server"
+    );
     ctl_ok(&sys, &["rcon", "coop1", "echo", "still", "up"])?;
     let history = sys.run_stdout(["cat", "/root/.local/state/left4me/rcon_history"])?;
     ensure!(
@@ -220,9 +226,15 @@ fn booted_rcon_one_shot_console_changelevel_rotate_and_wrong_password() -> Resul
     ensure!(render.contains("\nexec left4me_rcon\n"), "{render}");
     let journal = sys.run_stdout(["journalctl", "--no-pager", "-o", "cat"])?;
     for secret in [&password, &new_password] {
-        ensure!(!argv.contains(secret.as_str()), "password in the game's argv");
+        ensure!(
+            !argv.contains(secret.as_str()),
+            "password in the game's argv"
+        );
         ensure!(!render.contains(secret.as_str()), "password in render");
-        ensure!(!journal.contains(secret.as_str()), "password in the journal");
+        ensure!(
+            !journal.contains(secret.as_str()),
+            "password in the journal"
+        );
     }
 
     // A wrong kept password: a clear error, exit 1, and the server runs on.
