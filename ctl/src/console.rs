@@ -11,6 +11,7 @@
 //! every directory on the way belongs to the user running left4mectl (under `sudo` with a `HOME`
 //! that is not root's, history is off for the session and a note says why).
 
+use std::ffi::OsString;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
@@ -34,7 +35,11 @@ pub fn run(target: &Target) -> anyhow::Result<u8> {
             .auto_add_history(false)
             .build(),
     )?;
-    let history = match history_file() {
+    let history = match history_file(
+        std::env::var_os("XDG_STATE_HOME"),
+        std::env::var_os("HOME"),
+        rustix::process::geteuid().as_raw(),
+    ) {
         Ok(file) => {
             // A missing file is a first session.
             let _ = editor.load_history(&file);
@@ -90,16 +95,20 @@ pub fn run(target: &Target) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-/// The history file of the user running left4mectl, its directory created (0700); refused when
-/// a directory on the way is not that user's.
-fn history_file() -> Result<PathBuf, String> {
-    let (base, checked) = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+/// The history file of user `uid` from its `XDG_STATE_HOME` and `HOME`, its directory created
+/// (0700); refused when a directory on the way is not that user's.
+fn history_file(
+    xdg_state_home: Option<OsString>,
+    home: Option<OsString>,
+    uid: u32,
+) -> Result<PathBuf, String> {
+    let (base, checked) = match xdg_state_home.filter(|v| !v.is_empty()) {
         Some(state) => {
             let state = PathBuf::from(state);
             (state.clone(), vec![state])
         }
         None => {
-            let home = PathBuf::from(std::env::var_os("HOME").ok_or("HOME is not set")?);
+            let home = PathBuf::from(home.ok_or("HOME is not set")?);
             (
                 home.join(".local/state"),
                 vec![home.clone(), home.join(".local"), home.join(".local/state")],
@@ -109,7 +118,6 @@ fn history_file() -> Result<PathBuf, String> {
     if !base.is_absolute() {
         return Err(format!("{} is not an absolute path", base.display()));
     }
-    let uid = rustix::process::geteuid().as_raw();
     let dir = base.join("left4me");
     for path in &checked {
         if path.exists() {
@@ -153,4 +161,56 @@ fn owned_by(path: &Path, uid: u32) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("left4me-console-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn me() -> u32 {
+        rustix::process::geteuid().as_raw()
+    }
+
+    #[test]
+    fn history_goes_under_xdg_state_home_or_home_in_a_private_dir() {
+        let base = temp("xdg");
+        let file = history_file(Some(base.clone().into()), None, me()).unwrap();
+        assert_eq!(file, base.join("left4me/rcon_history"));
+        let mode = std::fs::metadata(base.join("left4me"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+
+        let home = temp("home");
+        let file = history_file(Some(OsString::new()), Some(home.clone().into()), me()).unwrap();
+        assert_eq!(file, home.join(".local/state/left4me/rcon_history"));
+        std::fs::remove_dir_all(&base).unwrap();
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    #[test]
+    fn history_is_off_when_a_directory_on_the_way_is_someone_elses() {
+        let home = temp("other");
+        // Seen as another user: every directory here is "not yours".
+        let err = history_file(None, Some(home.clone().into()), me() + 1).unwrap_err();
+        assert!(err.contains("not to you"), "{err}");
+        assert!(
+            !home.join(".local").exists(),
+            "nothing created in another's home"
+        );
+        assert!(history_file(Some("relative".into()), None, me()).is_err());
+        assert!(history_file(None, None, me()).unwrap_err().contains("HOME"));
+        std::fs::remove_dir_all(&home).unwrap();
+    }
 }
