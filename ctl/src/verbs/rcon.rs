@@ -14,11 +14,13 @@ use std::time::Duration;
 
 use left4me_rcon::{Client, RconError};
 use left4me_statedir::secrets::{self, SecretError};
+use left4me_statedir::{Lock, Subject};
 
 use crate::Ctx;
 use crate::change::{SpecKind, check_spec_name};
 use crate::console;
 use crate::error::{EXIT_OK, UsageError};
+use crate::game_view::is_running;
 use crate::output::emit;
 use crate::systemd::{self, systemd_running, unit_name};
 use crate::verbs::instance::valid_instance;
@@ -113,6 +115,16 @@ fn unit_state(name: &str) -> String {
     }
 }
 
+/// The unit's state when systemd runs it (or is starting it): its game was staged a password
+/// already, even if it does not answer yet.
+fn starting_state(name: &str) -> Option<String> {
+    if !systemd_running() {
+        return None;
+    }
+    let state = systemd::show_one(&unit_name(name)).ok()?;
+    is_running(Some(&state.active_state)).then(|| state.describe())
+}
+
 fn require_root(verb: &str) -> Result<(), UsageError> {
     if rustix::process::geteuid().is_root() {
         Ok(())
@@ -161,12 +173,22 @@ pub(crate) fn with_newline(mut reply: String) -> String {
 
 /// `rcon-password NAME [--rotate] [--timeout SPAN]`.
 pub fn rcon_password(ctx: &Ctx, name: &str, rotate: bool, timeout: Duration) -> anyhow::Result<u8> {
-    let target = match Target::resolve(ctx, "rcon-password", name, timeout) {
+    const VERB: &str = "rcon-password";
+    if !rotate {
+        let target = Target::resolve(ctx, VERB, name, timeout)?;
+        emit(&format!("{}\n", target.password))?;
+        return Ok(EXIT_OK);
+    }
+    check_spec_name(SpecKind::Instance, name)?;
+    require_root(VERB)?;
+    // Under the instance's lock, so a start (`prepare`, which stages the password) waits.
+    let catalog = ctx.catalog()?;
+    let admin = &catalog.layout.admin_dir;
+    let _lock = Lock::take(&catalog.layout.locks_dir(), Subject::Instance(name), true)?;
+    let target = match Target::resolve(ctx, VERB, name, timeout) {
         Ok(target) => target,
         // Nothing kept yet (a hand-written spec never started): rotating makes the first one.
-        Err(e) if rotate && is_missing(&e) => {
-            let catalog = ctx.catalog()?;
-            let admin = &catalog.layout.admin_dir;
+        Err(e) if is_missing(&e) => {
             secrets::rotate_rcon_password(admin, name)?;
             emit(&format!(
                 "made the RCON password of {name} ({}); its next start stages it\n",
@@ -176,14 +198,20 @@ pub fn rcon_password(ctx: &Ctx, name: &str, rotate: bool, timeout: Duration) -> 
         }
         Err(e) => return Err(e),
     };
-    if !rotate {
-        emit(&format!("{}\n", target.password))?;
-        return Ok(EXIT_OK);
-    }
     // The live server, reached with the old password before anything changes.
     let live = match Client::connect(target.addr, &target.password, timeout) {
         Ok(client) => Some(client),
-        Err(RconError::Connect { .. }) => None,
+        Err(RconError::Connect { .. }) => {
+            if let Some(state) = starting_state(name) {
+                return Err(UsageError::new(format!(
+                    "the RCON password of {name} was not rotated: its unit is {state} but the \
+                     game does not answer RCON yet (it would keep the old password it was \
+                     started with); try again once it answers (`left4mectl status {name}`)"
+                ))
+                .into());
+            }
+            None
+        }
         Err(e) => {
             return Err(target.explain(e).context(format!(
                 "the RCON password of {name} was not rotated: the running server must take \
@@ -191,11 +219,7 @@ pub fn rcon_password(ctx: &Ctx, name: &str, rotate: bool, timeout: Duration) -> 
             )));
         }
     };
-    let catalog = ctx.catalog()?;
-    let new = target.with_password(secrets::rotate_rcon_password(
-        &catalog.layout.admin_dir,
-        name,
-    )?);
+    let new = target.with_password(secrets::rotate_rcon_password(admin, name)?);
     let file = new.file.display();
     let Some(mut client) = live else {
         emit(&format!(
