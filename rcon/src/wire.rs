@@ -38,6 +38,11 @@ pub enum WireError {
         MAX_BODY + MIN_SIZE
     )]
     BadSize { size: i32 },
+    /// No NUL ends the body of packet `id` within [`MAX_BODY`] bytes.
+    #[error(
+        "RCON packet {id} has no NUL within {MAX_BODY} bytes of its body: not a Source RCON server"
+    )]
+    Unterminated { id: i32 },
 }
 
 /// One RCON packet.
@@ -106,10 +111,15 @@ impl Decoder {
         let packet: Vec<u8> = self.buf.drain(..4 + len).skip(4).collect();
         let id = i32::from_le_bytes([packet[0], packet[1], packet[2], packet[3]]);
         let kind = i32::from_le_bytes([packet[4], packet[5], packet[6], packet[7]]);
-        // The body ends at its NUL terminator; servers differ in what follows it (the empty
-        // string's NUL, or nothing at all), so anything after the first NUL is ignored.
+        // The body ends at its NUL terminator, at most MAX_BODY bytes in; servers differ in
+        // what follows it (the empty string's NUL, or nothing at all), so anything after the
+        // first NUL is ignored.
         let body = &packet[8..];
-        let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+        let end = body
+            .iter()
+            .take(MAX_BODY + 1)
+            .position(|&b| b == 0)
+            .ok_or(WireError::Unterminated { id })?;
         Ok(Some(Packet::new(id, kind, &body[..end])))
     }
 }
@@ -191,6 +201,24 @@ mod tests {
         }
         let largest = Packet::new(1, 0, vec![b'x'; MAX_BODY]).encode();
         assert_eq!(decode_all(&largest).unwrap()[0].body.len(), MAX_BODY);
+    }
+
+    #[test]
+    fn refuses_a_body_without_its_nul() {
+        // Found by the fuzzer: the largest size with no NUL at all once gave a body of
+        // MAX_BODY + 2 bytes.
+        let mut bytes = ((MAX_BODY + MIN_SIZE) as i32).to_le_bytes().to_vec();
+        bytes.extend(8i32.to_le_bytes());
+        bytes.extend(0i32.to_le_bytes());
+        bytes.extend(vec![b'C'; MAX_BODY + 2]);
+        assert_eq!(decode_all(&bytes), Err(WireError::Unterminated { id: 8 }));
+        // Found next: the largest size with a single NUL after MAX_BODY + 1 bytes.
+        let mut bytes = ((MAX_BODY + MIN_SIZE) as i32).to_le_bytes().to_vec();
+        bytes.extend(8i32.to_le_bytes());
+        bytes.extend(0i32.to_le_bytes());
+        bytes.extend(vec![b'C'; MAX_BODY + 1]);
+        bytes.push(0);
+        assert_eq!(decode_all(&bytes), Err(WireError::Unterminated { id: 8 }));
     }
 
     #[test]
