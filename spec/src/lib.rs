@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+mod calendar;
 mod catalog;
 mod error;
 mod host;
@@ -23,9 +24,12 @@ mod parallel;
 mod ports;
 mod read;
 mod render;
+mod schedule;
 mod toml_fields;
+mod tzdata;
 mod values;
 
+pub use calendar::Calendar;
 pub use catalog::{Catalog, NameEntry, list_names, load_blueprint, load_host, load_instance};
 pub use error::{ErrorKind, SpecError};
 pub use host::{DEFAULT_STATE_DIR, HostConfig};
@@ -47,5 +51,6 @@ pub use render::{
     AliasCfg, GENERATED_HEADER, SERVER_CFG, alias_cfgs, lower_layers, lower_layers_over,
     render_dropin, render_server_cfg, render_slice_dropins, srcds_argv,
 };
+pub use schedule::{DEFAULT_MAX_WAIT, Schedule, ScheduleKeys};
 pub use toml_fields::line_column;
 pub use values::{CpuList, Duration, Size};
