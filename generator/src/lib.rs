@@ -23,9 +23,9 @@ pub use log::Logger;
 pub const DROPIN_NAME: &str = "50-left4me.conf";
 
 /// Where the timers of scheduled restarts are linked, so `timers.target` starts them at boot.
-pub const TIMERS_WANTS: &str = "timers.target.wants";
+pub const TIMER_LINK_DIRS: [&str; 1] = ["timers.target.wants"];
 
-/// What each link in [`TIMERS_WANTS`] points to: the installed template. systemd takes the
+/// What each link in [`TIMER_LINK_DIRS`] points to: the installed template. systemd takes the
 /// dependency from the link's name; the target only has to name the template.
 pub const RESTART_TIMER_TEMPLATE: &str = "/usr/lib/systemd/system/left4me-restart@.timer";
 
@@ -99,6 +99,9 @@ pub fn generate(
             }
         }
     }
+    if !timers.is_empty() {
+        files.push(("timers.target.d".into(), render_timers_upheld(&timers)));
+    }
     let mut outcome = Outcome::AllWritten;
     for (dir, err) in out.write_all(&files, cpus as usize) {
         log.error(&format!(
@@ -107,9 +110,9 @@ pub fn generate(
         ));
         outcome = Outcome::Failed;
     }
-    for (timer, err) in out.link_timers(&timers) {
+    for (link, err) in out.link_timers(&timers) {
         log.error(&format!(
-            "cannot link {}/{TIMERS_WANTS}/{timer}: {err}",
+            "cannot link {}/{link}: {err}",
             normal_dir.display()
         ));
         outcome = Outcome::Failed;
@@ -124,6 +127,22 @@ pub fn generate(
         }
     }
     outcome
+}
+
+/// The drop-in `timers.target.d/50-left4me.conf`: `Upholds=` every scheduled-restart timer.
+/// The `timers.target.wants/` links start them at boot; a reload alone starts nothing a
+/// `Wants=` adds, while an upheld unit is started whenever systemd finds it inactive under an
+/// active upholder, so a `[schedule]` added on a running system takes effect at its
+/// `daemon-reload`.
+fn render_timers_upheld(timers: &[String]) -> String {
+    let mut out = format!(
+        "{} from the instance specs' [schedule] tables.\n[Unit]\n",
+        left4me_spec::GENERATED_HEADER
+    );
+    for timer in timers {
+        out.push_str(&format!("Upholds={timer}\n"));
+    }
+    out
 }
 
 /// The generator's output dir, written relative to an open descriptor so each file costs few
@@ -163,27 +182,28 @@ impl OutputDir {
         failed
     }
 
-    /// Links each timer into `timers.target.wants/`; returns the failures.
+    /// Links each timer into every dir of [`TIMER_LINK_DIRS`]; returns the failed links.
     fn link_timers(&self, timers: &[String]) -> Vec<(String, rustix::io::Errno)> {
         if timers.is_empty() {
             return Vec::new();
         }
-        match rustix::fs::mkdirat(&self.0, TIMERS_WANTS, Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(err) => return timers.iter().map(|t| (t.clone(), err)).collect(),
+        let mut failed = Vec::new();
+        for dir in TIMER_LINK_DIRS {
+            match rustix::fs::mkdirat(&self.0, dir, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(err) => {
+                    failed.push((dir.to_owned(), err));
+                    continue;
+                }
+            }
+            for timer in timers {
+                let link = format!("{dir}/{timer}");
+                if let Err(err) = rustix::fs::symlinkat(RESTART_TIMER_TEMPLATE, &self.0, &link) {
+                    failed.push((link, err));
+                }
+            }
         }
-        timers
-            .iter()
-            .filter_map(|timer| {
-                rustix::fs::symlinkat(
-                    RESTART_TIMER_TEMPLATE,
-                    &self.0,
-                    format!("{TIMERS_WANTS}/{timer}"),
-                )
-                .err()
-                .map(|err| (timer.clone(), err))
-            })
-            .collect()
+        failed
     }
 
     /// Writes `dir/50-left4me.conf` atomically: a temp file renamed into place. No fsync: the

@@ -48,8 +48,9 @@ pub use ports::{
 };
 pub use read::{MAX_SPEC_BYTES, read_spec};
 pub use render::{
-    AliasCfg, GENERATED_HEADER, SERVER_CFG, alias_cfgs, lower_layers, lower_layers_over,
-    render_dropin, render_server_cfg, render_slice_dropins, srcds_argv,
+    AliasCfg, GENERATED_HEADER, LEFT4MECTL, RestartDropins, SERVER_CFG, alias_cfgs, lower_layers,
+    lower_layers_over, render_dropin, render_restart_dropins, render_server_cfg,
+    render_slice_dropins, restart_argv, srcds_argv,
 };
 pub use schedule::{DEFAULT_MAX_WAIT, Schedule, ScheduleKeys};
 pub use toml_fields::line_column;
