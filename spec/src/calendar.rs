@@ -15,6 +15,9 @@
 //! - control characters (tab, newline) are refused: a unit file setting holds one line.
 //!
 //! It only validates; the expression is written to the timer unit as the operator wrote it.
+//!
+//! Longer than our usual 600 lines on purpose: one parser, laid out in the order of systemd's
+//! own so the two can be read side by side when systemd changes.
 
 use std::fmt;
 

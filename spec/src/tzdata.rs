@@ -14,7 +14,7 @@
 //!   [ "$(head -c4 "$f")" = TZif ] && echo "$f"; done | LC_ALL=C sort
 //! ```
 
-/// The zone names, sorted (byte order) for binary search.
+/// The zone names, sorted (byte order) for binary search. (A data file: its length is the list.)
 pub(crate) const ZONES: &[&str] = &[
     "Africa/Abidjan",
     "Africa/Accra",
