@@ -569,7 +569,8 @@ fn normalize(spec: &mut Spec) {
         &mut spec.minute,
         &mut spec.second,
     ] {
-        for c in chain.iter_mut().flatten() {
+        let Some(list) = chain else { continue };
+        for c in list.iter_mut() {
             if c.stop > c.start && c.repeat > 0 {
                 c.stop -= (c.stop - c.start) % c.repeat;
             }
@@ -581,6 +582,9 @@ fn normalize(spec: &mut Spec) {
                 c.stop = -1;
             }
         }
+        // Sorted and without repeats: the position of an entry matters below.
+        list.sort_by_key(|c| (c.start, c.stop, c.repeat));
+        list.dedup_by_key(|c| (c.start, c.stop, c.repeat));
     }
 }
 
@@ -594,9 +598,14 @@ fn validate(spec: &Spec) -> Result<(), String> {
         ("minute", &spec.minute, 0, 59),
         ("second", &spec.second, 0, 60 * USEC_PER_SEC - 1),
     ];
-    for (field, chain, from, to) in fields {
+    for (field, chain, from, mut to) in fields {
         let end_of_month = field == "day" && spec.end_of_month;
         for c in chain.iter().flatten() {
+            if end_of_month {
+                // At most 28 days from the end of the month — and systemd 252 takes 3 more
+                // off for each further entry of the (sorted) list: `*~2,26` is refused.
+                to -= 3;
+            }
             check_component(field, *c, from, to, end_of_month)?;
         }
     }
@@ -607,16 +616,12 @@ fn check_component(
     field: &str,
     c: Component,
     from: i64,
-    mut to: i64,
+    to: i64,
     end_of_month: bool,
 ) -> Result<(), String> {
     let usec = field == "second";
     let show = |v: i64| if usec { seconds(v) } else { v.to_string() };
     let tilde = if end_of_month { "~" } else { "" };
-    if end_of_month {
-        // At most 28 days from the end of the month.
-        to -= 3;
-    }
     let range = format!("{tilde}{}-{tilde}{}", show(from), show(to));
     let out_of_range = |v: i64| {
         let counted = if end_of_month {

@@ -66,6 +66,8 @@ const VALID: &[&str] = &[
     "02~1..3",
     "*-*~7/2",
     "*-*~1..7",
+    "*~2,25",
+    "*~1,2,3,4,5,6,7",
     // times
     "*:0/15",
     "*:00/15:00",
@@ -141,6 +143,9 @@ const INVALID: &[&str] = &[
     "*-*~29",
     "*-*~0",
     "*-*~1/2",
+    "*~2,26",
+    "*~26,2",
+    "*~1,2,3,4,5,6,7,8,9",
     "2200-01-01",
     "1969-12-31",
     "100-01-01",
@@ -242,4 +247,126 @@ fn calendar_verdicts_match_systemd_analyze() {
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "accepts" } else { "refuses" }
+}
+
+/// A small deterministic generator (an LCG: the corpus is the same on every run).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+
+    /// A number, mostly in the ranges that matter (0-70), sometimes well beyond.
+    fn number(&mut self) -> String {
+        match self.below(10) {
+            0 => (1960 + self.below(260)).to_string(),
+            1 => self.below(200).to_string(),
+            _ => self.below(70).to_string(),
+        }
+    }
+
+    /// One field: `*`, a value, a range, a repetition or a list of these.
+    fn field(&mut self, seconds: bool) -> String {
+        let value = |g: &mut Lcg| {
+            let mut v = g.number();
+            if seconds && g.below(4) == 0 {
+                v = format!("{v}.{}", g.pick(&["5", "25", "9999995", "", "0000004"]));
+            }
+            v
+        };
+        match self.below(7) {
+            0 | 1 => "*".into(),
+            2 => value(self),
+            3 => format!("{}..{}", value(self), value(self)),
+            4 => format!("{}/{}", value(self), value(self)),
+            5 => format!("{}..{}/{}", value(self), value(self), value(self)),
+            _ => format!("{},{}", value(self), value(self)),
+        }
+    }
+
+    fn expression(&mut self) -> String {
+        if self.below(25) == 0 {
+            return format!("@{}", self.below(8_000_000_000));
+        }
+        let mut parts = Vec::new();
+        if self.below(3) == 0 {
+            parts.push(
+                self.pick(&[
+                    "Mon",
+                    "mon..fri",
+                    "Sat,Sun",
+                    "Fri..Mon",
+                    "Tue-",
+                    "Wednesday,",
+                ])
+                .to_owned(),
+            );
+        }
+        match self.below(4) {
+            0 => {}
+            1 => parts.push(format!("{}-{}", self.field(false), self.field(false))),
+            2 => parts.push(format!(
+                "{}-{}{}{}",
+                self.field(false),
+                self.field(false),
+                self.pick(&["-", "-", "~"]),
+                self.field(false)
+            )),
+            _ => parts.push(format!("{}~{}", self.field(false), self.field(false))),
+        }
+        match self.below(3) {
+            0 => {}
+            1 => parts.push(format!("{}:{}", self.field(false), self.field(false))),
+            _ => parts.push(format!(
+                "{}:{}:{}",
+                self.field(false),
+                self.field(false),
+                self.field(true)
+            )),
+        }
+        match self.below(6) {
+            0 => parts.push("UTC".into()),
+            1 => parts.push(self.pick(&["Europe/Berlin", "Nowhere/Zone", "utc"]).into()),
+            _ => {}
+        }
+        let sep = self.pick(&[" ", " ", " ", "  "]);
+        parts.join(sep)
+    }
+}
+
+#[test]
+fn random_calendar_verdicts_match_systemd_analyze() {
+    let mut lcg = Lcg(0x1ef7_4e);
+    let mut disagreements = Vec::new();
+    let mut accepted = 0;
+    let count = 400;
+    for _ in 0..count {
+        let expr = lcg.expression();
+        let systemd = systemd_accepts(&expr);
+        accepted += usize::from(systemd);
+        let ours = Calendar::parse(&expr);
+        if ours.is_ok() != systemd {
+            disagreements.push(format!(
+                "{expr:?}: systemd-analyze {}, Calendar::parse {} ({ours:?})",
+                verdict(systemd),
+                verdict(ours.is_ok())
+            ));
+        }
+    }
+    assert!(
+        disagreements.is_empty(),
+        "{} of {count} disagree:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
+    println!("{count} generated expressions ({accepted} valid): all verdicts agree");
 }
