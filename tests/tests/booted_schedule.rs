@@ -98,6 +98,30 @@ fn booted_schedule_timer_follows_the_spec() -> Result<()> {
         "after reboot: {line:?}"
     );
 
+    // A calendar with no elapse left (valid for systemd, and so for left4me) leaves the timer
+    // active (elapsed); Upholds= does not start it over and over.
+    ctl_ok(
+        &sys,
+        &["set", "sched1", "schedule.restart=2000-01-01 00:00:00 UTC"],
+    )?;
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let state = sys.run_stdout([
+        "systemctl",
+        "show",
+        "-p",
+        "ActiveState,SubState",
+        "left4me-restart@sched1.timer",
+    ])?;
+    let starts = sys
+        .journal(Some("left4me-restart@sched1.timer"))
+        .matches("Started left4me-restart@sched1.timer")
+        .count();
+    report(&format!("past date: {state:?}, {starts} starts"));
+    ensure!(
+        state.contains("ActiveState=active") && starts < 5,
+        "past date: {state}, started {starts} times"
+    );
+
     // Removing the table removes the link, and the timer stops (StopWhenUnneeded=: nothing
     // upholds or wants it any more).
     ctl_ok(&sys, &["set", "sched1", "--unset", "schedule.restart"])?;
