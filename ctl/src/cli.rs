@@ -97,15 +97,16 @@ pub enum Verb {
             health.watchdog). VALUE is read as TOML when it is a TOML value (27016, true, \
             [\"-tickrate\", \"60\"]) and as a plain string otherwise (c2m1_highway). Keys that \
             hold text (map, blueprint, config, resources.cpu_affinity, resources.memory_high, \
-            resources.memory_max, health.ready_timeout, health.watchdog) always take VALUE as a \
-            string, so watchdog=0 means \"0\". An empty VALUE (KEY=) is refused: remove a key \
-            with --unset KEY.\n\n\
+            resources.memory_max, health.ready_timeout, health.watchdog, schedule.restart, \
+            schedule.max_wait) always take VALUE as a string, so watchdog=0 means \"0\". An \
+            empty VALUE (KEY=) is refused: remove a key with --unset KEY.\n\n\
             The result is validated before it is installed; on an error nothing changes.",
         after_long_help = "EXAMPLES:\n  \
             left4mectl set coop1 map=c2m1_highway maxplayers=8\n  \
             left4mectl set coop1 port=27016\n  \
             left4mectl set coop1 'args=[\"-tickrate\", \"60\"]'\n  \
             left4mectl set coop1 resources.memory_max=3G health.watchdog=0\n  \
+            left4mectl set coop1 schedule.restart='*-*-* 05:00:00' schedule.max_wait=90min\n  \
             left4mectl set coop1 --unset maxplayers --unset resources.nice"
     )]
     Set(SetArgs),

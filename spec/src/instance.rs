@@ -10,6 +10,7 @@ use crate::error::SpecError;
 use crate::host::HostConfig;
 use crate::overlay::OverlayRef;
 use crate::ports::{PORT_KEYS, PortKeys, Ports};
+use crate::schedule::{Schedule, ScheduleKeys};
 use crate::toml_fields::{Fields, parse_document};
 use crate::values::{CpuList, Duration, Size};
 pub use left4me_contract::MAX_LAYERS;
@@ -90,9 +91,11 @@ pub struct Settings {
     pub config: Option<String>,
     pub resources: Resources,
     pub health: Health,
+    /// `[schedule]`: scheduled restarts.
+    pub schedule: ScheduleKeys,
 }
 
-const SETTINGS_KEYS: [&str; 8] = [
+const SETTINGS_KEYS: [&str; 9] = [
     "map",
     "maxplayers",
     "args",
@@ -101,6 +104,7 @@ const SETTINGS_KEYS: [&str; 8] = [
     "config",
     "resources",
     "health",
+    "schedule",
 ];
 
 impl Settings {
@@ -202,6 +206,7 @@ impl Settings {
                 ));
             }
         }
+        let schedule = ScheduleKeys::read(fields)?;
         Ok(Settings {
             map,
             maxplayers,
@@ -211,6 +216,7 @@ impl Settings {
             config,
             resources,
             health,
+            schedule,
         })
     }
 
@@ -239,6 +245,7 @@ impl Settings {
                 ready_timeout: over.health.ready_timeout.or(self.health.ready_timeout),
                 watchdog: over.health.watchdog.or(self.health.watchdog),
             },
+            schedule: self.schedule.merged_under(over.schedule),
         }
     }
 }
@@ -373,6 +380,8 @@ pub struct Instance {
     pub resources: Resources,
     pub ready_timeout: Duration,
     pub watchdog: Duration,
+    /// `[schedule]`: when to restart it; `None` without the table.
+    pub schedule: Option<Schedule>,
 }
 
 impl Instance {
@@ -463,6 +472,7 @@ impl Instance {
                 ),
             ));
         }
+        let schedule = settings.schedule.resolve(|key, why| invalid(key, why))?;
         let default = |text| Duration::parse(text).expect("valid default");
         Ok(Instance {
             name: file.name,
@@ -486,6 +496,7 @@ impl Instance {
                 .health
                 .watchdog
                 .unwrap_or_else(|| default(DEFAULT_WATCHDOG)),
+            schedule,
             file: path,
         })
     }

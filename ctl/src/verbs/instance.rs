@@ -4,9 +4,10 @@
 use std::path::Path;
 
 use left4me_spec::{
-    Bind, Blueprint, Catalog, HostConfig, Instance, InstanceFile, OverlayDef, SERVER_CFG, Settings,
-    SpecError, alias_cfgs, list_names, load_blueprint, lower_layers_over, render_dropin,
-    render_server_cfg, srcds_argv,
+    Bind, Blueprint, Catalog, HostConfig, Instance, InstanceFile, OverlayDef, RestartDropins,
+    SERVER_CFG, Schedule, Settings, SpecError, alias_cfgs, list_names, load_blueprint,
+    lower_layers_over, render_dropin, render_restart_dropins, render_server_cfg, restart_argv,
+    srcds_argv,
 };
 use left4me_statedir::secrets;
 use serde::Serialize;
@@ -202,8 +203,26 @@ fn describe_instance(instance: &Instance, catalog: &Catalog) -> String {
                 s.health.watchdog.is_some()
             }),
         ),
+        (
+            "schedule",
+            match &instance.schedule {
+                Some(schedule) => tag(describe_schedule(schedule), |s| s.schedule.present),
+                None => "-".into(),
+            },
+        ),
         ("config", or_dash(instance.config.clone())),
     ])
+}
+
+/// `*-*-* 05:00:00: restart when empty, at most 2h` for `show`.
+fn describe_schedule(schedule: &Schedule) -> String {
+    match &schedule.max_wait {
+        Some(wait) => format!(
+            "restart at {}, once empty (at most {wait}, then anyway)",
+            schedule.restart
+        ),
+        None => format!("restart at {}, players or not", schedule.restart),
+    }
 }
 
 /// One line of `list`; `--json` prints these as they are, with the live unit state of all
@@ -527,6 +546,16 @@ struct Rendered {
     argv: Vec<String>,
     cwd: String,
     env: std::collections::BTreeMap<String, String>,
+    /// `[schedule]`: the restart timer's and service's drop-ins and the command the service
+    /// runs; `null` without a schedule.
+    schedule: Option<RenderedSchedule>,
+}
+
+#[derive(Debug, Serialize)]
+struct RenderedSchedule {
+    timer: RenderedFile,
+    service: RenderedFile,
+    argv: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -582,6 +611,20 @@ fn render_instance(instance: &Instance, catalog: &Catalog) -> Rendered {
         argv: srcds_argv(instance, &merged),
         cwd: merged.join("left4dead2").display().to_string(),
         env: [("HOME".to_owned(), layout.state_dir.display().to_string())].into(),
+        schedule: render_restart_dropins(instance).map(|dropins| RenderedSchedule {
+            timer: RenderedFile {
+                path: format!("{}.d/50-left4me.conf", RestartDropins::timer_unit(name)),
+                text: dropins.timer,
+            },
+            service: RenderedFile {
+                path: format!("{}.d/50-left4me.conf", RestartDropins::service_unit(name)),
+                text: dropins.service,
+            },
+            argv: instance
+                .schedule
+                .as_ref()
+                .map_or(Vec::new(), |s| restart_argv(name, s)),
+        }),
     }
 }
 
@@ -647,6 +690,19 @@ pub fn render(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
         section(
             format!("srcds command line (cwd {}, HOME={})", r.cwd, r.env["HOME"]),
             format!("{}\n", quoted(&r.argv)),
+        ),
+        section(
+            "scheduled restart ([schedule]; drop-ins in the generator's output dir)".into(),
+            r.schedule.map_or(String::new(), |s| {
+                format!(
+                    "--- {}\n{}--- {}\n{}command: {}\n",
+                    s.timer.path,
+                    s.timer.text,
+                    s.service.path,
+                    s.service.text,
+                    quoted(&s.argv)
+                )
+            }),
         ),
     ]
     .join("\n");
