@@ -43,7 +43,7 @@ install-files:
 	$(INSTALL) -m 0755 "$(BIN_DIR)/left4me-supervisor" "$(LIBEXECDIR)/left4me-supervisor"
 	test ! -x "$(BIN_DIR)/left4me-sandbox" || $(INSTALL) -m 0755 "$(BIN_DIR)/left4me-sandbox" "$(LIBEXECDIR)/left4me-sandbox"
 	$(INSTALL) -d "$(UNITDIR)/left4me-server@.service.d"
-	$(INSTALL) -m 0644 units/left4me-server@.service units/l4d2-game.slice units/l4d2-build.slice units/left4me-game-update.service units/left4me-game-update.timer "$(UNITDIR)/"
+	$(INSTALL) -m 0644 units/left4me-server@.service units/l4d2-game.slice units/l4d2-build.slice units/left4me-game-update.service units/left4me-game-update.timer units/left4me-restart@.service units/left4me-restart@.timer "$(UNITDIR)/"
 	$(INSTALL) -m 0644 units/left4me-server@.service.d/10-hardening.conf "$(UNITDIR)/left4me-server@.service.d/"
 	$(INSTALL) -m 0644 units/sysusers.d/left4me.conf "$(SYSUSERSDIR)/left4me.conf"
 	$(INSTALL) -m 0644 units/tmpfiles.d/left4me.conf "$(TMPFILESDIR)/left4me.conf"

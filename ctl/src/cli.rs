@@ -97,15 +97,16 @@ pub enum Verb {
             health.watchdog). VALUE is read as TOML when it is a TOML value (27016, true, \
             [\"-tickrate\", \"60\"]) and as a plain string otherwise (c2m1_highway). Keys that \
             hold text (map, blueprint, config, resources.cpu_affinity, resources.memory_high, \
-            resources.memory_max, health.ready_timeout, health.watchdog) always take VALUE as a \
-            string, so watchdog=0 means \"0\". An empty VALUE (KEY=) is refused: remove a key \
-            with --unset KEY.\n\n\
+            resources.memory_max, health.ready_timeout, health.watchdog, schedule.restart, \
+            schedule.max_wait) always take VALUE as a string, so watchdog=0 means \"0\". An \
+            empty VALUE (KEY=) is refused: remove a key with --unset KEY.\n\n\
             The result is validated before it is installed; on an error nothing changes.",
         after_long_help = "EXAMPLES:\n  \
             left4mectl set coop1 map=c2m1_highway maxplayers=8\n  \
             left4mectl set coop1 port=27016\n  \
             left4mectl set coop1 'args=[\"-tickrate\", \"60\"]'\n  \
             left4mectl set coop1 resources.memory_max=3G health.watchdog=0\n  \
+            left4mectl set coop1 schedule.restart='*-*-* 05:00:00' schedule.max_wait=90min\n  \
             left4mectl set coop1 --unset maxplayers --unset resources.nice"
     )]
     Set(SetArgs),
@@ -339,6 +340,66 @@ pub enum Verb {
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+    },
+
+    /// Run console commands on a running instance (RCON)
+    #[command(
+        long_about = "Run console commands on a running instance over RCON (TCP to the \
+            instance's port on 127.0.0.1), authenticated with the instance's password, which \
+            root keeps in <admin dir>/rcon/NAME: run it as root (sudo).\n\n\
+            With a COMMAND (its words joined by spaces), run it, print the server's reply and \
+            exit. Without one, on a terminal: an interactive console with line editing and \
+            history (~/.local/state/left4me/rcon_history, or under $XDG_STATE_HOME); Ctrl-C \
+            clears the line and never reaches the server, Ctrl-D leaves. Without one and with \
+            stdin not a terminal: run each line of stdin as a command, stopping at the first \
+            failure.\n\n\
+            Exit status 1 when the server cannot be reached (not running), refuses the \
+            password or does not answer within --timeout.",
+        after_long_help = "EXAMPLES:\n  \
+            sudo left4mectl rcon coop1 status\n  \
+            sudo left4mectl rcon coop1 changelevel c2m1_highway\n  \
+            sudo left4mectl rcon coop1 say \"restart in 5 minutes\"\n  \
+            sudo left4mectl rcon coop1\n  \
+            printf 'status\\nmaps *\\n' | sudo left4mectl rcon coop1\n  \
+            sudo left4mectl rcon --timeout 30s coop1 cvarlist"
+    )]
+    Rcon {
+        /// The instance
+        name: String,
+        /// The command and its arguments; none: a console (or stdin's lines)
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "COMMAND"
+        )]
+        command: Vec<String>,
+        /// How long to wait for the server to connect and to answer each command
+        #[arg(long, value_name = "SPAN", default_value = "5s", value_parser = parse_timeout)]
+        timeout: std::time::Duration,
+    },
+
+    /// Print or rotate an instance's RCON password
+    #[command(
+        long_about = "Print an instance's RCON password (root only), or with --rotate make a \
+            new one and keep it. When the instance is running, --rotate also sets the new \
+            password live over RCON (authenticated with the old one) and checks that it works; \
+            the next start stages it anyway.\n\n\
+            The password is generated at `left4mectl create` (or at the first start of an \
+            instance whose spec was written by hand) and never appears in the spec, the \
+            command line of the game, the journal or `left4mectl render`.",
+        after_long_help = "EXAMPLES:\n  \
+            sudo left4mectl rcon-password coop1\n  \
+            sudo left4mectl rcon-password coop1 --rotate"
+    )]
+    RconPassword {
+        /// The instance
+        name: String,
+        /// Make and keep a new password (and set it live when the instance runs)
+        #[arg(long)]
+        rotate: bool,
+        /// How long to wait for a running server when setting the new password live
+        #[arg(long, value_name = "SPAN", default_value = "5s", value_parser = parse_timeout)]
+        timeout: std::time::Duration,
     },
 
     /// Show an instance's log (journalctl -u)
@@ -938,6 +999,16 @@ pub struct LayerArgs {
     /// A content layer, relative to the state dir; repeat, lowest first
     #[arg(long = "overlay", value_name = "PATH[:ALIAS]", value_parser = OverlayArg::parse)]
     pub overlays: Vec<OverlayArg>,
+}
+
+/// `--timeout SPAN`: a systemd time span ("5s", "500ms", "1min"), not zero.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let span = left4me_spec::Duration::parse(text)?;
+    match span.as_micros() {
+        Some(0) => Err("the timeout must be more than 0".into()),
+        Some(micros) => Ok(std::time::Duration::from_micros(micros)),
+        None => Err("the timeout must be finite, e.g. \"30s\"".into()),
+    }
 }
 
 /// `--overlay PATH[:ALIAS]`. Layer paths cannot contain ':', so the last ':' splits.

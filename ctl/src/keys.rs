@@ -8,7 +8,7 @@ use toml_edit::{DocumentMut, Item, Table, TableLike, Value};
 
 /// Keys whose values are text: VALUE is taken as a string even when it looks like a number
 /// (`health.watchdog=0` means `"0"`), unless it is a quoted TOML string.
-pub const TEXT_KEYS: [&str; 9] = [
+pub const TEXT_KEYS: [&str; 11] = [
     "map",
     "blueprint",
     "game_version",
@@ -18,6 +18,8 @@ pub const TEXT_KEYS: [&str; 9] = [
     "resources.memory_max",
     "health.ready_timeout",
     "health.watchdog",
+    "schedule.restart",
+    "schedule.max_wait",
 ];
 
 /// A `set` request that is malformed before the spec rules are even asked.
@@ -207,6 +209,26 @@ mod tests {
         assert!(out.contains("map = \"inf\""), "{out}");
         assert!(out.contains("[health]\nwatchdog = \"0\""), "{out}");
         assert!(out.contains("[resources]\ncpu_affinity = \"2\""), "{out}");
+    }
+
+    #[test]
+    fn schedule_keys_stay_strings() {
+        // A calendar expression can look like a TOML date-time, a span like an integer.
+        let out = apply(
+            "port = 27015\n",
+            &[
+                "schedule.restart=2026-12-24 18:00:00",
+                "schedule.max_wait=90",
+                "schedule.when_empty=false",
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "port = 27015\n\n[schedule]\nrestart = \"2026-12-24 18:00:00\"\nmax_wait = \"90\"\nwhen_empty = false\n"
+        );
+        let out = apply("port = 27015\n", &["schedule.restart=*-*-* 05:00:00"]).unwrap();
+        assert!(out.contains("restart = \"*-*-* 05:00:00\""), "{out}");
     }
 
     #[test]

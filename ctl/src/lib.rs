@@ -5,7 +5,8 @@
 //! One module per command group, one function per verb, so `left4mectl X Y` is found in one
 //! place: `verbs::instance` (create, edit, set, show, list, validate, render),
 //! `verbs::lifecycle` (start, stop, restart — also `--when-empty`, on the `rollout` loop —
-//! reset, delete, status, logs), `verbs::players` (players, and A2S counts), `verbs::blueprint`
+//! reset, delete, status, logs), `verbs::players` (players, and A2S counts), `verbs::rcon`
+//! (rcon, rcon-password; its interactive console in `console`), `verbs::blueprint`
 //! (`blueprint …`), `verbs::game` (`game …`: SteamCMD installs and updates, and the
 //! `rollout` of instances onto a new version) and `verbs::overlay` (`overlay …`; `overlay build` and `jobs`, the clients
 //! of the `left4me-jobs` pipeline, in `verbs::overlay::build`). They share `change` (the
@@ -23,6 +24,7 @@
 
 mod change;
 mod cli;
+mod console;
 mod editor;
 mod error;
 mod game_view;
@@ -43,7 +45,7 @@ pub use cli::Cli;
 pub use error::exit_status;
 
 use cli::{BlueprintVerb, GameVerb, OverlayVerb, Verb};
-use verbs::{blueprint, game, instance, lifecycle, overlay, players};
+use verbs::{blueprint, game, instance, lifecycle, overlay, players, rcon};
 
 /// What every verb needs to know: where the specs are and the global flags.
 #[derive(Debug, Clone)]
@@ -127,6 +129,16 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
         Verb::Delete { name, yes } => lifecycle::delete(&ctx, name, *yes),
         Verb::Status { name, json } => lifecycle::status(&ctx, name, *json),
         Verb::Players { name, json } => players::players(&ctx, name, *json),
+        Verb::Rcon {
+            name,
+            command,
+            timeout,
+        } => rcon::rcon(&ctx, name, command, *timeout),
+        Verb::RconPassword {
+            name,
+            rotate,
+            timeout,
+        } => rcon::rcon_password(&ctx, name, *rotate, *timeout),
         Verb::Logs {
             name,
             follow,

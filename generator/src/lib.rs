@@ -1,6 +1,7 @@
 //! The left4me systemd generator: turns every valid instance spec into
-//! `left4me-server@NAME.service.d/50-left4me.conf`, and `host.toml`'s CPU split into slice
-//! drop-ins. It reads only the config dir; it never touches the state dir, the network or D-Bus.
+//! `left4me-server@NAME.service.d/50-left4me.conf`, an instance's `[schedule]` into drop-ins
+//! for `left4me-restart@NAME.timer`/`.service` and a `timers.target.wants/` link, and
+//! `host.toml`'s CPU split into slice drop-ins. It reads only the config dir; it never touches the state dir, the network or D-Bus.
 
 #![forbid(unsafe_code)]
 
@@ -11,12 +12,22 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
 
-use left4me_spec::{Catalog, map_chunks, render_dropin, render_slice_dropins};
+use left4me_spec::{
+    Catalog, RestartDropins, map_chunks, render_dropin, render_restart_dropins,
+    render_slice_dropins,
+};
 
 pub use log::Logger;
 
-/// The drop-in file name, inside `left4me-server@NAME.service.d/`.
+/// The drop-in file name, inside `left4me-server@NAME.service.d/` (and the restart units' dirs).
 pub const DROPIN_NAME: &str = "50-left4me.conf";
+
+/// Where the timers of scheduled restarts are linked, so `timers.target` starts them at boot.
+pub const TIMER_LINK_DIRS: [&str; 1] = ["timers.target.wants"];
+
+/// What each link in [`TIMER_LINK_DIRS`] points to: the installed template. systemd takes the
+/// dependency from the link's name; the target only has to name the template.
+pub const RESTART_TIMER_TEMPLATE: &str = "/usr/lib/systemd/system/left4me-restart@.timer";
 
 /// How a run ended; `main` maps it to the exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,22 +77,42 @@ pub fn generate(
         )),
     }
     let mut refused = 0;
+    let mut timers = Vec::new();
     for (_, entry) in &catalog.instances {
         match entry {
-            Ok(instance) => files.push((
-                format!("left4me-server@{}.service.d", instance.name),
-                render_dropin(instance, &catalog.layout, &catalog.host),
-            )),
+            Ok(instance) => {
+                files.push((
+                    format!("left4me-server@{}.service.d", instance.name),
+                    render_dropin(instance, &catalog.layout, &catalog.host),
+                ));
+                if let Some(restart) = render_restart_dropins(instance) {
+                    let timer = RestartDropins::timer_unit(&instance.name);
+                    let service = RestartDropins::service_unit(&instance.name);
+                    files.push((format!("{timer}.d"), restart.timer));
+                    files.push((format!("{service}.d"), restart.service));
+                    timers.push(timer);
+                }
+            }
             Err(err) => {
                 refused += 1;
                 log.error(&format!("{err} (skipped)"));
             }
         }
     }
+    if !timers.is_empty() {
+        files.push(("timers.target.d".into(), render_timers_upheld(&timers)));
+    }
     let mut outcome = Outcome::AllWritten;
     for (dir, err) in out.write_all(&files, cpus as usize) {
         log.error(&format!(
             "cannot write {}/{dir}/{DROPIN_NAME}: {err}",
+            normal_dir.display()
+        ));
+        outcome = Outcome::Failed;
+    }
+    for (link, err) in out.link_timers(&timers) {
+        log.error(&format!(
+            "cannot link {}/{link}: {err}",
             normal_dir.display()
         ));
         outcome = Outcome::Failed;
@@ -96,6 +127,22 @@ pub fn generate(
         }
     }
     outcome
+}
+
+/// The drop-in `timers.target.d/50-left4me.conf`: `Upholds=` every scheduled-restart timer.
+/// The `timers.target.wants/` links start them at boot; a reload alone starts nothing a
+/// `Wants=` adds, while an upheld unit is started whenever systemd finds it inactive under an
+/// active upholder, so a `[schedule]` added on a running system takes effect at its
+/// `daemon-reload`.
+fn render_timers_upheld(timers: &[String]) -> String {
+    let mut out = format!(
+        "{} from the instance specs' [schedule] tables.\n[Unit]\n",
+        left4me_spec::GENERATED_HEADER
+    );
+    for timer in timers {
+        out.push_str(&format!("Upholds={timer}\n"));
+    }
+    out
 }
 
 /// The generator's output dir, written relative to an open descriptor so each file costs few
@@ -132,6 +179,30 @@ impl OutputDir {
                 })
                 .collect()
         }));
+        failed
+    }
+
+    /// Links each timer into every dir of [`TIMER_LINK_DIRS`]; returns the failed links.
+    fn link_timers(&self, timers: &[String]) -> Vec<(String, rustix::io::Errno)> {
+        if timers.is_empty() {
+            return Vec::new();
+        }
+        let mut failed = Vec::new();
+        for dir in TIMER_LINK_DIRS {
+            match rustix::fs::mkdirat(&self.0, dir, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(err) => {
+                    failed.push((dir.to_owned(), err));
+                    continue;
+                }
+            }
+            for timer in timers {
+                let link = format!("{dir}/{timer}");
+                if let Err(err) = rustix::fs::symlinkat(RESTART_TIMER_TEMPLATE, &self.0, &link) {
+                    failed.push((link, err));
+                }
+            }
+        }
         failed
     }
 

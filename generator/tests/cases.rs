@@ -2,6 +2,7 @@
 //! `config/` (absent for "missing config dir"), the exact expected output tree `run.expected/`,
 //! the expected log lines `log.expected` and exit status `status.expected`; optional `cpus`
 //! sets the host's CPU count. `@CONFIG@` in expected files stands for the case's config path.
+//! A symbolic link compares as `-> TARGET` (and is one in `run.expected/`).
 //! Adding a case is adding a folder. `OVERWRITE=1 cargo test` rewrites the expectations.
 
 use std::collections::BTreeMap;
@@ -22,14 +23,17 @@ fn read_tree(root: &Path) -> BTreeMap<String, String> {
         };
         for entry in entries {
             let path = entry.unwrap().path();
-            if path.is_dir() {
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if path.is_symlink() {
+                let target = fs::read_link(&path).unwrap();
+                out.insert(rel, format!("-> {}", target.display()));
+            } else if path.is_dir() {
                 walk(root, &path, out);
             } else {
-                let rel = path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
                 out.insert(rel, fs::read_to_string(&path).unwrap());
             }
         }
@@ -46,7 +50,10 @@ fn write_tree(root: &Path, tree: &BTreeMap<String, String>) {
     for (rel, text) in tree {
         let path = root.join(rel);
         fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, text).unwrap();
+        match text.strip_prefix("-> ") {
+            Some(target) => std::os::unix::fs::symlink(target, path).unwrap(),
+            None => fs::write(path, text).unwrap(),
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! The installed units plus a generated drop-in pass `systemd-analyze verify` without a single
-//! warning, and `systemd-analyze security` scores the server unit at or below the seed's 1.5.
+//! The installed units plus generated drop-ins (the server's, and the scheduled restart's timer
+//! and service) pass `systemd-analyze verify` without a single warning, and `systemd-analyze security` scores the server unit at or below the seed's 1.5.
 //! Needs root (a private mount namespace); run by `make test`.
 
 use std::path::{Path, PathBuf};
@@ -43,6 +43,19 @@ fn installed_root(tag: &str) -> PathBuf {
     );
     let etc = root.join("etc/systemd/system");
     std::fs::create_dir_all(&etc).unwrap();
+    // The schedule case first (it also refuses two bad specs, so it exits 1): its restart
+    // timers and services for coop1 and coop2 stay; the design example then rewrites coop1's
+    // server drop-in.
+    let schedules = workspace().join("generator/tests/20-schedule/config");
+    Command::new(env!("CARGO_BIN_EXE_left4me-generator"))
+        .arg(&etc)
+        .env("LEFT4ME_CONFIG_DIR", &schedules)
+        .output()
+        .unwrap();
+    assert!(
+        etc.join("left4me-restart@coop2.timer.d/50-left4me.conf")
+            .is_file()
+    );
     let config = workspace().join("generator/tests/02-design-example/config");
     let out = Command::new(env!("CARGO_BIN_EXE_left4me-generator"))
         .arg(&etc)
@@ -60,13 +73,16 @@ fn installed_root(tag: &str) -> PathBuf {
 #[test]
 fn privileged_units_verify_without_warnings() {
     let root = installed_root("verify");
-    // verify checks that ExecStart binaries exist at their /usr/lib paths: lay the DESTDIR's
-    // /usr/lib over the host's in a private mount namespace, where nothing else sees it.
+    // verify checks that ExecStart binaries exist at their /usr/lib and /usr/bin paths: lay the
+    // DESTDIR's over the host's in a private mount namespace, where nothing else sees them.
     let script = format!(
         "mount -t overlay overlay -o lowerdir={root}/usr/lib:/usr/lib /usr/lib && \
+         mount -t overlay overlay -o lowerdir={root}/usr/bin:/usr/bin /usr/bin && \
          SYSTEMD_UNIT_PATH={root}/etc/systemd/system: systemd-analyze verify \
          left4me-server@coop1.service left4me-server@bare.service l4d2-game.slice l4d2-build.slice \
-         left4me-game-update.service left4me-game-update.timer",
+         left4me-game-update.service left4me-game-update.timer \
+         left4me-restart@coop1.timer left4me-restart@coop1.service \
+         left4me-restart@coop2.timer left4me-restart@coop2.service timers.target",
         root = root.display()
     );
     let out = Command::new("unshare")

@@ -38,8 +38,10 @@ pub enum WireError {
         MAX_BODY + MIN_SIZE
     )]
     BadSize { size: i32 },
-    /// No NUL ends the body of packet `id`.
-    #[error("RCON packet {id} has no NUL after its body: not a Source RCON server")]
+    /// No NUL ends the body of packet `id` within [`MAX_BODY`] bytes.
+    #[error(
+        "RCON packet {id} has no NUL within {MAX_BODY} bytes of its body: not a Source RCON server"
+    )]
     Unterminated { id: i32 },
 }
 
@@ -109,11 +111,13 @@ impl Decoder {
         let packet: Vec<u8> = self.buf.drain(..4 + len).skip(4).collect();
         let id = i32::from_le_bytes([packet[0], packet[1], packet[2], packet[3]]);
         let kind = i32::from_le_bytes([packet[4], packet[5], packet[6], packet[7]]);
-        // The body ends at its NUL terminator; servers differ in what follows it (the empty
-        // string's NUL, or nothing at all), so anything after the first NUL is ignored.
+        // The body ends at its NUL terminator, at most MAX_BODY bytes in; servers differ in
+        // what follows it (the empty string's NUL, or nothing at all), so anything after the
+        // first NUL is ignored.
         let body = &packet[8..];
         let end = body
             .iter()
+            .take(MAX_BODY + 1)
             .position(|&b| b == 0)
             .ok_or(WireError::Unterminated { id })?;
         Ok(Some(Packet::new(id, kind, &body[..end])))
@@ -207,6 +211,13 @@ mod tests {
         bytes.extend(8i32.to_le_bytes());
         bytes.extend(0i32.to_le_bytes());
         bytes.extend(vec![b'C'; MAX_BODY + 2]);
+        assert_eq!(decode_all(&bytes), Err(WireError::Unterminated { id: 8 }));
+        // Found next: the largest size with a single NUL after MAX_BODY + 1 bytes.
+        let mut bytes = ((MAX_BODY + MIN_SIZE) as i32).to_le_bytes().to_vec();
+        bytes.extend(8i32.to_le_bytes());
+        bytes.extend(0i32.to_le_bytes());
+        bytes.extend(vec![b'C'; MAX_BODY + 1]);
+        bytes.push(0);
         assert_eq!(decode_all(&bytes), Err(WireError::Unterminated { id: 8 }));
     }
 

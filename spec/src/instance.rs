@@ -10,6 +10,7 @@ use crate::error::SpecError;
 use crate::host::HostConfig;
 use crate::overlay::OverlayRef;
 use crate::ports::{PORT_KEYS, PortKeys, Ports};
+use crate::schedule::{Schedule, ScheduleKeys};
 use crate::toml_fields::{Fields, parse_document};
 use crate::values::{CpuList, Duration, Size};
 pub use left4me_contract::MAX_LAYERS;
@@ -90,9 +91,11 @@ pub struct Settings {
     pub config: Option<String>,
     pub resources: Resources,
     pub health: Health,
+    /// `[schedule]`: scheduled restarts.
+    pub schedule: ScheduleKeys,
 }
 
-const SETTINGS_KEYS: [&str; 8] = [
+const SETTINGS_KEYS: [&str; 9] = [
     "map",
     "maxplayers",
     "args",
@@ -101,6 +104,7 @@ const SETTINGS_KEYS: [&str; 8] = [
     "config",
     "resources",
     "health",
+    "schedule",
 ];
 
 impl Settings {
@@ -156,6 +160,15 @@ impl Settings {
         if config.as_deref().is_some_and(|c| c.contains('\0')) {
             return Err(fields.error("config", "contains a NUL byte"));
         }
+        if config.as_deref().is_some_and(sets_rcon_password) {
+            return Err(fields.error("config", RCON_PASSWORD_KEPT_BY_ROOT));
+        }
+        if let Some(i) = args.iter().position(|arg| {
+            arg.strip_prefix('+')
+                .is_some_and(|cvar| cvar.eq_ignore_ascii_case("rcon_password"))
+        }) {
+            return Err(fields.error(&format!("args[{i}]"), RCON_PASSWORD_KEPT_BY_ROOT));
+        }
         let mut resources = Resources::default();
         let resource_keys = [
             "cpu_affinity",
@@ -202,6 +215,7 @@ impl Settings {
                 ));
             }
         }
+        let schedule = ScheduleKeys::read(fields)?;
         Ok(Settings {
             map,
             maxplayers,
@@ -211,6 +225,7 @@ impl Settings {
             config,
             resources,
             health,
+            schedule,
         })
     }
 
@@ -239,6 +254,7 @@ impl Settings {
                 ready_timeout: over.health.ready_timeout.or(self.health.ready_timeout),
                 watchdog: over.health.watchdog.or(self.health.watchdog),
             },
+            schedule: self.schedule.merged_under(over.schedule),
         }
     }
 }
@@ -373,6 +389,8 @@ pub struct Instance {
     pub resources: Resources,
     pub ready_timeout: Duration,
     pub watchdog: Duration,
+    /// `[schedule]`: when to restart it; `None` without the table.
+    pub schedule: Option<Schedule>,
 }
 
 impl Instance {
@@ -463,6 +481,7 @@ impl Instance {
                 ),
             ));
         }
+        let schedule = settings.schedule.resolve(|key, why| invalid(key, why))?;
         let default = |text| Duration::parse(text).expect("valid default");
         Ok(Instance {
             name: file.name,
@@ -486,9 +505,30 @@ impl Instance {
                 .health
                 .watchdog
                 .unwrap_or_else(|| default(DEFAULT_WATCHDOG)),
+            schedule,
             file: path,
         })
     }
+}
+
+/// Why a spec may not set `rcon_password` (DESIGN §10: never in specs or argv).
+const RCON_PASSWORD_KEPT_BY_ROOT: &str = "sets rcon_password; left4me keeps each instance's \
+    RCON password root-only and hands it to the game itself: remove it here and use \
+    `left4mectl rcon-password NAME` (or --rotate)";
+
+/// Whether console text runs `rcon_password`: a statement (lines, split at `;`) whose first
+/// word, quoted or not, is that cvar in any case, as the Source console reads it.
+fn sets_rcon_password(config: &str) -> bool {
+    config
+        .lines()
+        .flat_map(|line| line.split(';'))
+        .any(|statement| {
+            let word = statement.trim_start().trim_start_matches('"');
+            let end = word
+                .find(|c: char| c.is_whitespace() || c == '"')
+                .unwrap_or(word.len());
+            word[..end].eq_ignore_ascii_case("rcon_password")
+        })
 }
 
 #[cfg(test)]
@@ -556,6 +596,34 @@ watchdog = "60s"
         assert_eq!(s.resources.nice, Some(-5));
         assert_eq!(s.resources.tasks_max, Some(256));
         assert_eq!(s.health.watchdog.as_ref().unwrap().to_string(), "60s");
+    }
+
+    #[test]
+    fn a_spec_never_holds_the_rcon_password() {
+        for config in [
+            "rcon_password secret",
+            "hostname x\n  RCON_PASSWORD \"secret\"",
+            "sv_cheats 0; rcon_password secret",
+            "\"rcon_password\" \"secret\"",
+        ] {
+            let text = format!("port = 27015\nconfig = {}", toml::Value::from(config));
+            let err = instance(&text).unwrap_err().to_string();
+            assert!(
+                err.contains("'config': sets rcon_password"),
+                "{config:?}: {err}"
+            );
+            assert!(err.contains("left4mectl rcon-password"), "{err}");
+        }
+        let err =
+            instance("port = 27015\nargs = [\"-tickrate\", \"60\", \"+rcon_password\", \"x\"]")
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("key 'args[2]': sets rcon_password"), "{err}");
+        // Other cvars that merely start alike, and comments, are fine.
+        instance(
+            "port = 27015\nconfig = \"rcon_passwordx 1\\n// rcon_password\\nsv_rcon_banpenalty 5\"",
+        )
+        .unwrap();
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+mod calendar;
 mod catalog;
 mod error;
 mod host;
@@ -23,9 +24,12 @@ mod parallel;
 mod ports;
 mod read;
 mod render;
+mod schedule;
 mod toml_fields;
+mod tzdata;
 mod values;
 
+pub use calendar::Calendar;
 pub use catalog::{Catalog, NameEntry, list_names, load_blueprint, load_host, load_instance};
 pub use error::{ErrorKind, SpecError};
 pub use host::{DEFAULT_STATE_DIR, HostConfig};
@@ -44,9 +48,10 @@ pub use ports::{
 };
 pub use read::{MAX_SPEC_BYTES, read_spec};
 pub use render::{
-    AliasCfg, GENERATED_HEADER, RCON_CFG, RCON_CFG_EXEC, RCON_LIMITS, SERVER_CFG, alias_cfgs,
-    lower_layers, lower_layers_over, render_dropin, render_rcon_cfg, render_server_cfg,
-    render_slice_dropins, srcds_argv,
+    AliasCfg, GENERATED_HEADER, LEFT4MECTL, RCON_CFG, RCON_CFG_EXEC, RCON_LIMITS, RestartDropins,
+    SERVER_CFG, alias_cfgs, lower_layers, lower_layers_over, render_dropin, render_rcon_cfg,
+    render_restart_dropins, render_server_cfg, render_slice_dropins, restart_argv, srcds_argv,
 };
+pub use schedule::{DEFAULT_MAX_WAIT, Schedule, ScheduleKeys};
 pub use toml_fields::line_column;
 pub use values::{CpuList, Duration, Size};

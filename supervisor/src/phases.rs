@@ -262,7 +262,7 @@ fn missing_spec(layout: &Layout, name: &str) -> SpecError {
 /// The files staged into the upper dir: the RCON cfg holding `password` (readable by the game
 /// user alone), each aliased overlay's server.cfg as `server_overlay_<alias>.cfg` (read from
 /// the layers opened for the mount), and the composed server.cfg that executes them.
-pub fn cfg_files(
+fn cfg_files(
     resolved: &ResolvedPlan<'_>,
     instance: &Instance,
     password: &str,

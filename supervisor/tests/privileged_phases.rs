@@ -158,6 +158,7 @@ fn privileged_prepare_after_kill_9_keeps_one_mount() {
     let port = free_udp_port();
     host.write("config/instances/k.toml", &format!("port = {port}\n"));
     assert!(host.phase("prepare", "k").status.success());
+    let password = std::fs::read_to_string(host.admin().join("rcon/k")).unwrap();
     let notify = host.start_run("k");
     await_notify(&notify, "READY=1");
     let game = game_pid(&host.merged("k"));
@@ -168,6 +169,11 @@ fn privileged_prepare_after_kill_9_keeps_one_mount() {
     }
     let again = host.phase("prepare", "k");
     assert!(again.status.success(), "re-prepare: {}", stderr(&again));
+    // The kept password is staged again (the same file, 0600): the mount stays.
+    assert_eq!(
+        std::fs::read_to_string(host.admin().join("rcon/k")).unwrap(),
+        password
+    );
     assert!(
         stderr(&again).contains("kept the existing mount"),
         "{}",

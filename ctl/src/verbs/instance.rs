@@ -4,10 +4,12 @@
 use std::path::Path;
 
 use left4me_spec::{
-    Bind, Blueprint, Catalog, HostConfig, Instance, InstanceFile, OverlayDef, SERVER_CFG, Settings,
-    SpecError, alias_cfgs, list_names, load_blueprint, lower_layers_over, render_dropin,
-    render_server_cfg, srcds_argv,
+    Bind, Blueprint, Catalog, HostConfig, Instance, InstanceFile, OverlayDef, RestartDropins,
+    SERVER_CFG, Schedule, Settings, SpecError, alias_cfgs, list_names, load_blueprint,
+    lower_layers_over, render_dropin, render_restart_dropins, render_server_cfg, restart_argv,
+    srcds_argv,
 };
+use left4me_statedir::secrets;
 use serde::Serialize;
 
 use crate::change::{self, NewSpec, SpecKind, check_spec_name, missing, peek};
@@ -31,7 +33,46 @@ pub fn create(ctx: &Ctx, args: &CreateArgs) -> anyhow::Result<u8> {
         overlays: &args.layers.overlays,
     }
     .render(SpecKind::Instance, &args.name);
-    change::create(ctx, SpecKind::Instance, &args.name, &text)
+    let status = change::create(ctx, SpecKind::Instance, &args.name, &text)?;
+    make_rcon_password(ctx, &args.name)?;
+    Ok(status)
+}
+
+/// Gives a new instance a fresh RCON password (root only: an ordinary user testing specs has
+/// no admin dir; the instance's first start makes one then).
+fn make_rcon_password(ctx: &Ctx, name: &str) -> anyhow::Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        ctx.note(1, || {
+            format!("not root: {name}'s RCON password is made at its first start")
+        });
+        return Ok(());
+    }
+    let admin = ctx.catalog()?.layout.admin_dir;
+    secrets::rotate_rcon_password(&admin, name)?;
+    ctx.note(1, || {
+        format!(
+            "made {name}'s RCON password in {}",
+            secrets::rcon_password_file(&admin, name).display()
+        )
+    });
+    Ok(())
+}
+
+/// Removes a deleted instance's RCON password; says what it removed (root only, like
+/// [`make_rcon_password`]).
+pub(crate) fn remove_rcon_password(admin: &Path, name: &str) -> anyhow::Result<Option<String>> {
+    if !rustix::process::geteuid().is_root() {
+        return Ok(None);
+    }
+    let file = secrets::rcon_password_file(admin, name);
+    if !file.exists() {
+        return Ok(None);
+    }
+    secrets::remove_rcon_password(admin, name)?;
+    Ok(Some(format!(
+        "removed its RCON password {}",
+        file.display()
+    )))
 }
 
 /// `edit NAME`.
@@ -45,7 +86,7 @@ pub fn set(ctx: &Ctx, args: &SetArgs) -> anyhow::Result<u8> {
 }
 
 /// The valid instance `name`, or why there is none.
-fn valid_instance(catalog: &Catalog, name: &str) -> anyhow::Result<Instance> {
+pub(crate) fn valid_instance(catalog: &Catalog, name: &str) -> anyhow::Result<Instance> {
     check_spec_name(SpecKind::Instance, name)?;
     match catalog.get(name) {
         None => Err(missing(
@@ -163,8 +204,26 @@ fn describe_instance(instance: &Instance, catalog: &Catalog) -> String {
                 s.health.watchdog.is_some()
             }),
         ),
+        (
+            "schedule",
+            match &instance.schedule {
+                Some(schedule) => tag(describe_schedule(schedule), |s| s.schedule.present),
+                None => "-".into(),
+            },
+        ),
         ("config", or_dash(instance.config.clone())),
     ])
+}
+
+/// `*-*-* 05:00:00: restart when empty, at most 2h` for `show`.
+fn describe_schedule(schedule: &Schedule) -> String {
+    match &schedule.max_wait {
+        Some(wait) => format!(
+            "restart at {}, once empty (at most {wait}, then anyway)",
+            schedule.restart
+        ),
+        None => format!("restart at {}, players or not", schedule.restart),
+    }
 }
 
 /// One line of `list`; `--json` prints these as they are, with the live unit state of all
@@ -507,6 +566,16 @@ struct Rendered {
     argv: Vec<String>,
     cwd: String,
     env: std::collections::BTreeMap<String, String>,
+    /// `[schedule]`: the restart timer's and service's drop-ins and the command the service
+    /// runs; `null` without a schedule.
+    schedule: Option<RenderedSchedule>,
+}
+
+#[derive(Debug, Serialize)]
+struct RenderedSchedule {
+    timer: RenderedFile,
+    service: RenderedFile,
+    argv: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -562,6 +631,20 @@ fn render_instance(instance: &Instance, catalog: &Catalog) -> Rendered {
         argv: srcds_argv(instance, &merged),
         cwd: merged.join("left4dead2").display().to_string(),
         env: [("HOME".to_owned(), layout.state_dir.display().to_string())].into(),
+        schedule: render_restart_dropins(instance).map(|dropins| RenderedSchedule {
+            timer: RenderedFile {
+                path: format!("{}.d/50-left4me.conf", RestartDropins::timer_unit(name)),
+                text: dropins.timer,
+            },
+            service: RenderedFile {
+                path: format!("{}.d/50-left4me.conf", RestartDropins::service_unit(name)),
+                text: dropins.service,
+            },
+            argv: instance
+                .schedule
+                .as_ref()
+                .map_or(Vec::new(), |s| restart_argv(name, s)),
+        }),
     }
 }
 
@@ -627,6 +710,19 @@ pub fn render(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
         section(
             format!("srcds command line (cwd {}, HOME={})", r.cwd, r.env["HOME"]),
             format!("{}\n", quoted(&r.argv)),
+        ),
+        section(
+            "scheduled restart ([schedule]; drop-ins in the generator's output dir)".into(),
+            r.schedule.map_or(String::new(), |s| {
+                format!(
+                    "--- {}\n{}--- {}\n{}command: {}\n",
+                    s.timer.path,
+                    s.timer.text,
+                    s.service.path,
+                    s.service.text,
+                    quoted(&s.argv)
+                )
+            }),
         ),
     ]
     .join("\n");

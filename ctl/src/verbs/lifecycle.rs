@@ -429,6 +429,10 @@ pub fn delete(ctx: &Ctx, name: &str, yes: bool) -> anyhow::Result<u8> {
         if store::remove(&spec)? {
             done.push(format!("removed {}", spec.display()));
         }
+        done.extend(super::instance::remove_rcon_password(
+            &catalog.layout.admin_dir,
+            name,
+        )?);
     }
     let reloaded = reload::daemon_reload(ctx.no_reload)?;
     emit(&format!(

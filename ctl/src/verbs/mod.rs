@@ -5,6 +5,7 @@
 //! - [`lifecycle`]: `start`, `stop`, `restart` (also `--when-empty`), `reset`, `delete`,
 //!   `status`, `logs`;
 //! - [`players`]: `players`, and the A2S player counts `list` and the waits use;
+//! - [`rcon`]: `rcon`, `rcon-password` (the live console over Source RCON);
 //! - [`blueprint`]: `blueprint create`, `edit`, `set`, `show`, `list`;
 //! - [`game`]: `game install`, `update`, `check`, `versions`, `validate`, `gc`, `login`
 //!   (clients of the version store and the SteamCMD job);
@@ -21,3 +22,4 @@ pub(crate) mod instance;
 pub(crate) mod lifecycle;
 pub(crate) mod overlay;
 pub(crate) mod players;
+pub(crate) mod rcon;
