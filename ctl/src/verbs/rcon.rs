@@ -47,7 +47,12 @@ impl std::fmt::Debug for Target {
 
 impl Target {
     /// The instance `name`'s address and kept password; refuses a non-root caller first.
-    fn resolve(ctx: &Ctx, verb: &str, name: &str, timeout: Duration) -> anyhow::Result<Target> {
+    pub(crate) fn resolve(
+        ctx: &Ctx,
+        verb: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Target> {
         check_spec_name(SpecKind::Instance, name)?;
         require_root(verb)?;
         let catalog = ctx.catalog()?;

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use left4me_spec::{Catalog, Duration as SpecDuration};
@@ -26,7 +25,8 @@ use crate::rollout::{
     Action, AtDeadline, Candidate, Event, Fleet, Outcome, Players, Running, Waiting,
 };
 use crate::systemd::{self, unit_name};
-use crate::verbs::players::{game_addr, humans, query_infos};
+use crate::verbs::players::{humans, query_infos};
+use crate::verbs::rcon::Target;
 
 /// How often waiting instances are asked for their players (see the module's doc).
 pub const POLL: Duration = Duration::from_millis(250);
@@ -68,6 +68,12 @@ impl WhenEmpty {
         };
         if let Some(message) = &args.announce {
             check_announcement(message)?;
+            if !rustix::process::geteuid().is_root() {
+                return Err(UsageError::new(
+                    "--announce reads the instances' RCON passwords, which only root may read: \
+                     run it as root (sudo)",
+                ));
+            }
         }
         Ok(Some(WhenEmpty {
             max_wait,
@@ -108,7 +114,6 @@ fn check_announcement(message: &str) -> Result<(), UsageError> {
 struct UnitFleet<'a> {
     ctx: &'a Ctx,
     ports: BTreeMap<String, u16>,
-    admin_dir: PathBuf,
     /// A progress line is on the terminal (cleared before the verbs print).
     progress: &'a std::cell::Cell<bool>,
 }
@@ -169,7 +174,7 @@ impl Fleet for UnitFleet<'_> {
     }
 
     fn announce(&mut self, name: &str, message: &str) -> anyhow::Result<()> {
-        say(&self.admin_dir, name, self.ports[name], message)
+        say(self.ctx, name, message)
     }
 }
 
@@ -182,17 +187,14 @@ pub fn active(names: &[String]) -> anyhow::Result<Vec<bool>> {
         .collect())
 }
 
-/// `say "MESSAGE"` on instance `name`'s console, over RCON on its port on the loopback
-/// address, with the password from root's admin dir.
-pub fn say(
-    admin_dir: &std::path::Path,
-    name: &str,
-    port: u16,
-    message: &str,
-) -> anyhow::Result<()> {
-    let password = left4me_statedir::secrets::rcon_password(admin_dir, name)?;
-    let mut client = left4me_rcon::Client::connect(game_addr(port), &password, RCON_TIMEOUT)?;
-    client.exec(&format!("say \"{message}\""))?;
+/// `say "MESSAGE"` on instance `name`'s console, over RCON (the `rcon` verb's connection:
+/// its port on the loopback address, the password root keeps).
+fn say(ctx: &Ctx, name: &str, message: &str) -> anyhow::Result<()> {
+    let target = Target::resolve(ctx, "restart|stop --announce", name, RCON_TIMEOUT)?;
+    target
+        .connect()?
+        .exec(&format!("say \"{message}\""))
+        .map_err(|err| target.explain(err))?;
     Ok(())
 }
 
@@ -330,7 +332,6 @@ pub fn run(
     let mut fleet = UnitFleet {
         ctx,
         ports,
-        admin_dir: catalog.layout.admin_dir.clone(),
         progress: &progress,
     };
     let waiting = Waiting {
