@@ -40,11 +40,36 @@ struct Game {
     thread: Option<thread::JoinHandle<()>>,
 }
 
+/// A free loopback UDP port in the host's port range, bound (so no other test takes it).
+fn free_socket() -> UdpSocket {
+    (27_500..27_999)
+        .find_map(|port| UdpSocket::bind(("127.0.0.1", port)).ok())
+        .expect("a free UDP port in 27500-27999")
+}
+
 impl Game {
+    /// A game that never answers: its port stays bound, so no other test's game takes it.
+    fn silent() -> Game {
+        let socket = free_socket();
+        let port = socket.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(20));
+            }
+            drop(socket);
+        });
+        Game {
+            port,
+            humans: Arc::new(AtomicU8::new(0)),
+            stop,
+            thread: Some(thread),
+        }
+    }
+
     fn start(humans: u8) -> Game {
-        let socket = (27_500..27_999)
-            .find_map(|port| UdpSocket::bind(("127.0.0.1", port)).ok())
-            .expect("a free UDP port in 27500-27999");
+        let socket = free_socket();
         let port = socket.local_addr().unwrap().port();
         socket
             .set_read_timeout(Some(Duration::from_millis(20)))
@@ -165,9 +190,8 @@ fn max_wait_forces_the_stop_or_with_or_skip_leaves_it() {
 
 #[test]
 fn an_instance_that_does_not_answer_is_not_empty() {
-    let game = Game::start(0);
+    let game = Game::silent();
     let f = fakes_with(&game);
-    drop(game);
     let run = f.run(&[
         "restart",
         "coop1",
@@ -186,10 +210,9 @@ fn an_instance_that_does_not_answer_is_not_empty() {
 
 #[test]
 fn a_stopped_instance_is_restarted_at_once_unless_if_running() {
-    let game = Game::start(0);
+    let game = Game::silent();
     let f = fakes_with(&game);
     f.set("left4me-server@coop1.service", fakes::STOPPED);
-    drop(game);
     let run = f.run(&["restart", "coop1", "--if-running"]);
     run.assert_ok();
     assert_eq!(
@@ -233,9 +256,8 @@ fn bad_options_are_usage_errors() {
 
 #[test]
 fn players_of_a_game_that_does_not_answer_is_an_error() {
-    let game = Game::start(0);
+    let game = Game::silent();
     let f = fakes_with(&game);
-    drop(game);
     let run = f.run(&["players", "coop1"]);
     assert_eq!(run.status, 1, "{run:#?}");
     assert!(run.stderr.contains("coop1"), "{run:#?}");
