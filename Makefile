@@ -2,7 +2,7 @@
 #
 #   make            build release binaries
 #   make install    install into $(DESTDIR)$(PREFIX) with the layout of DESIGN.md section 1
-#   make deb        build left4me_VERSION_amd64.deb from what `make install` installs (cargo-deb)
+#   make deb        build left4me_VERSION-1_amd64.deb from what `make install` installs (cargo-deb)
 #   make test       every test; as root also the privileged and booted-systemd suites
 #   make demo       boot a throwaway systemd and show left4me at work (root)
 #   make bench      print the benchmark figures
@@ -34,7 +34,7 @@ GEN_DIR      = $(TARGET_DIR)/left4me-gen
 # [package.metadata.deb] assets name it, so it is fixed (docs/packaging.md).
 DEB_ROOT     = $(CURDIR)/target/deb-root
 DEB_DIR     ?= $(TARGET_DIR)/debian
-# `make deb DEB_VERSION=0.1.1` builds the same files with another package version.
+# `make deb DEB_VERSION=0.1.1-1` builds the same files with another package version.
 DEB_VERSION ?=
 
 INSTALL      = install

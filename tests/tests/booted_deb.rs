@@ -6,7 +6,7 @@
 //! is left and gone after each. Also: the package is lintian clean.
 //!
 //! The second package is the same build with a marker line appended to the staged
-//! `left4me-server@.service` and version 0.1.1, so the upgrade visibly replaces a unit file.
+//! `left4me-server@.service` and version 0.1.1-1, so the upgrade visibly replaces a unit file.
 
 mod booted_support;
 
@@ -19,9 +19,10 @@ use anyhow::{Context, Result, bail, ensure};
 use booted_support::*;
 use left4me_tests::{BootedSystem, release_binary, require_root, target_dir, workspace_dir};
 
-/// The version `make deb` builds (the workspace's) and the one the upgrade goes to.
-const VERSION: &str = env!("CARGO_PKG_VERSION");
-const UPGRADE_VERSION: &str = "0.1.1";
+/// The Debian version `make deb` builds (the workspace's, revision 1) and the one the upgrade
+/// goes to.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "-1");
+const UPGRADE_VERSION: &str = "0.1.1-1";
 /// Appended to the unit file of the upgrade package.
 const MARKER: &str = "# left4me booted_deb: the upgrade package's unit file";
 
