@@ -52,10 +52,10 @@ build: need-cargo
 	$(CARGO) build --profile $(PROFILE) --workspace --bins
 	$(MAKE) --no-print-directory gen
 
-# Man pages and completions from the built left4me-docgen (install-files runs it too, for a
-# tree built with `cargo build` alone).
+# Man pages and completions from left4me-docgen (install-files runs it too; it is built here
+# when a tree was built without it).
 gen:
-	@test -x "$(BIN_DIR)/left4me-docgen" || { echo "$(BIN_DIR)/left4me-docgen is missing: run make (or cargo build --workspace) first" >&2; exit 1; }
+	@test -x "$(BIN_DIR)/left4me-docgen" || $(CARGO) build --profile $(PROFILE) -p left4me-docgen
 	"$(BIN_DIR)/left4me-docgen" "$(GEN_DIR)"
 
 install: build
