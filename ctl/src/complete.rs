@@ -149,7 +149,17 @@ pub fn write_registration(shell: &str, out: &mut dyn io::Write) -> io::Result<()
             ),
         )
     })?;
-    completer.write_registration(COMPLETE_VAR, BIN, BIN, BIN, out)
+    completer.write_registration(COMPLETE_VAR, BIN, BIN, BIN, out)?;
+    if shell == "zsh" {
+        // Installed as `_left4mectl` in $fpath, the file is autoloaded as that function on the
+        // first Tab: complete that Tab too, not only the ones after it.
+        writeln!(
+            out,
+            "if [ \"${{funcstack[1]}}\" = \"_{BIN}\" ]; then\n    \
+             _clap_dynamic_completer_{BIN} \"$@\"\nfi"
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
