@@ -172,6 +172,15 @@ fn booted_deb_install_run_upgrade_remove_purge() -> Result<()> {
     if policy.exists() {
         std::fs::remove_file(&policy)?;
     }
+    // Minimised images also tell dpkg to skip man pages and docs (`path-exclude`).
+    if let Ok(entries) = std::fs::read_dir(sys.host_path("/etc/dpkg/dpkg.cfg.d")) {
+        for entry in entries.flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            if text.contains("path-exclude") {
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+    }
     ensure!(
         !exists(&sys, "/usr/bin/left4mectl"),
         "left4mectl is there before the package"
