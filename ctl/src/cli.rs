@@ -13,7 +13,7 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "left4mectl",
-    version,
+    version = env!("LEFT4ME_LONG_VERSION"),
     max_term_width = 100,
     long_about = "Operate left4me: the Left 4 Dead 2 server instances of this host.\n\n\
         Each instance is one spec file, /etc/left4me/instances/NAME.toml; blueprints \

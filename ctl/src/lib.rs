@@ -1,6 +1,8 @@
 //! `left4mectl`, the left4me operator CLI, as a library: [`Cli`] is the command line and
 //! [`run`] carries out one verb. The binary only parses, calls [`run`] and maps errors to exit
-//! statuses ([`exit_status`]). Nothing else is public: the modules serve the binary alone.
+//! statuses ([`exit_status`]). Nothing else is public but
+//! [`complete`] (shell completion, also used to write the installed scripts): the modules serve
+//! the binary alone.
 //!
 //! One module per command group, one function per verb, so `left4mectl X Y` is found in one
 //! place: `verbs::instance` (create, edit, set, show, list, validate, render),
@@ -24,6 +26,7 @@
 
 mod change;
 mod cli;
+pub mod complete;
 mod console;
 mod editor;
 mod error;

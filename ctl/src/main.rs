@@ -6,6 +6,8 @@ use clap::Parser as _;
 use left4mectl::{Cli, exit_status, run};
 
 fn main() -> ExitCode {
+    // A Tab press in a shell whose completion script calls back: answer it and exit.
+    left4mectl::complete::complete_from_env();
     let cli = Cli::parse();
     match run(&cli) {
         Ok(status) => ExitCode::from(status),
