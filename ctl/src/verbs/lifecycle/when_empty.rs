@@ -118,11 +118,10 @@ struct UnitFleet<'a> {
     progress: &'a std::cell::Cell<bool>,
 }
 
-impl UnitFleet<'_> {
-    fn clear_progress(&self) {
-        if self.progress.replace(false) {
-            eprint!("\r\x1b[K");
-        }
+/// Clears the progress line, if one is on the terminal.
+fn clear_progress(progress: &std::cell::Cell<bool>) {
+    if progress.replace(false) {
+        eprint!("\r\x1b[K");
     }
 }
 
@@ -159,7 +158,7 @@ impl Fleet for UnitFleet<'_> {
     }
 
     fn act(&mut self, name: &str, action: Action) -> anyhow::Result<()> {
-        self.clear_progress();
+        clear_progress(self.progress);
         let names = [name.to_owned()];
         match action {
             Action::Restart => {
@@ -222,9 +221,7 @@ impl Printer<'_> {
     }
 
     fn line(&mut self, text: &str) {
-        if self.progress.replace(false) {
-            eprint!("\r\x1b[K");
-        }
+        clear_progress(self.progress);
         let _ = emit(&format!("{text}\n"));
     }
 
@@ -272,9 +269,7 @@ impl Printer<'_> {
                 self.line(&format!("{name}: announced{when}"));
             }
             Event::Warning { text, .. } => {
-                if self.progress.replace(false) {
-                    eprint!("\r\x1b[K");
-                }
+                clear_progress(self.progress);
                 eprintln!("warning: {text}");
             }
             Event::Acted { name, forced, .. } => {
@@ -292,9 +287,7 @@ impl Printer<'_> {
             }
             Event::Failed { name, error } => {
                 self.waiting.remove(name);
-                if self.progress.replace(false) {
-                    eprint!("\r\x1b[K");
-                }
+                clear_progress(self.progress);
                 eprintln!("{name} did not {}: {error}", action.verb());
             }
         }
