@@ -49,8 +49,9 @@ pub use ports::{
 pub use read::{MAX_SPEC_BYTES, read_spec};
 pub use render::{
     AliasCfg, GENERATED_HEADER, LEFT4MECTL, RCON_CFG, RCON_CFG_EXEC, RCON_LIMITS, RestartDropins,
-    SERVER_CFG, alias_cfgs, lower_layers, lower_layers_over, render_dropin, render_rcon_cfg,
-    render_restart_dropins, render_server_cfg, render_slice_dropins, restart_argv, srcds_argv,
+    SCHEDULE_ANNOUNCE, SCHEDULE_ANNOUNCE_MAX_WAIT, SERVER_CFG, alias_cfgs, lower_layers,
+    lower_layers_over, render_dropin, render_rcon_cfg, render_restart_dropins, render_server_cfg,
+    render_slice_dropins, restart_argv, srcds_argv,
 };
 pub use schedule::{DEFAULT_MAX_WAIT, Schedule, ScheduleKeys};
 pub use toml_fields::line_column;

@@ -229,8 +229,15 @@ pub fn srcds_argv(instance: &Instance, merged: &Path) -> Vec<String> {
 /// Where `left4mectl` is installed (DESIGN.md section 1); the scheduled restart runs it.
 pub const LEFT4MECTL: &str = "/usr/bin/left4mectl";
 
+/// What a scheduled restart says on a server with players, without and with `max_wait`.
+pub const SCHEDULE_ANNOUNCE: &str =
+    "Scheduled restart: this server restarts when the last player leaves.";
+pub const SCHEDULE_ANNOUNCE_MAX_WAIT: &str = "Scheduled restart: this server restarts when the \
+    last player leaves, or when its waiting time is up.";
+
 /// The command `left4me-restart@NAME.service` runs for an instance's `[schedule]`:
-/// `/usr/bin/left4mectl restart --if-running [--when-empty --max-wait SPAN] NAME`.
+/// `/usr/bin/left4mectl restart --if-running [--when-empty [--max-wait SPAN] --announce MSG]
+/// NAME`.
 /// `--if-running`: an instance that is not active stays down. The span is written without
 /// spaces (`1h 30min` → `1h30min`, the same span) so it stays one argument.
 pub fn restart_argv(name: &str, schedule: &Schedule) -> Vec<String> {
@@ -245,6 +252,17 @@ pub fn restart_argv(name: &str, schedule: &Schedule) -> Vec<String> {
             argv.push("--max-wait".to_owned());
             argv.push(span.to_string().split_whitespace().collect());
         }
+        // Said to players on the server when the wait begins and again right before a
+        // max_wait restart, so it must be true both times.
+        argv.push("--announce".to_owned());
+        argv.push(
+            if schedule.max_wait.is_some() {
+                SCHEDULE_ANNOUNCE_MAX_WAIT
+            } else {
+                SCHEDULE_ANNOUNCE
+            }
+            .to_owned(),
+        );
     }
     argv.push(name.to_owned());
     argv
@@ -579,7 +597,10 @@ mod tests {
         );
         assert_eq!(
             restart_argv(&inst.name, inst.schedule.as_ref().unwrap()).join(" "),
-            "/usr/bin/left4mectl restart --if-running --when-empty --max-wait 1h30min coop1"
+            format!(
+                "/usr/bin/left4mectl restart --if-running --when-empty --max-wait 1h30min \
+                 --announce {SCHEDULE_ANNOUNCE_MAX_WAIT} coop1"
+            )
         );
         let dropins = render_restart_dropins(&inst).unwrap();
         assert_eq!(
@@ -595,7 +616,9 @@ mod tests {
         );
         assert!(
             dropins.service.ends_with(
-                "[Service]\nExecStart=/usr/bin/left4mectl restart --if-running --when-empty --max-wait 1h30min coop1\n"
+                "[Service]\nExecStart=/usr/bin/left4mectl restart --if-running --when-empty \
+                 --max-wait 1h30min --announce \"Scheduled restart: this server restarts when the \
+                 last player leaves, or when its waiting time is up.\" coop1\n"
             ),
             "{}",
             dropins.service

@@ -2,9 +2,13 @@
 //! set` (which reloads systemd) the instance's `left4me-restart@NAME.timer` is in `systemctl
 //! list-timers` with the next elapse its calendar expression says; an instance without the table
 //! has no timer; the timer comes back at boot through the generator's `timers.target.wants/`
-//! link; removing the table stops and removes the timer at the next reload.
+//! link; removing the table stops and removes the timer at the next reload. A schedule a few
+//! seconds ahead fires: its service waits while a player is on (and says so to them over RCON),
+//! then restarts the running instance once the player leaves.
 
 mod booted_support;
+
+use std::time::Duration;
 
 use anyhow::{Result, ensure};
 use booted_support::*;
@@ -83,7 +87,9 @@ fn booted_schedule_timer_follows_the_spec() -> Result<()> {
     ])?;
     ensure!(
         exec.contains(
-            "argv[]=/usr/bin/left4mectl restart --if-running --when-empty --max-wait 2h sched1"
+            "argv[]=/usr/bin/left4mectl restart --if-running --when-empty --max-wait 2h \
+             --announce Scheduled restart: this server restarts when the last player leaves, or \
+             when its waiting time is up. sched1 ;"
         ),
         "ExecStart: {exec}"
     );
@@ -138,4 +144,84 @@ fn booted_schedule_timer_follows_the_spec() -> Result<()> {
     ])?;
     ensure!(active.trim() == "inactive", "the timer is {active}");
     finish(sys, &[])
+}
+
+/// `systemctl show -p PROP --value UNIT` inside the system.
+fn unit_prop(sys: &BootedSystem, unit: &str, property: &str) -> Result<String> {
+    let out = sys.run_stdout(["systemctl", "show", "-p", property, "--value", unit])?;
+    Ok(out.trim().to_owned())
+}
+
+#[test]
+fn booted_scheduled_restart_fires_and_waits_for_the_last_player() -> Result<()> {
+    require_root();
+    let sys = boot(builder("e2e-schedule-fire"))?;
+    let service = "left4me-restart@night1.service";
+    ctl_ok(&sys, &["create", "night1", "--port", "27072"])?;
+    ctl_ok(&sys, &["start", "night1"])?;
+    standin_control(&sys, "night1", "player Zoey 3\n")?;
+    let pid_before = prop(&sys, "night1", "MainPID")?;
+
+    // A calendar 5 s ahead on the system's clock (UTC); the wait is bounded, but far beyond
+    // this test.
+    let at = sys.run_stdout(["date", "-u", "-d", "+5 seconds", "+%Y-%m-%d %H:%M:%S UTC"])?;
+    let at = at.trim();
+    ctl_ok(
+        &sys,
+        &[
+            "set",
+            "night1",
+            &format!("schedule.restart={at}"),
+            "schedule.max_wait=1h",
+        ],
+    )?;
+    report(&format!("scheduled at {at}"));
+
+    // The timer fires; the service runs and waits: the player is still on.
+    wait_for(
+        &sys,
+        "night1",
+        "the scheduled restart to begin",
+        Duration::from_secs(30),
+        || Ok((unit_prop(&sys, service, "ActiveState")? == "activating").then_some(())),
+    )?;
+    std::thread::sleep(Duration::from_secs(2));
+    ensure!(
+        prop(&sys, "night1", "MainPID")? == pid_before
+            && unit_prop(&sys, service, "ActiveState")? == "activating",
+        "night1 was restarted with a player on it"
+    );
+
+    // The player leaves: the instance is restarted and the service ends well.
+    standin_control(&sys, "night1", "players 0\n")?;
+    wait_for(
+        &sys,
+        "night1",
+        "the scheduled restart to finish",
+        Duration::from_secs(60),
+        || Ok((unit_prop(&sys, service, "ActiveState")? == "inactive").then_some(())),
+    )?;
+    let result = unit_prop(&sys, service, "Result")?;
+    let journal = sys.journal(Some(service));
+    report(&format!("{service}: {result}\n{}", journal.trim_end()));
+    ensure!(
+        result == "success",
+        "{service} ended with {result}:\n{journal}"
+    );
+    ensure!(
+        state(&sys, "night1")? == "active/running"
+            && prop(&sys, "night1", "MainPID")? != pid_before,
+        "night1 was not restarted by its schedule"
+    );
+    ensure!(
+        journal.contains("night1: 1 player"),
+        "the service did not say it waited for the player:\n{journal}"
+    );
+    // The announcement reached the game's console (srcds logs a console say).
+    let game_log = sys.journal(Some(&unit("night1")));
+    ensure!(
+        game_log.contains("Scheduled restart: this server restarts when the last player leaves"),
+        "no announcement in the game's log:\n{game_log}"
+    );
+    finish(sys, &["night1"])
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use booted_support::*;
-use left4me_tests::{BootedSystem, STATE_DIR, require_root};
+use left4me_tests::{BootedSystem, require_root};
 
 const INSTANCES: [(&str, u16); 2] = [("coop1", 27015), ("coop2", 27016)];
 
@@ -28,14 +28,9 @@ fn monotonic_us() -> u64 {
     now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000
 }
 
-/// Writes `text` into the stand-in's control file of `name`, through its mounted tree as PID 1
-/// of the system sees it; returns the monotonic time of the write.
+/// Writes the stand-in's control file of `name`; returns the monotonic time of the write.
 fn control(sys: &BootedSystem, name: &str, text: &str) -> Result<u64> {
-    let control = format!(
-        "/proc/{}/root{STATE_DIR}/runtime/{name}/merged/left4dead2/standin.control",
-        sys.pid()
-    );
-    std::fs::write(&control, text).with_context(|| format!("write {control}"))?;
+    standin_control(sys, name, text)?;
     Ok(monotonic_us())
 }
 

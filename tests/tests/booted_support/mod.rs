@@ -257,3 +257,14 @@ pub fn finish(sys: BootedSystem, names: &[&str]) -> Result<()> {
     assert_nothing_left(&identity);
     Ok(())
 }
+
+/// Writes `text` into the stand-in game's control file of instance `name`
+/// (`<game>/standin.control`: `players N`, `player NAME [SCORE]`, …; read every 200 ms),
+/// through its mounted tree as PID 1 of the system sees it.
+pub fn standin_control(sys: &BootedSystem, name: &str, text: &str) -> Result<()> {
+    let control = format!(
+        "/proc/{}/root{STATE_DIR}/runtime/{name}/merged/left4dead2/standin.control",
+        sys.pid()
+    );
+    std::fs::write(&control, text).with_context(|| format!("write {control}"))
+}
