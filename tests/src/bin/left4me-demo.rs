@@ -6,7 +6,8 @@
 //! stand-in Steam inside the system's network: Steam is out of reach here), creates a blueprint
 //! with overlays and two instances from it, starts them, shows `left4mectl list` and `status`,
 //! queries one over A2S, updates the game while one instance has a player (only the empty one
-//! restarts onto the new version), stops everything and tears the system down.
+//! restarts onto the new version), talks to the busy one over RCON and restarts it once its
+//! player leaves, stops everything and tears the system down.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -26,7 +27,7 @@ struct Demo {
     step: Cell<usize>,
 }
 
-const STEPS: usize = 9;
+const STEPS: usize = 10;
 
 /// The stand-in Steam's builds: the first install and the update.
 const BUILD_A: u64 = 9_000_001;
@@ -95,6 +96,16 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Tells the stand-in game of `name` who plays (its control file, read every 200 ms), and
+/// gives it the time to read it.
+fn control(demo: &Demo, name: &str, words: &str) -> Result<()> {
+    let control = format!("/var/lib/left4me/runtime/{name}/merged/left4dead2/standin.control");
+    demo.sys
+        .run_ok(["sh", "-c", &format!("echo '{words}' > {control}")])?;
+    std::thread::sleep(Duration::from_millis(500));
+    Ok(())
 }
 
 fn demo() -> Result<()> {
@@ -226,13 +237,7 @@ fn demo() -> Result<()> {
     ));
     depot.add_build("public", BUILD_B, &files)?;
     depot.set_branch("public", BUILD_B, None)?;
-    demo.sys.run_ok([
-        "sh",
-        "-c",
-        "echo 'players 1' > /var/lib/left4me/runtime/coop1/merged/left4dead2/standin.control",
-    ])?;
-    // Let the stand-in read its control file (every 200 ms) before anyone asks.
-    std::thread::sleep(Duration::from_millis(500));
+    control(&demo, "coop1", "players 1")?;
     demo.show_any(&["left4mectl", "game", "check"])?;
     demo.show(&[
         "left4mectl",
@@ -246,6 +251,36 @@ fn demo() -> Result<()> {
     demo.show(&["left4mectl", "game", "versions"])?;
     demo.show(&["left4mectl", "list"])?;
     drop(steam);
+
+    demo.say(
+        "Live operations on coop1: who plays, its console over RCON (the password is root's, \
+         made at create), then a restart that waits for the last player to leave",
+    );
+    control(&demo, "coop1", "player Ellis 7")?;
+    demo.show(&["left4mectl", "players", "coop1"])?;
+    demo.show(&["left4mectl", "rcon", "coop1", "status"])?;
+    demo.show(&[
+        "left4mectl",
+        "rcon",
+        "coop1",
+        "changelevel",
+        "c2m2_fairgrounds",
+    ])?;
+    demo.show_any(&[
+        "left4mectl",
+        "restart",
+        "coop1",
+        "--when-empty",
+        "--max-wait",
+        "2s",
+        "--or-skip",
+        "--announce",
+        "Restart for the new game version once everyone has left",
+    ])?;
+    println!("    Ellis leaves (the stand-in's control file says `players 0`):");
+    control(&demo, "coop1", "players 0")?;
+    demo.show(&["left4mectl", "restart", "coop1", "--when-empty"])?;
+    demo.show(&["left4mectl", "list"])?;
 
     demo.say("Stopping everything: the overlays are unmounted as the units stop");
     demo.show(&["left4mectl", "stop", "coop1"])?;
