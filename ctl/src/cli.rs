@@ -421,6 +421,76 @@ pub enum Verb {
         lines: Option<u32>,
     },
 
+    /// Archive the config, manual overlays, upper layers and secrets in one file
+    #[command(
+        long_about = "Write one backup archive (tar + zstd, mode 0600) of what cannot be \
+            downloaded or built again: host.toml, the instance specs, blueprints and overlay \
+            definitions, the content of manual overlays, each selected instance's upper layer \
+            (<state dir>/runtime/NAME/upper: everything the game wrote) and its RCON password, \
+            with a manifest.json first listing every file with its size, SHA-256 and mode. The \
+            game install, the workshop cache and the content of script and workshop overlays \
+            are not archived: the manifest lists those overlays as rebuildable.\n\n\
+            Without NAMEs every instance is archived. A running instance is frozen \
+            (`systemctl freeze`) while its files are read and thawed afterwards, so its upper \
+            layer is archived as one moment; the game pauses for that long.\n\n\
+            The archive goes to /var/lib/left4me-admin/backups/left4me-HOST-TIMESTAMP.tar.zst \
+            unless -o names a file; it is written to a temp file and renamed into place. \
+            --keep N then removes all but the newest N backups in that directory. The \
+            left4me-backup.timer runs `left4mectl backup --keep 7` daily once enabled.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl backup\n  \
+            left4mectl backup coop1 coop2 -o /root/coop.tar.zst\n  \
+            left4mectl backup --keep 7\n  \
+            systemctl enable --now left4me-backup.timer"
+    )]
+    Backup {
+        /// The instances to archive (default: all)
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// Write the archive to FILE
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        /// Afterwards, remove all but the newest N backups in the archive's directory
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        keep: Option<u32>,
+    },
+
+    /// Restore instances, config and secrets from a backup archive
+    #[command(
+        long_about = "Restore from an archive made by `left4mectl backup`. The whole archive \
+            is read and checked first: a corrupted or truncated file, a checksum mismatch or an \
+            entry that is not a plain file or directory listed in the manifest (absolute paths, \
+            `..`, links, devices) is refused before anything is written. Every restored spec is \
+            then validated against this host as it would be afterwards (ports free and unique, \
+            blueprints present).\n\n\
+            Without NAMEs every instance in the archive is restored, with the blueprints, overlay \
+            definitions and manual overlay content of the archive. An existing instance, or a \
+            blueprint or overlay definition that differs, is refused unless --replace; the \
+            upper layer of a running instance is never replaced (stop it first). This host's \
+            host.toml and existing overlay content are kept.\n\n\
+            Files are written atomically, upper layers owned by the game user, secrets 0600; \
+            then systemd is reloaded. restore prints the instances to start and the overlays to \
+            rebuild (`left4mectl overlay build NAME`).",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl restore /var/lib/left4me-admin/backups/left4me-host-20261206T040000Z.tar.zst --dry-run\n  \
+            left4mectl restore backup.tar.zst\n  \
+            left4mectl restore backup.tar.zst coop1 --replace"
+    )]
+    Restore {
+        /// The archive
+        file: std::path::PathBuf,
+        /// The instances to restore (default: all in the archive)
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// Say what would be done; write nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Overwrite existing instances (specs, upper layers) and differing blueprints and
+        /// overlay definitions
+        #[arg(long)]
+        replace: bool,
+    },
+
     /// Manage blueprints: settings several instances share
     #[command(
         subcommand,

@@ -9,7 +9,8 @@
 //! `verbs::lifecycle` (start, stop, restart — also `--when-empty`, on the `rollout` loop —
 //! reset, delete, status, logs), `verbs::players` (players, and A2S counts), `verbs::rcon`
 //! (rcon, rcon-password; its interactive console in `console`), `verbs::blueprint`
-//! (`blueprint …`), `verbs::game` (`game …`: SteamCMD installs and updates, and the
+//! (`blueprint …`), `verbs::backup` (backup, restore; the archive format in `archive`),
+//! `verbs::game` (`game …`: SteamCMD installs and updates, and the
 //! `rollout` of instances onto a new version) and `verbs::overlay` (`overlay …`; `overlay build` and `jobs`, the clients
 //! of the `left4me-jobs` pipeline, in `verbs::overlay::build`). They share `change` (the
 //! create/set/edit machinery), `editor`, `keys`, `store` (spec files under the config-dir
@@ -24,6 +25,7 @@
 
 #![forbid(unsafe_code)]
 
+mod archive;
 mod change;
 mod cli;
 pub mod complete;
@@ -48,7 +50,7 @@ pub use cli::Cli;
 pub use error::exit_status;
 
 use cli::{BlueprintVerb, GameVerb, OverlayVerb, Verb};
-use verbs::{blueprint, game, instance, lifecycle, overlay, players, rcon};
+use verbs::{backup, blueprint, game, instance, lifecycle, overlay, players, rcon};
 
 /// What every verb needs to know: where the specs are and the global flags.
 #[derive(Debug, Clone)]
@@ -147,6 +149,17 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             follow,
             lines,
         } => lifecycle::logs(name, *follow, *lines),
+        Verb::Backup {
+            names,
+            output,
+            keep,
+        } => backup::backup(&ctx, output.as_deref(), names, keep.map(|k| k as usize)),
+        Verb::Restore {
+            file,
+            names,
+            dry_run,
+            replace,
+        } => backup::restore::restore(&ctx, file, *dry_run, *replace, names),
         Verb::Blueprint(verb) => match verb {
             BlueprintVerb::Create(args) => blueprint::create(&ctx, args),
             BlueprintVerb::Edit { name } => blueprint::edit(&ctx, name),

@@ -105,6 +105,19 @@ pub fn rotate_rcon_password(admin_dir: &Path, name: &str) -> Result<String, Secr
     Secrets::ROOT.rotate(admin_dir, name)
 }
 
+/// Keeps `password` (checked with [`is_valid_password`]) as the RCON password of instance
+/// `name`, replacing any old one atomically (`left4mectl restore`).
+pub fn set_rcon_password(admin_dir: &Path, name: &str, password: &str) -> Result<(), SecretError> {
+    check_name(name)?;
+    if !is_valid_password(password) {
+        return Err(SecretError::Malformed {
+            path: rcon_password_file(admin_dir, name),
+        });
+    }
+    let dir = Secrets::ROOT.open_dir(admin_dir, true)?.expect("created");
+    write_in(&dir, name, password, RenameFlags::empty()).map(drop)
+}
+
 /// Removes the RCON password of instance `name`; nothing to remove is not an error.
 pub fn remove_rcon_password(admin_dir: &Path, name: &str) -> Result<(), SecretError> {
     Secrets::ROOT.remove(admin_dir, name)

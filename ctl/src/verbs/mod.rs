@@ -6,6 +6,7 @@
 //!   `status`, `logs`;
 //! - [`players`]: `players`, and the A2S player counts `list` and the waits use;
 //! - [`rcon`]: `rcon`, `rcon-password` (the live console over Source RCON);
+//! - [`backup`]: `backup`, `restore` (the archive format in `crate::archive`);
 //! - [`blueprint`]: `blueprint create`, `edit`, `set`, `show`, `list`;
 //! - [`game`]: `game install`, `update`, `check`, `versions`, `validate`, `gc`, `login`
 //!   (clients of the version store and the SteamCMD job);
@@ -16,6 +17,7 @@
 //! editor loop, spec files under the lock (`store`), systemd, and every display helper
 //! (`output`).
 
+pub(crate) mod backup;
 pub(crate) mod blueprint;
 pub(crate) mod game;
 pub(crate) mod instance;
