@@ -22,7 +22,7 @@ use left4me_statedir::{Dir, Lock, StateDir, Subject};
 
 use super::tree::TreeWriter;
 use crate::Ctx;
-use crate::archive::{self, Kind, Manifest};
+use crate::archive::{self, ArchiveError, Kind, Manifest};
 use crate::error::UsageError;
 use crate::store::{self, Replace};
 use crate::systemd;
@@ -78,7 +78,8 @@ pub(crate) fn restore(
         reader.read_to_end(&mut bytes)?;
         small.insert(entry.path.clone(), bytes);
         Ok(())
-    })?;
+    })
+    .map_err(refusal)?;
     let _lock = if dry_run { None } else { Some(ctx.lock()?) };
     let mut plan = plan_config(ctx, &manifest, &small, names, replace)?;
     let (layout, host) = validate(ctx, &plan)?;
@@ -110,6 +111,15 @@ pub(crate) fn restore(
         );
     }
     Ok(0)
+}
+
+/// A corrupted archive is a refusal (exit status 2: nothing was changed); other errors are
+/// runtime errors.
+fn refusal(err: ArchiveError) -> anyhow::Error {
+    match err {
+        ArchiveError::Corrupt { .. } => UsageError::new(err.to_string()).into(),
+        other => other.into(),
+    }
 }
 
 /// The config files to write, refusing conflicts (all of them named in one error).
@@ -238,12 +248,25 @@ fn validate(ctx: &Ctx, plan: &Plan) -> anyhow::Result<(Layout, HostConfig)> {
     }
     let catalog = Catalog::load(&staged.0, ctx.state_dir.clone())
         .map_err(|err| UsageError::new(staged.unstage(&err.to_string(), &ctx.config_dir)))?;
+    // Every restored instance must be valid, and no instance valid now may become invalid
+    // (a restored port taken by another instance makes one of the two invalid).
+    let now = ctx.catalog().ok();
+    let valid_now = |name: &str| {
+        now.as_ref()
+            .and_then(|c| c.get(name))
+            .is_some_and(|r| r.is_ok())
+    };
     let mut problems = Vec::new();
+    for (name, result) in &catalog.instances {
+        if let Err(err) = result
+            && (plan.names.contains(name) || valid_now(name))
+        {
+            problems.push(staged.unstage(&err.to_string(), &ctx.config_dir));
+        }
+    }
     for name in &plan.names {
-        match catalog.get(name) {
-            Some(Ok(_)) => {}
-            Some(Err(err)) => problems.push(staged.unstage(&err.to_string(), &ctx.config_dir)),
-            None => problems.push(format!("instance {name} has no spec in the archive")),
+        if catalog.get(name).is_none() {
+            problems.push(format!("instance {name} has no spec in the archive"));
         }
     }
     if !problems.is_empty() {
