@@ -43,11 +43,6 @@ pub enum ArchiveError {
         archive.display()
     )]
     Corrupt { archive: PathBuf, why: String },
-    #[error(
-        "{} changed while it was backed up ({path}); run `left4mectl backup` again",
-        archive.display()
-    )]
-    Changed { archive: PathBuf, path: String },
 }
 
 /// What an entry holds.
@@ -115,19 +110,19 @@ pub struct Manifest {
 
 /// Where the content of an entry comes from when the archive is written.
 pub trait Source {
-    /// Opens the content (a plain file, never followed through a link).
-    fn open(&self) -> io::Result<Box<dyn Read + '_>>;
+    /// Opens the content (a plain file, never followed through a link) and says its size.
+    fn open(&self) -> io::Result<(Box<dyn Read + '_>, u64)>;
 }
 
 /// Bytes held in memory (specs, secrets).
 impl Source for Vec<u8> {
-    fn open(&self) -> io::Result<Box<dyn Read + '_>> {
-        Ok(Box::new(self.as_slice()))
+    fn open(&self) -> io::Result<(Box<dyn Read + '_>, u64)> {
+        Ok((Box::new(self.as_slice()), self.len() as u64))
     }
 }
 
-/// One entry to archive: its manifest entry (size and sha256 filled by [`hash_items`]) and
-/// where its content is (`None` for a directory).
+/// One entry to archive: its manifest entry (size and sha256 filled by [`write`] as it reads
+/// the content) and where its content is (`None` for a directory).
 pub struct Item {
     pub entry: Entry,
     pub source: Option<Box<dyn Source>>,
@@ -139,117 +134,149 @@ impl std::fmt::Debug for Item {
     }
 }
 
-/// Hex SHA-256 and length of everything `reader` yields.
-fn hash_reader(reader: &mut dyn Read) -> io::Result<(String, u64)> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 << 10];
-    let mut size = 0u64;
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((hex(&hasher.finalize()), size))
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Fills size and sha256 of every file item by reading it once.
-pub fn hash_items(items: &mut [Item]) -> Result<(), ArchiveError> {
-    for item in items {
-        let Some(source) = &item.source else { continue };
-        let path = PathBuf::from(&item.entry.path);
-        let io_err = |source| ArchiveError::Io {
-            action: "read",
-            path: path.clone(),
-            source,
-        };
-        let mut reader = source.open().map_err(io_err)?;
-        let (sha, size) = hash_reader(&mut reader).map_err(io_err)?;
-        item.entry.sha256 = sha;
-        item.entry.size = size;
+/// A zstd encoder at [`ZSTD_LEVEL`] with frame checksums, on up to [`ZSTD_MAX_WORKERS`]
+/// threads.
+fn encoder<W: Write>(out: W) -> io::Result<zstd::Encoder<'static, W>> {
+    let mut encoder = zstd::Encoder::new(out, ZSTD_LEVEL)?;
+    encoder.include_checksum(true)?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(ZSTD_MAX_WORKERS));
+    if workers > 1 {
+        encoder.multithread(workers as u32)?;
     }
-    Ok(())
+    Ok(encoder)
 }
 
-/// Writes the archive to `out`: the manifest, then every item in order, each file read again
-/// and checked against the checksum [`hash_items`] recorded. `archive` names the target in
+fn header(size: u64, mode: u32, dir: bool, mtime: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size);
+    header.set_mode(mode);
+    header.set_mtime(mtime);
+    header.set_entry_type(if dir {
+        tar::EntryType::Directory
+    } else {
+        tar::EntryType::Regular
+    });
+    header
+}
+
+/// Writes the archive to `out`, reading every item once: the items go, compressed, to `spool`
+/// (a scratch file) while their checksums are taken; then `manifest_of(items, notes)` makes
+/// the manifest, which is written to `out` as a first zstd frame, and the spool is copied
+/// after it as the second (a zstd stream may hold several frames, and a tar stream split
+/// between them reads as one). What an item holds in the archive is exactly what was
+/// checksummed, however the file changes while it is read: a file that shrank is filled with
+/// zeros to the size it had when opened, and `notes` says so. `archive` names the target in
 /// errors.
 pub fn write(
-    out: impl Write,
-    manifest: &Manifest,
-    items: &[Item],
+    mut out: impl Write,
+    spool: &mut File,
+    items: &mut [Item],
+    manifest_of: impl FnOnce(&[Item], Vec<String>) -> Manifest,
     archive: &Path,
-) -> Result<(), ArchiveError> {
+) -> Result<Manifest, ArchiveError> {
+    use std::io::Seek as _;
     let io_err = |source| ArchiveError::Io {
         action: "write",
         path: archive.to_owned(),
         source,
     };
-    let mut encoder = zstd::Encoder::new(out, ZSTD_LEVEL).map_err(io_err)?;
-    encoder.include_checksum(true).map_err(io_err)?;
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(ZSTD_MAX_WORKERS));
-    if workers > 1 {
-        encoder.multithread(workers as u32).map_err(io_err)?;
-    }
-    let mut tar = tar::Builder::new(encoder);
     let mtime = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let json = serde_json::to_vec_pretty(manifest).expect("a manifest serializes");
-    let header = |size: u64, mode: u32, dir: bool| {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(size);
-        header.set_mode(mode);
-        header.set_mtime(mtime);
-        header.set_entry_type(if dir {
-            tar::EntryType::Directory
-        } else {
-            tar::EntryType::Regular
-        });
-        header
-    };
-    tar.append_data(
-        &mut header(json.len() as u64, 0o600, false),
-        MANIFEST,
-        &json[..],
-    )
-    .map_err(io_err)?;
-    for item in items {
-        let entry = &item.entry;
-        let mut head = header(entry.size, entry.mode, entry.dir);
-        match &item.source {
-            None => tar
-                .append_data(&mut head, &entry.path, io::empty())
-                .map_err(io_err)?,
-            Some(source) => {
-                let reader = source.open().map_err(|source| ArchiveError::Io {
-                    action: "read",
-                    path: PathBuf::from(&entry.path),
-                    source,
-                })?;
-                let mut hashing = HashingReader::new(reader.take(entry.size));
-                tar.append_data(&mut head, &entry.path, &mut hashing)
-                    .map_err(|_| ArchiveError::Changed {
-                        archive: archive.to_owned(),
-                        path: entry.path.clone(),
-                    })?;
-                if hashing.finish() != entry.sha256 {
-                    return Err(ArchiveError::Changed {
-                        archive: archive.to_owned(),
-                        path: entry.path.clone(),
-                    });
-                }
-            }
+    let mut notes = Vec::new();
+    let mut tar = tar::Builder::new(encoder(io::BufWriter::new(&mut *spool)).map_err(io_err)?);
+    for item in items.iter_mut() {
+        let entry = &mut item.entry;
+        let Some(source) = &item.source else {
+            let mut head = header(0, entry.mode, true, mtime);
+            tar.append_data(&mut head, &entry.path, io::empty())
+                .map_err(io_err)?;
+            continue;
+        };
+        let (reader, size) = source.open().map_err(|source| ArchiveError::Io {
+            action: "read",
+            path: PathBuf::from(&entry.path),
+            source,
+        })?;
+        let mut exact = HashingReader::new(ExactSize::new(reader, size));
+        let mut head = header(size, entry.mode, false, mtime);
+        tar.append_data(&mut head, &entry.path, &mut exact)
+            .map_err(io_err)?;
+        if exact.inner.short {
+            notes.push(format!(
+                "{}: shrank while it was read; archived zero-filled to {size} bytes",
+                entry.path
+            ));
+        }
+        entry.size = size;
+        entry.sha256 = exact.finish();
+    }
+    tar.into_inner()
+        .and_then(|encoder| encoder.finish())
+        .and_then(|mut buffered| buffered.flush())
+        .map_err(io_err)?;
+    let manifest = manifest_of(items, notes);
+    let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
+    let mut head = header(json.len() as u64, 0o600, false, mtime);
+    head.set_path(MANIFEST).map_err(io_err)?;
+    head.set_cksum();
+    let mut first = encoder(&mut out).map_err(io_err)?;
+    let padding = (512 - json.len() % 512) % 512;
+    first
+        .write_all(head.as_bytes())
+        .and_then(|()| first.write_all(&json))
+        .and_then(|()| first.write_all(&vec![0u8; padding]))
+        .map_err(io_err)?;
+    first.finish().map_err(io_err)?;
+    spool.rewind().map_err(io_err)?;
+    io::copy(spool, &mut out).map_err(io_err)?;
+    out.flush().map_err(io_err)?;
+    Ok(manifest)
+}
+
+/// Exactly `size` bytes of `inner`: cut when it grew, zero-filled (and `short` set) when it
+/// shrank.
+struct ExactSize<R> {
+    inner: R,
+    left: u64,
+    short: bool,
+}
+
+impl<R: Read> ExactSize<R> {
+    fn new(inner: R, size: u64) -> Self {
+        ExactSize {
+            inner,
+            left: size,
+            short: false,
         }
     }
-    let encoder = tar.into_inner().map_err(io_err)?;
-    encoder.finish().map_err(io_err)?.flush().map_err(io_err)
+}
+
+impl<R: Read> Read for ExactSize<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let mut n = if self.short {
+            0
+        } else {
+            self.inner.read(&mut buf[..want])?
+        };
+        if n == 0 {
+            self.short = true;
+            buf[..want].fill(0);
+            n = want;
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// A reader that hashes what passes through it.

@@ -5,9 +5,9 @@
 //! selected instance's upper layer and its RCON password. The game install, the workshop cache
 //! and the content of script and workshop overlays are left out: the manifest lists those
 //! overlays as rebuildable. Upper layers and overlay content are read through descriptors
-//! beneath the state dir ([`tree`]); a running instance is frozen (`systemctl freeze`) while
-//! its files are read, so its upper layer is archived as one moment, and thawed afterwards,
-//! also on error.
+//! beneath the state dir ([`tree`]), each file once, archived exactly as checksummed; a running
+//! instance is frozen (`systemctl freeze`, where systemd can: cgroup v2) while its files are
+//! read, so its upper layer is archived as one moment, and thawed afterwards, also on error.
 
 pub(crate) mod restore;
 pub(crate) mod tree;
@@ -123,24 +123,32 @@ pub(crate) fn backup(
         let prefix = format!("upper/{name}");
         tree::collect(upper, &prefix, Kind::Upper, &mut items, &mut skipped)?;
     }
-    archive::hash_items(&mut items)?;
-    let manifest = Manifest {
+    let manifest_of = |items: &[Item], notes: Vec<String>| Manifest {
         format: FORMAT_VERSION,
         left4me_version: env!("CARGO_PKG_VERSION").to_owned(),
         created: timestamp(now, false),
         host,
         instances: names.clone(),
         rebuildable,
-        skipped,
+        skipped: skipped.into_iter().chain(notes).collect(),
         files: items.iter().map(|i| i.entry.clone()).collect(),
     };
-    write_atomically(&path, |file| {
-        archive::write(
-            BufWriter::with_capacity(1 << 20, file),
-            &manifest,
-            &items,
+    let manifest = write_atomically(&path, |file| {
+        let dir = parent_of(&path);
+        let (spool, _) = TempFile::create(&dir, ".left4me-backup-spool", 0o600)?;
+        let mut spool_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(spool.path())
+            .with_context(|| format!("cannot open {}", spool.path().display()))?;
+        let out = BufWriter::with_capacity(1 << 20, file);
+        Ok(archive::write(
+            out,
+            &mut spool_file,
+            &mut items,
+            manifest_of,
             &path,
-        )
+        )?)
     })?;
     let thawed = frozen.thaw_all();
     let size = std::fs::metadata(&path).map_or(0, |m| m.len());
@@ -273,9 +281,16 @@ impl Frozen {
         if !systemd::show_one(&unit)?.is_active() {
             return Ok(());
         }
-        systemd::systemctl(&["freeze", &unit])
-            .with_context(|| format!("cannot freeze {unit} to read its upper layer"))?;
-        self.0.push(unit);
+        // systemd freezes only on the unified cgroup hierarchy (v2); elsewhere the upper
+        // layer is read live, each file once, archived exactly as checksummed.
+        match systemd::systemctl(&["freeze", &unit]) {
+            Ok(_) => self.0.push(unit),
+            Err(err) => eprintln!(
+                "note: cannot freeze {unit} ({}); reading its upper layer while it runs, file \
+                 by file",
+                format!("{err:#}").lines().last().unwrap_or_default().trim()
+            ),
+        }
         Ok(())
     }
 
@@ -305,16 +320,16 @@ impl Drop for Frozen {
 
 /// Writes `path` through a temp file beside it (mode 0600, created exclusively, removed on
 /// error): `fill`, fsync, rename into place, fsync of the directory.
-fn write_atomically<E>(path: &Path, fill: impl FnOnce(&File) -> Result<(), E>) -> anyhow::Result<()>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
+fn write_atomically<T>(
+    path: &Path,
+    fill: impl FnOnce(&File) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let dir = parent_of(path);
     let name = path
         .file_name()
         .context("the archive path has no file name")?;
     let (temp, file) = TempFile::create(&dir, &name.to_string_lossy(), 0o600)?;
-    fill(&file)?;
+    let value = fill(&file)?;
     file.sync_all()
         .with_context(|| format!("cannot write {}", temp.path().display()))?;
     std::fs::rename(temp.path(), path)
@@ -322,7 +337,8 @@ where
     temp.keep();
     File::open(&dir)
         .and_then(|d| d.sync_all())
-        .with_context(|| format!("cannot fsync {}", dir.display()))
+        .with_context(|| format!("cannot fsync {}", dir.display()))?;
+    Ok(value)
 }
 
 fn parent_of(path: &Path) -> PathBuf {

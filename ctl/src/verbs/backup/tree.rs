@@ -50,7 +50,7 @@ struct AtFile {
 }
 
 impl Source for AtFile {
-    fn open(&self) -> io::Result<Box<dyn Read + '_>> {
+    fn open(&self) -> io::Result<(Box<dyn Read + '_>, u64)> {
         let fd = openat2_retry(
             self.dir.fd(),
             Path::new(&self.name),
@@ -65,7 +65,7 @@ impl Source for AtFile {
                 "no longer a plain file on the same file system",
             ));
         }
-        Ok(Box::new(File::from(fd)))
+        Ok((Box::new(File::from(fd)), stat.st_size as u64))
     }
 }
 
