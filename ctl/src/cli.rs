@@ -430,9 +430,11 @@ pub enum Verb {
             with a manifest.json first listing every file with its size, SHA-256 and mode. The \
             game install, the workshop cache and the content of script and workshop overlays \
             are not archived: the manifest lists those overlays as rebuildable.\n\n\
-            Without NAMEs every instance is archived. A running instance is frozen \
-            (`systemctl freeze`) while its files are read and thawed afterwards, so its upper \
-            layer is archived as one moment; the game pauses for that long.\n\n\
+            Without NAMEs every instance is archived. Each file is read once and archived \
+            exactly as checksummed. A running instance is frozen (`systemctl freeze`, on \
+            cgroup v2) while its files are read and thawed afterwards, so its upper layer is \
+            archived as one moment; the game pauses for that long. Where systemd cannot \
+            freeze, the upper layer is read live, file by file.\n\n\
             The archive goes to /var/lib/left4me-admin/backups/left4me-HOST-TIMESTAMP.tar.zst \
             unless -o names a file; it is written to a temp file and renamed into place. \
             --keep N then removes all but the newest N backups in that directory. The \
