@@ -507,6 +507,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn exact_size_cuts_growth_and_zero_fills_shrinking() {
+        let mut grown = Vec::new();
+        let mut reader = ExactSize::new(&b"abcdef"[..], 4);
+        reader.read_to_end(&mut grown).unwrap();
+        assert_eq!((grown.as_slice(), reader.short), (&b"abcd"[..], false));
+        let mut shrunk = Vec::new();
+        let mut reader = ExactSize::new(&b"ab"[..], 5);
+        reader.read_to_end(&mut shrunk).unwrap();
+        assert_eq!((shrunk.as_slice(), reader.short), (&b"ab\0\0\0"[..], true));
+    }
+
+    #[test]
     fn paths_are_checked_by_kind() {
         assert!(check_path("config/instances/coop1.toml", Kind::Instance, false).is_ok());
         assert!(check_path("upper/coop1/left4dead2/x.log", Kind::Upper, false).is_ok());
