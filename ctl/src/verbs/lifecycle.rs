@@ -425,8 +425,21 @@ pub fn delete(ctx: &Ctx, name: &str, yes: bool) -> anyhow::Result<u8> {
     }
     let mut done = remove_runtime(name, &runtime, true)?;
     {
-        let _lock = ctx.lock()?;
-        if store::remove(&spec)? {
+        let lock = ctx.lock()?;
+        // Read under the lock: the revision keeps the text `rollback` brings back.
+        if let Some(old) = read_if_there(&spec)? {
+            lock.install(
+                &left4me_history::Change {
+                    kind: left4me_history::Kind::Instance,
+                    name,
+                    file: &spec,
+                    old: Some(&old),
+                    new: None,
+                    verb: "delete",
+                    message: None,
+                },
+                store::Replace::Yes,
+            )?;
             done.push(format!("removed {}", spec.display()));
         }
         done.extend(super::instance::remove_rcon_password(
@@ -440,6 +453,18 @@ pub fn delete(ctx: &Ctx, name: &str, yes: bool) -> anyhow::Result<u8> {
         done.join(", ")
     ))?;
     Ok(EXIT_OK)
+}
+
+/// The text of spec file `path`; `None` when it is gone.
+fn read_if_there(path: &Path) -> Result<Option<String>, store::StoreError> {
+    match left4me_spec::read_spec(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(store::StoreError::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// Asks on the terminal; refuses without one.

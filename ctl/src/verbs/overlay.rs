@@ -205,14 +205,14 @@ pub fn create(ctx: &Ctx, args: &OverlayCreateArgs) -> anyhow::Result<u8> {
         }
     };
     let text = render_def(name, args, script.as_deref());
-    let _lock = ctx.lock()?;
+    let lock = ctx.lock()?;
     let catalog = ctx.catalog()?;
     let file = catalog.layout.overlay_def_file(name);
     if file.exists() {
         return Err(store::StoreError::Exists { path: file }.into());
     }
     OverlayDef::parse(name, &file, &text)?;
-    store::write_atomic(&file, &text, Replace::No)?;
+    install_def(&lock, name, &file, (None, Some(&text)), "overlay create")?;
     let content = ensure_content_dir(&catalog, name);
     let next = if script.is_some() {
         format!("build it with `left4mectl overlay build {name}`")
@@ -265,7 +265,7 @@ pub fn edit(ctx: &Ctx, name: &str) -> anyhow::Result<u8> {
         }
         Edited::Changed { text, draft } => (text, draft),
     };
-    let _lock = ctx.lock()?;
+    let lock = ctx.lock()?;
     if store::read(&file)? != original {
         let kept = draft.keep();
         return Err(UsageError::new(format!(
@@ -275,10 +275,44 @@ pub fn edit(ctx: &Ctx, name: &str) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    store::write_atomic(&file, &text, Replace::Yes)?;
+    install_def(
+        &lock,
+        name,
+        &file,
+        (Some(&original), Some(&text)),
+        "overlay edit",
+    )?;
     drop(draft);
     emit(&format!("updated overlay {name} ({})\n", file.display()))?;
     Ok(EXIT_OK)
+}
+
+/// Makes overlay definition `name` at `file` go from `old` to `new` (`None`: no file) under
+/// `lock`, recorded as `verb`.
+pub(crate) fn install_def(
+    lock: &store::Recorder,
+    name: &str,
+    file: &Path,
+    (old, new): (Option<&str>, Option<&str>),
+    verb: &str,
+) -> Result<i64, store::StoreError> {
+    let replace = if old.is_some() {
+        Replace::Yes
+    } else {
+        Replace::No
+    };
+    lock.install(
+        &left4me_history::Change {
+            kind: left4me_history::Kind::Overlay,
+            name,
+            file,
+            old,
+            new,
+            verb,
+            message: None,
+        },
+        replace,
+    )
 }
 
 /// The instances and blueprints whose `overlays` list names `overlays/NAME` (or a path beneath

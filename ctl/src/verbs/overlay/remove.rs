@@ -31,7 +31,7 @@ pub(crate) fn content_error(err: ContentError) -> anyhow::Error {
 
 /// `overlay rm NAME [--keep-content] [--yes]`.
 pub fn remove(ctx: &Ctx, name: &str, keep_content: bool, yes: bool) -> anyhow::Result<u8> {
-    let _lock = ctx.lock()?;
+    let lock = ctx.lock()?;
     let catalog = ctx.catalog()?;
     let file = catalog.layout.overlay_def_file(name);
     load_def(&catalog, name).or_else(|err| {
@@ -82,10 +82,9 @@ pub fn remove(ctx: &Ctx, name: &str, keep_content: bool, yes: bool) -> anyhow::R
     if !yes && !keep_content && has_content {
         confirm(name, &file, &content)?;
     }
-    std::fs::remove_file(&file).map_err(|source| store::StoreError::Write {
-        path: file.clone(),
-        source,
-    })?;
+    // A definition that cannot be read as a spec (a link) is removed all the same.
+    let old = store::read(&file).ok();
+    super::install_def(&lock, name, &file, (old.as_deref(), None), "overlay rm")?;
     let mut done = vec![format!("removed {}", file.display())];
     if let Some(overlays) = &overlays {
         let (builds, _) = overlays.leftovers()?;
