@@ -50,7 +50,7 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = "Global options")]
     pub no_reload: bool,
 
-    /// Why: a message kept with the revision a change records (see `left4mectl history`)
+    /// Why: kept with the revision of this change (`left4mectl history`)
     #[arg(
         short,
         long,

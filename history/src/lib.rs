@@ -212,6 +212,17 @@ impl History {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(e)),
         }
+        // Created (or chmod-ed) 0600 through a descriptor that is the database file itself,
+        // never a symlink, and closed BEFORE SQLite opens it: closing any descriptor of the file
+        // drops this process's POSIX locks on it, SQLite's included, and two processes then
+        // both believe they own the WAL (lost commits).
+        rustix::fs::open(
+            &path,
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .and_then(|fd| rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600)))
+        .map_err(|e| io(e.into()))?;
         let sqlite = |source| HistoryError::Sqlite {
             path: path.clone(),
             source,
@@ -226,14 +237,6 @@ impl History {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sqlite)?;
         conn.execute_batch(SCHEMA).map_err(sqlite)?;
-        // chmod through a descriptor that is the database file itself, never a symlink.
-        rustix::fs::open(
-            &path,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .and_then(|fd| rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600)))
-        .map_err(|e| io(e.into()))?;
         Ok(History { conn, path })
     }
 
