@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use left4me_history::{Change, Kind};
+use left4me_history::Kind;
 use left4me_spec::{Catalog, Layout, check_name, read_spec};
 use toml_edit::{Array, DocumentMut, InlineTable, Value};
 
@@ -18,7 +18,7 @@ use crate::editor::{Edited, edit_until_valid};
 use crate::error::{EXIT_OK, UsageError};
 use crate::keys::{self, Assignment};
 use crate::output::emit;
-use crate::store::{self, Replace};
+use crate::store;
 use crate::{Ctx, reload};
 
 /// Which kind of spec a verb changes.
@@ -52,8 +52,9 @@ impl SpecKind {
         }
     }
 
-    /// Writes `new` as spec `name` (which held `old`) under `lock` and records it as `verb`.
-    pub fn install(
+    /// Writes `new` as spec `name` (which held `old`) under `lock`, recorded as this kind's
+    /// `verb`.
+    fn install(
         self,
         lock: &store::Recorder,
         name: &str,
@@ -61,23 +62,7 @@ impl SpecKind {
         (old, new): (Option<&str>, &str),
         verb: &str,
     ) -> Result<i64, store::StoreError> {
-        let replace = if old.is_some() {
-            Replace::Yes
-        } else {
-            Replace::No
-        };
-        lock.install(
-            &Change {
-                kind: self.history_kind(),
-                name,
-                file,
-                old,
-                new: Some(new),
-                verb: &self.verb(verb),
-                message: None,
-            },
-            replace,
-        )
+        lock.write(self.history_kind(), name, file, old, new, &self.verb(verb))
     }
 
     pub fn file(self, layout: &Layout, name: &str) -> PathBuf {

@@ -1068,6 +1068,21 @@ pub enum BlueprintVerb {
         #[arg(long)]
         json: bool,
     },
+
+    /// Remove a blueprint no instance uses
+    #[command(
+        long_about = "Remove a blueprint: delete /etc/left4me/blueprints/NAME.toml.\n\n\
+            Refused while an instance names it (valid or not): change those instances first. \
+            The removal is a revision like any change: `left4mectl rollback --blueprint NAME \
+            REV` brings it back.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl blueprint rm old-coop\n  \
+            left4mectl blueprint rm old-coop -m 'all servers moved to coop'"
+    )]
+    Rm {
+        /// The blueprint
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -199,6 +199,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             BlueprintVerb::Set(args) => blueprint::set(&ctx, args),
             BlueprintVerb::Show { name, json } => blueprint::show(&ctx, name, *json),
             BlueprintVerb::List { json } => blueprint::list(&ctx, *json),
+            BlueprintVerb::Rm { name } => blueprint::remove(&ctx, name),
         },
         Verb::Game(verb) => match verb {
             GameVerb::Install(args) => game::install(&ctx, args),

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use left4me_history::{Change, History, HistoryError};
+use left4me_history::{Change, History, HistoryError, Kind};
 use rustix::fs::{CWD, FlockOperation, RenameFlags};
 use rustix::io::Errno;
 
@@ -174,6 +174,63 @@ impl Recorder {
                 path: change.file.to_path_buf(),
                 source,
             })
+    }
+}
+
+impl Recorder {
+    /// Writes `new` as spec `name` of `kind` at `file`, which held `old` (`None`: a new file,
+    /// refused if one appeared), and records that as `verb`; returns the revision number.
+    pub fn write(
+        &self,
+        kind: Kind,
+        name: &str,
+        file: &Path,
+        old: Option<&str>,
+        new: &str,
+        verb: &str,
+    ) -> Result<i64, StoreError> {
+        let replace = if old.is_some() {
+            Replace::Yes
+        } else {
+            Replace::No
+        };
+        let change = Change {
+            kind,
+            name,
+            file,
+            old,
+            new: Some(new),
+            verb,
+            message: None,
+        };
+        self.install(&change, replace)
+    }
+
+    /// Removes spec `name` of `kind` at `file` and records that as `verb`, its old text the
+    /// file's (`None` when it cannot be read as a spec, e.g. a link: removed all the same);
+    /// `false` when there was no file.
+    pub fn remove(
+        &self,
+        kind: Kind,
+        name: &str,
+        file: &Path,
+        verb: &str,
+    ) -> Result<bool, StoreError> {
+        if fs::symlink_metadata(file).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+            return Ok(false);
+        }
+        let old = read(file).ok();
+        let change = Change {
+            kind,
+            name,
+            file,
+            old: old.as_deref(),
+            new: None,
+            verb,
+            message: None,
+        };
+        self.install(&change, Replace::Yes)?;
+        Ok(true)
     }
 }
 

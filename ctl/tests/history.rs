@@ -219,3 +219,50 @@ fn privileged_delete_then_rollback_restores_the_spec_and_the_trail_shows_it() {
     .map(|(v, a)| (v.to_owned(), a.to_owned()));
     assert_eq!(trail, want);
 }
+
+#[test]
+fn blueprint_changes_are_revisions_and_roll_back() {
+    let fx = Fixture::standard();
+    fx.refused(
+        &["blueprint", "rm", "coop"],
+        "blueprint coop is used by coop1",
+    );
+    fx.run(&["blueprint", "create", "spare", "--maxplayers", "8"])
+        .assert_ok();
+    fx.run(&["blueprint", "set", "spare", "maxplayers=6"])
+        .assert_ok();
+    fx.run(&["blueprint", "rm", "spare", "-m", "unused"])
+        .assert_ok();
+    assert!(!fx.path("etc/blueprints/spare.toml").exists());
+    let spare = revisions(&fx, &["--blueprint", "spare"]);
+    let trail: Vec<&str> = spare.iter().map(|r| field(r, "verb")).collect();
+    assert_eq!(trail, ["blueprint rm", "blueprint set", "blueprint create"]);
+    let set = spare[1]["rev"].to_string();
+    let run = fx.run(&["rollback", "--blueprint", "spare", &set]);
+    run.assert_ok();
+    assert!(
+        fx.read("etc/blueprints/spare.toml")
+            .contains("maxplayers = 6")
+    );
+    assert_eq!(
+        field(&revisions(&fx, &["--blueprint", "spare"])[0], "verb"),
+        "blueprint rollback"
+    );
+}
+
+#[test]
+fn privileged_overlay_changes_are_revisions() {
+    common::require_root();
+    let fx = Fixture::standard();
+    fx.run(&["overlay", "create", "maps"]).assert_ok();
+    fx.run(&["overlay", "rm", "maps", "--yes"]).assert_ok();
+    let maps = revisions(&fx, &["--overlay", "maps"]);
+    let trail: Vec<(&str, &str)> = maps
+        .iter()
+        .map(|r| (field(r, "verb"), field(r, "action")))
+        .collect();
+    assert_eq!(
+        trail,
+        [("overlay rm", "removed"), ("overlay create", "created")]
+    );
+}

@@ -30,7 +30,7 @@ use crate::systemd::{
     self, START_LIMIT_MESSAGE, StartsBlocked, SystemdError, UnitState, systemctl, systemctl_units,
     unit_name,
 };
-use crate::{Ctx, reload, store};
+use crate::{Ctx, reload};
 use when_empty::WhenEmpty;
 
 /// Journal lines shown by `status` and after a failed start.
@@ -426,20 +426,8 @@ pub fn delete(ctx: &Ctx, name: &str, yes: bool) -> anyhow::Result<u8> {
     let mut done = remove_runtime(name, &runtime, true)?;
     {
         let lock = ctx.lock()?;
-        // Read under the lock: the revision keeps the text `rollback` brings back.
-        if let Some(old) = read_if_there(&spec)? {
-            lock.install(
-                &left4me_history::Change {
-                    kind: left4me_history::Kind::Instance,
-                    name,
-                    file: &spec,
-                    old: Some(&old),
-                    new: None,
-                    verb: "delete",
-                    message: None,
-                },
-                store::Replace::Yes,
-            )?;
+        // The revision keeps the text `rollback` brings back.
+        if lock.remove(left4me_history::Kind::Instance, name, &spec, "delete")? {
             done.push(format!("removed {}", spec.display()));
         }
         done.extend(super::instance::remove_rcon_password(
@@ -453,18 +441,6 @@ pub fn delete(ctx: &Ctx, name: &str, yes: bool) -> anyhow::Result<u8> {
         done.join(", ")
     ))?;
     Ok(EXIT_OK)
-}
-
-/// The text of spec file `path`; `None` when it is gone.
-fn read_if_there(path: &Path) -> Result<Option<String>, store::StoreError> {
-    match left4me_spec::read_spec(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(store::StoreError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
 }
 
 /// Asks on the terminal; refuses without one.

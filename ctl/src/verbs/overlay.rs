@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use left4me_history::Kind;
 use left4me_spec::{Catalog, ErrorKind, OverlayDef, OverlayKind, SpecError, list_names};
 use serde::Serialize;
 
@@ -22,7 +23,7 @@ use left4me_jobs::{
 use crate::editor::{Edited, edit_until_valid};
 use crate::error::{EXIT_OK, UsageError};
 use crate::output::{emit, fields, format_utc, table};
-use crate::store::{self, Replace};
+use crate::store;
 
 pub(crate) mod build;
 mod remove;
@@ -212,7 +213,7 @@ pub fn create(ctx: &Ctx, args: &OverlayCreateArgs) -> anyhow::Result<u8> {
         return Err(store::StoreError::Exists { path: file }.into());
     }
     OverlayDef::parse(name, &file, &text)?;
-    install_def(&lock, name, &file, (None, Some(&text)), "overlay create")?;
+    lock.write(Kind::Overlay, name, &file, None, &text, "overlay create")?;
     let content = ensure_content_dir(&catalog, name);
     let next = if script.is_some() {
         format!("build it with `left4mectl overlay build {name}`")
@@ -275,44 +276,17 @@ pub fn edit(ctx: &Ctx, name: &str) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    install_def(
-        &lock,
+    lock.write(
+        Kind::Overlay,
         name,
         &file,
-        (Some(&original), Some(&text)),
+        Some(&original),
+        &text,
         "overlay edit",
     )?;
     drop(draft);
     emit(&format!("updated overlay {name} ({})\n", file.display()))?;
     Ok(EXIT_OK)
-}
-
-/// Makes overlay definition `name` at `file` go from `old` to `new` (`None`: no file) under
-/// `lock`, recorded as `verb`.
-pub(crate) fn install_def(
-    lock: &store::Recorder,
-    name: &str,
-    file: &Path,
-    (old, new): (Option<&str>, Option<&str>),
-    verb: &str,
-) -> Result<i64, store::StoreError> {
-    let replace = if old.is_some() {
-        Replace::Yes
-    } else {
-        Replace::No
-    };
-    lock.install(
-        &left4me_history::Change {
-            kind: left4me_history::Kind::Overlay,
-            name,
-            file,
-            old,
-            new,
-            verb,
-            message: None,
-        },
-        replace,
-    )
 }
 
 /// The instances and blueprints whose `overlays` list names `overlays/NAME` (or a path beneath

@@ -18,7 +18,6 @@ use super::{load_def, users};
 use crate::Ctx;
 use crate::error::{EXIT_OK, UsageError};
 use crate::output::emit;
-use crate::store;
 
 /// A busy overlay is the operator's to wait for; anything else is an error of the host.
 pub(crate) fn content_error(err: ContentError) -> anyhow::Error {
@@ -82,9 +81,7 @@ pub fn remove(ctx: &Ctx, name: &str, keep_content: bool, yes: bool) -> anyhow::R
     if !yes && !keep_content && has_content {
         confirm(name, &file, &content)?;
     }
-    // A definition that cannot be read as a spec (a link) is removed all the same.
-    let old = store::read(&file).ok();
-    super::install_def(&lock, name, &file, (old.as_deref(), None), "overlay rm")?;
+    lock.remove(left4me_history::Kind::Overlay, name, &file, "overlay rm")?;
     let mut done = vec![format!("removed {}", file.display())];
     if let Some(overlays) = &overlays {
         let (builds, _) = overlays.leftovers()?;
