@@ -193,6 +193,10 @@ const COLUMNS: &str = "rev, kind, name, file, time_ms, uid, user, sudo_user, ver
 impl History {
     /// Opens (creating when missing) the history in `admin_dir`/left4me.db: the dir is made
     /// 0700 and must be this user's alone, the database 0600 and this user's.
+    ///
+    /// Nothing in the process may open and close another descriptor of the database while this
+    /// is open (that drops SQLite's POSIX locks): open the job ledger before or after, not
+    /// during.
     pub fn open(admin_dir: &Path) -> Result<History, HistoryError> {
         let path = admin_dir.join(DATABASE);
         check_admin_dir(admin_dir)?;

@@ -24,6 +24,9 @@ pub fn scan(history: &History, config_dir: &Path) -> Result<Vec<i64>, HistoryErr
     let mut latest: BTreeMap<PathBuf, (Kind, String, Option<String>)> = history
         .latest_per_file()?
         .into_iter()
+        // Only this config dir's files: a run against another one (LEFT4ME_CONFIG_DIR) must
+        // not take the specs of /etc/left4me for removed.
+        .filter(|(rev, _)| rev.file.starts_with(config_dir))
         .map(|(rev, hash)| (rev.file, (rev.kind, rev.name, hash)))
         .collect();
     let tx = history

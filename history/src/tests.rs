@@ -141,6 +141,12 @@ fn scan_records_changes_made_outside() {
         ))
         .unwrap();
     assert!(scan(&history, &etc).unwrap().is_empty());
+
+    // A run against another config dir leaves this one's revisions alone.
+    let other = dir.0.join("other");
+    fs::create_dir_all(&other).unwrap();
+    assert!(scan(&history, &other).unwrap().is_empty());
+    assert!(scan(&history, &etc).unwrap().is_empty());
 }
 
 #[test]
