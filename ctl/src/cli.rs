@@ -469,8 +469,9 @@ pub enum Verb {
     /// Show what changed in a spec, as a unified diff
     #[command(
         long_about = "Show what changed in a spec, as a unified diff (coloured on a terminal).\n\n\
-            Without REV: the spec as its last revision left it against the file now (empty when \
-            nothing changed since). With one REV: the spec as revision REV left it against the \
+            Without REV: the spec as its last revision left it against the file now: what was \
+            changed outside left4mectl since (diff itself records nothing; the next other \
+            left4mectl run records such a change). With one REV: the spec as revision REV left it against the \
             file now. With two: as REV left it against as the second REV left it. The revision \
             numbers are those of `left4mectl history`; a revision must be of the spec named.",
         after_long_help = "EXAMPLES:\n  \

@@ -99,8 +99,21 @@ fn an_edit_outside_is_recorded_on_the_next_run() {
     ));
     fx.write("etc/instances/vs1.toml", "port = 27021\nmaxplayers = 8\n");
     std::fs::remove_file(fx.path("etc/blueprints/coop.toml")).unwrap();
-    // Any verb that reads specs notices, `show` here.
+    // `diff NAME` shows it before it is recorded…
+    let run = fx.run(&["diff", "vs1"]);
+    run.assert_ok();
+    assert!(
+        run.stdout.contains("-port = 27020\n+port = 27021\n"),
+        "{}",
+        run.stdout
+    );
+    // …and any verb that reads specs records it, `show` here.
     fx.run(&["show", "vs1"]).assert_ok();
+    let recorded = History::open(&fx.path("admin"))
+        .unwrap()
+        .list(Default::default(), None)
+        .unwrap();
+    assert_eq!(recorded.len(), 5, "recorded by `show`: {recorded:#?}");
     let vs1 = revisions(&fx, &["vs1"]);
     assert_eq!(vs1.len(), 2);
     assert_eq!(field(&vs1[0], "verb"), "changed outside left4mectl");

@@ -23,9 +23,10 @@ use crate::verbs::overlay::format_utc_ms;
 use crate::{Ctx, reload};
 
 /// Whether `verb` reads specs, so the changes made outside left4mectl are recorded first
-/// (the changing verbs do it again under the lock, where it counts).
+/// (the changing verbs do it again under the lock, where it counts). Not `diff`: `diff NAME`
+/// shows what was changed outside since the last revision, which recording it would hide.
 pub fn reads_specs(verb: &Verb) -> bool {
-    !matches!(verb, Verb::Logs { .. })
+    !matches!(verb, Verb::Logs { .. } | Verb::Diff { .. })
 }
 
 /// The spec `history` shows: an instance, `--blueprint B` or `--overlay O`; `None`: all.
