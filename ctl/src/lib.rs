@@ -98,12 +98,18 @@ impl Ctx {
                 self.config_dir.join(store::LOCK_FILE).display()
             )
         });
-        store::Recorder::new(
+        let recorder = store::Recorder::new(
             lock,
             &self.admin_dir,
             &self.config_dir,
             self.message.clone(),
-        )
+        )?;
+        if let Some(why) = recorder.unrecorded() {
+            self.note(1, || {
+                format!("not root: this change is not recorded ({why})")
+            });
+        }
+        Ok(recorder)
     }
 
     /// For a verb that reads specs: records what changed outside left4mectl since the last

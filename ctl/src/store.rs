@@ -61,11 +61,13 @@ pub enum StoreError {
     #[error(transparent)]
     History(#[from] HistoryError),
     #[error(
-        "{} is written, but its revision is not recorded: {source}; the next left4mectl run \
+        "{} is written, but its revision is not recorded: {error}; the next left4mectl run \
          records it as changed outside left4mectl",
         left4me_contract::printable::path(path)
     )]
-    Record { path: PathBuf, source: HistoryError },
+    Record { path: PathBuf, error: HistoryError },
+    #[error("no spec history: {reason} (run left4mectl as root)")]
+    NoHistory { reason: String },
 }
 
 fn hint(err: &io::Error) -> &'static str {
@@ -128,22 +130,31 @@ pub fn lock(config_dir: &Path, waiting: impl FnOnce(&Path)) -> Result<SpecLock, 
 #[derive(Debug)]
 pub struct Recorder {
     _lock: SpecLock,
-    history: History,
+    /// Root always has it (or the change is refused); an ordinary user testing specs in a dir
+    /// of their own may have none (no admin dir of theirs): the reason, then.
+    history: Result<History, String>,
     message: Option<String>,
 }
 
 impl Recorder {
     /// Opens the history in `admin_dir` under `lock` and records the changes made outside
     /// left4mectl since the last run, so the next revision's old text is the file as it is;
-    /// `message` (`-m`) goes with every revision this recorder makes.
+    /// `message` (`-m`) goes with every revision this recorder makes. Root is refused when the
+    /// history cannot be opened; an ordinary user changes specs without it.
     pub fn new(
         lock: SpecLock,
         admin_dir: &Path,
         config_dir: &Path,
         message: Option<String>,
     ) -> Result<Self, StoreError> {
-        let history = History::open(admin_dir)?;
-        left4me_history::scan(&history, config_dir)?;
+        let history = match History::open(admin_dir) {
+            Ok(history) => {
+                left4me_history::scan(&history, config_dir)?;
+                Ok(history)
+            }
+            Err(err) if !rustix::process::geteuid().is_root() => Err(err.to_string()),
+            Err(err) => return Err(err.into()),
+        };
         Ok(Recorder {
             _lock: lock,
             history,
@@ -152,28 +163,38 @@ impl Recorder {
     }
 
     /// The open history, for reading under the lock.
-    pub fn history(&self) -> &History {
-        &self.history
+    pub fn history(&self) -> Result<&History, StoreError> {
+        self.history
+            .as_ref()
+            .map_err(|reason| StoreError::NoHistory {
+                reason: reason.clone(),
+            })
+    }
+
+    /// Why there is no history (an ordinary user's run), for a note.
+    pub fn unrecorded(&self) -> Option<&str> {
+        self.history.as_ref().err().map(String::as_str)
     }
 
     /// Makes the spec file of `change` hold `change.new` (written atomically; `None` removes
     /// it) and records the change as a revision, with the recorder's message when the change
-    /// has none; returns the revision number.
+    /// has none; returns the revision number (0 when there is no history: an ordinary user's).
     pub fn install(&self, change: &Change<'_>, replace: Replace) -> Result<i64, StoreError> {
         match change.new {
             Some(text) => write_atomic(change.file, text, replace)?,
             None => drop(remove(change.file)?),
         }
+        let Ok(history) = &self.history else {
+            return Ok(0);
+        };
         let change = Change {
             message: change.message.or(self.message.as_deref()),
             ..change.clone()
         };
-        self.history
-            .record(&change)
-            .map_err(|source| StoreError::Record {
-                path: change.file.to_path_buf(),
-                source,
-            })
+        history.record(&change).map_err(|error| StoreError::Record {
+            path: change.file.to_path_buf(),
+            error,
+        })
     }
 }
 

@@ -150,10 +150,10 @@ pub struct Filter<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
-    #[error("spec history {}: {source}", path.display())]
+    #[error("spec history {}: {error}", path.display())]
     Sqlite {
         path: PathBuf,
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     #[error(
         "spec history {}: owned by uid {uid}, not by root; it was not written by left4mectl, \
@@ -167,10 +167,10 @@ pub enum HistoryError {
         path.display()
     )]
     AdminDir { path: PathBuf, uid: u32, mode: u32 },
-    #[error("spec history {}: {source}", path.display())]
+    #[error("spec history {}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("spec history {}: revision {rev} has unknown kind {kind:?}", path.display())]
     Corrupt {
@@ -200,9 +200,9 @@ impl History {
     pub fn open(admin_dir: &Path) -> Result<History, HistoryError> {
         let path = admin_dir.join(DATABASE);
         check_admin_dir(admin_dir)?;
-        let io = |source| HistoryError::Io {
+        let io = |error| HistoryError::Io {
             path: path.clone(),
-            source,
+            error,
         };
         let me = rustix::process::geteuid().as_raw();
         match std::fs::symlink_metadata(&path) {
@@ -227,9 +227,9 @@ impl History {
         )
         .and_then(|fd| rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600)))
         .map_err(|e| io(e.into()))?;
-        let sqlite = |source| HistoryError::Sqlite {
+        let sqlite = |error| HistoryError::Sqlite {
             path: path.clone(),
-            source,
+            error,
         };
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -250,9 +250,9 @@ impl History {
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> HistoryError + '_ {
-        |source| HistoryError::Sqlite {
+        |error| HistoryError::Sqlite {
             path: self.path.clone(),
-            source,
+            error,
         }
     }
 
@@ -451,9 +451,9 @@ fn now_ms() -> i64 {
 /// production).
 fn check_admin_dir(dir: &Path) -> Result<(), HistoryError> {
     use std::os::unix::fs::DirBuilderExt as _;
-    let io = |source| HistoryError::Io {
+    let io = |error| HistoryError::Io {
         path: dir.to_path_buf(),
-        source,
+        error,
     };
     std::fs::DirBuilder::new()
         .recursive(true)

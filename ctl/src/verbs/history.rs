@@ -255,7 +255,7 @@ pub fn rollback(ctx: &Ctx, spec: &SpecName, rev: i64) -> anyhow::Result<u8> {
     let lock = ctx.lock()?;
     let catalog = ctx.catalog()?;
     let file = spec_file(ctx, kind, name);
-    let Some(text) = text_at(lock.history(), kind, name, rev)? else {
+    let Some(text) = text_at(lock.history()?, kind, name, rev)? else {
         return Err(UsageError::new(format!(
             "revision {rev} removed {kind} {name}: roll back to a revision before it (see \
              `left4mectl history{}`), or delete it",

@@ -2,7 +2,8 @@
 //! throwaway admin dir's spec history through [`History::record`] (50 instances × 200
 //! revisions, the last of each matching its spec file, so the run's scan of the config dir finds
 //! nothing new), then times the verb as an operator runs it — the whole process, output to a
-//! pipe — for every revision, one instance's, and `--json`.
+//! pipe — for every revision, one instance's, `--json`, and `-n 1` (the cost of any run: start,
+//! open, the scan of the config dir).
 //!
 //! Usage: left4me-bench-history PATH/TO/left4mectl [RUNS]
 
@@ -77,6 +78,7 @@ fn main() {
         ("history (all 10,000)", &["history"][..]),
         ("history srv7 (200)", &["history", "srv7"][..]),
         ("history --json (all)", &["history", "--json"][..]),
+        ("history -n 1 (fixed)", &["history", "-n", "1"][..]),
     ] {
         let mut times: Vec<Duration> = (0..runs).map(|_| time(&ctl, &root, args)).collect();
         times.sort();
