@@ -49,11 +49,18 @@ CREATE TABLE IF NOT EXISTS spec_revisions (
     sudo_user TEXT,
     verb      TEXT NOT NULL,
     message   TEXT,
+    -- whether the file existed before, and after
+    had_old   INTEGER NOT NULL,
+    has_new   INTEGER NOT NULL,
+    -- SHA-256 of the new text in hex; NULL when it was removed
+    new_hash  TEXT
+);
+-- The texts apart, so listing revisions never reads them (a spec may have up to 1 MiB).
+CREATE TABLE IF NOT EXISTS spec_texts (
+    rev       INTEGER PRIMARY KEY REFERENCES spec_revisions (rev),
     -- NULL: the file did not exist before (old) / was removed (new)
     old_text  TEXT,
-    new_text  TEXT,
-    -- SHA-256 of new_text in hex; NULL when it was removed
-    new_hash  TEXT
+    new_text  TEXT
 );
 CREATE INDEX IF NOT EXISTS spec_revisions_spec ON spec_revisions (kind, name, rev);
 CREATE INDEX IF NOT EXISTS spec_revisions_file ON spec_revisions (file, rev);
@@ -187,8 +194,8 @@ pub struct History {
     path: PathBuf,
 }
 
-const COLUMNS: &str = "rev, kind, name, file, time_ms, uid, user, sudo_user, verb, message, \
-                       old_text IS NOT NULL, new_text IS NOT NULL";
+const COLUMNS: &str =
+    "rev, kind, name, file, time_ms, uid, user, sudo_user, verb, message, had_old, has_new";
 
 impl History {
     /// Opens (creating when missing) the history in `admin_dir`/left4me.db: the dir is made
@@ -259,11 +266,24 @@ impl History {
     /// Records `change`, made now by this process's user (and `SUDO_USER`); returns its
     /// revision number.
     pub fn record(&self, change: &Change) -> Result<i64, HistoryError> {
-        let who = who::Who::of_process();
+        // Both rows or neither; a savepoint nests in the scan's transaction.
+        self.conn
+            .execute_batch("SAVEPOINT record")
+            .map_err(self.err())?;
+        let rev = self.insert(change, &who::Who::of_process());
+        let end = match rev {
+            Ok(_) => "RELEASE record",
+            Err(_) => "ROLLBACK TO record; RELEASE record",
+        };
+        self.conn.execute_batch(end).map_err(self.err())?;
+        rev
+    }
+
+    fn insert(&self, change: &Change, who: &who::Who) -> Result<i64, HistoryError> {
         self.conn
             .execute(
                 "INSERT INTO spec_revisions (kind, name, file, time_ms, uid, user, sudo_user, \
-                 verb, message, old_text, new_text, new_hash) \
+                 verb, message, had_old, has_new, new_hash) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     change.kind.as_str(),
@@ -275,13 +295,20 @@ impl History {
                     who.sudo_user,
                     change.verb,
                     change.message,
-                    change.old,
-                    change.new,
+                    change.old.is_some(),
+                    change.new.is_some(),
                     change.new.map(hash),
                 ],
             )
             .map_err(self.err())?;
-        Ok(self.conn.last_insert_rowid())
+        let rev = self.conn.last_insert_rowid();
+        self.conn
+            .execute(
+                "INSERT INTO spec_texts (rev, old_text, new_text) VALUES (?1, ?2, ?3)",
+                params![rev, change.old, change.new],
+            )
+            .map_err(self.err())?;
+        Ok(rev)
     }
 
     /// The revisions `filter` selects, newest first, at most `limit`.
@@ -312,7 +339,10 @@ impl History {
         let found = self
             .conn
             .query_row(
-                &format!("SELECT {COLUMNS}, old_text, new_text FROM spec_revisions WHERE rev = ?1"),
+                &format!(
+                    "SELECT {COLUMNS}, old_text, new_text FROM spec_revisions \
+                     JOIN spec_texts USING (rev) WHERE rev = ?1"
+                ),
                 [rev],
                 |row| {
                     Ok((

@@ -76,7 +76,8 @@ fn last_text(history: &History, file: &Path) -> Result<Option<String>, HistoryEr
     history
         .conn
         .query_row(
-            "SELECT new_text FROM spec_revisions WHERE file = ?1 ORDER BY rev DESC LIMIT 1",
+            "SELECT new_text FROM spec_revisions JOIN spec_texts USING (rev) \
+             WHERE file = ?1 ORDER BY rev DESC LIMIT 1",
             [file.to_string_lossy()],
             |row| row.get(0),
         )
