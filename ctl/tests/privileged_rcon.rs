@@ -205,6 +205,8 @@ fn privileged_create_makes_the_password_rcon_password_prints_it_delete_removes_i
     let f = Fakes::new();
     f.set("after-stop", STOPPED);
     f.fx.write("admin/rcon/coop1", "x\n");
+    // Root's alone, as systemd-tmpfiles makes it: the spec history lives there too.
+    fs::set_permissions(f.fx.path("admin"), fs::Permissions::from_mode(0o700)).unwrap();
     fs::set_permissions(f.fx.path("admin/rcon"), fs::Permissions::from_mode(0o700)).unwrap();
     fs::set_permissions(
         f.fx.path("admin/rcon/coop1"),
