@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use left4me_history::Kind;
 use left4me_spec::{Catalog, Layout, check_name, read_spec};
 use toml_edit::{Array, DocumentMut, InlineTable, Value};
 
@@ -17,7 +18,7 @@ use crate::editor::{Edited, edit_until_valid};
 use crate::error::{EXIT_OK, UsageError};
 use crate::keys::{self, Assignment};
 use crate::output::emit;
-use crate::store::{self, Replace};
+use crate::store;
 use crate::{Ctx, reload};
 
 /// Which kind of spec a verb changes.
@@ -33,6 +34,35 @@ impl SpecKind {
             SpecKind::Instance => "instance",
             SpecKind::Blueprint => "blueprint",
         }
+    }
+
+    /// The kind the spec history records.
+    pub fn history_kind(self) -> Kind {
+        match self {
+            SpecKind::Instance => Kind::Instance,
+            SpecKind::Blueprint => Kind::Blueprint,
+        }
+    }
+
+    /// The verb `verb` of this kind as the history names it: `set`, `blueprint set`.
+    pub fn verb(self, verb: &str) -> String {
+        match self {
+            SpecKind::Instance => verb.to_owned(),
+            SpecKind::Blueprint => format!("blueprint {verb}"),
+        }
+    }
+
+    /// Writes `new` as spec `name` (which held `old`) under `lock`, recorded as this kind's
+    /// `verb`.
+    fn install(
+        self,
+        lock: &store::Recorder,
+        name: &str,
+        file: &Path,
+        (old, new): (Option<&str>, &str),
+        verb: &str,
+    ) -> Result<i64, store::StoreError> {
+        lock.write(self.history_kind(), name, file, old, new, &self.verb(verb))
     }
 
     pub fn file(self, layout: &Layout, name: &str) -> PathBuf {
@@ -190,7 +220,7 @@ impl NewSpec<'_> {
 /// Writes a new spec file `name` with `text` after validating it.
 pub fn create(ctx: &Ctx, kind: SpecKind, name: &str, text: &str) -> anyhow::Result<u8> {
     check_spec_name(kind, name)?;
-    let _lock = ctx.lock()?;
+    let lock = ctx.lock()?;
     let catalog = ctx.catalog()?;
     let file = kind.file(&catalog.layout, name);
     if file.exists() {
@@ -198,7 +228,7 @@ pub fn create(ctx: &Ctx, kind: SpecKind, name: &str, text: &str) -> anyhow::Resu
     }
     kind.check(&catalog, name, &file, text)?;
     ctx.note(1, || format!("{} is valid; installing it", file.display()));
-    store::write_atomic(&file, text, Replace::No)?;
+    kind.install(&lock, name, &file, (None, text), "create")?;
     emit(&format!(
         "created {} {name} ({})\n",
         kind.noun(),
@@ -217,7 +247,7 @@ pub fn set(ctx: &Ctx, kind: SpecKind, args: &SetArgs) -> anyhow::Result<u8> {
         .map(|arg| Assignment::parse(arg))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| UsageError::new(err.to_string()))?;
-    let _lock = ctx.lock()?;
+    let lock = ctx.lock()?;
     let catalog = ctx.catalog()?;
     let file = kind.file(&catalog.layout, name);
     let original = read_existing(kind, name, &file)?;
@@ -236,7 +266,7 @@ pub fn set(ctx: &Ctx, kind: SpecKind, args: &SetArgs) -> anyhow::Result<u8> {
     }
     kind.check(&catalog, name, &file, &text)?;
     ctx.note(1, || format!("{} is valid; installing it", file.display()));
-    store::write_atomic(&file, &text, Replace::Yes)?;
+    kind.install(&lock, name, &file, (Some(&original), &text), "set")?;
     let changed: Vec<String> = assignments
         .iter()
         .map(Assignment::key)
@@ -265,7 +295,7 @@ pub fn edit(ctx: &Ctx, kind: SpecKind, name: &str) -> anyhow::Result<u8> {
         }
         Edited::Changed { text, draft } => (text, draft),
     };
-    let _lock = ctx.lock()?;
+    let lock = ctx.lock()?;
     let current = read_existing(kind, name, &file)?;
     if current != original {
         let kept = draft.keep();
@@ -282,7 +312,7 @@ pub fn edit(ctx: &Ctx, kind: SpecKind, name: &str) -> anyhow::Result<u8> {
         let kept = draft.keep();
         return Err(err.context(format!("your version is kept in {}", kept.display())));
     }
-    store::write_atomic(&file, &text, Replace::Yes)?;
+    kind.install(&lock, name, &file, (Some(&original), &text), "edit")?;
     drop(draft);
     emit(&format!(
         "updated {} {name} ({})\n",
@@ -293,7 +323,7 @@ pub fn edit(ctx: &Ctx, kind: SpecKind, name: &str) -> anyhow::Result<u8> {
 }
 
 /// After an installed change: reload systemd and say what happened.
-fn finish(ctx: &Ctx) -> anyhow::Result<u8> {
+pub fn finish(ctx: &Ctx) -> anyhow::Result<u8> {
     let line = reload::daemon_reload(ctx.no_reload)?;
     emit(&format!("{line}\n")).context("cannot write to stdout")?;
     Ok(EXIT_OK)

@@ -50,6 +50,16 @@ pub struct Cli {
     #[arg(long, global = true, help_heading = "Global options")]
     pub no_reload: bool,
 
+    /// Why: kept with the revision of this change (`left4mectl history`)
+    #[arg(
+        short,
+        long,
+        global = true,
+        value_name = "MSG",
+        help_heading = "Global options"
+    )]
+    pub message: Option<String>,
+
     #[command(subcommand)]
     pub verb: Verb,
 }
@@ -491,6 +501,88 @@ pub enum Verb {
         /// overlay definitions
         #[arg(long)]
         replace: bool,
+    },
+
+    /// Show the revisions of the specs: who changed what, when, and why
+    #[command(
+        long_about = "Show the revisions of the specs, newest first: every change left4mectl \
+            made to an instance, a blueprint, an overlay definition or host.toml, and every \
+            change made outside left4mectl (an editor, config management), found by content \
+            hash on the next left4mectl run and recorded as \"changed outside left4mectl\".\n\n\
+            Each revision has a number (one sequence for all specs), the time, who made it \
+            (user, and the sudo user when run through sudo), the verb, what it did (created, \
+            changed, removed) and the -m message. Without NAME it shows every spec's revisions. \
+            The revisions are kept in root's database <admin dir>/left4me.db.\n\n\
+            --json prints one JSON array (see ctl/README.md for its shape).",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl history coop1\n  \
+            left4mectl history --blueprint coop\n  \
+            left4mectl history --json | jq '.[] | select(.sudo_user == \"alice\")'\n  \
+            left4mectl set coop1 hostname='\"Coop #1\"' -m 'new name for the league'"
+    )]
+    History {
+        /// The instance
+        #[arg(conflicts_with_all = ["blueprint", "overlay"])]
+        name: Option<String>,
+        /// Show the revisions of blueprint B
+        #[arg(long, value_name = "B", conflicts_with = "overlay")]
+        blueprint: Option<String>,
+        /// Show the revisions of overlay definition O
+        #[arg(long, value_name = "O")]
+        overlay: Option<String>,
+        /// Show at most N revisions
+        #[arg(short = 'n', long, value_name = "N")]
+        limit: Option<usize>,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Show what changed in a spec, as a unified diff
+    #[command(
+        long_about = "Show what changed in a spec, as a unified diff (coloured on a terminal).\n\n\
+            Without REV: the spec as its last revision left it against the file now: what was \
+            changed outside left4mectl since (diff itself records nothing; the next other \
+            left4mectl run records such a change). With one REV: the spec as revision REV left it against the \
+            file now. With two: as REV left it against as the second REV left it. The revision \
+            numbers are those of `left4mectl history`; a revision must be of the spec named.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl diff coop1\n  \
+            left4mectl diff coop1 41\n  \
+            left4mectl diff coop1 41 44\n  \
+            left4mectl diff --blueprint coop 12"
+    )]
+    Diff {
+        #[command(flatten)]
+        spec: SpecName,
+        /// Revisions: from REV (to the file now, or to the second REV)
+        #[arg(value_name = "REV", num_args = 0..=2)]
+        revs: Vec<i64>,
+    },
+
+    /// Put a spec back as a revision left it
+    #[command(
+        long_about = "Put a spec back as revision REV left it, as a new change: the old text \
+            is validated exactly like any change against the host and the other specs as they \
+            are now (a rollback to a port another instance has taken since is refused with the \
+            reason, and nothing is written), installed atomically, recorded as a revision of \
+            its own (`-m` says why) and followed by `systemctl daemon-reload`. It says whether \
+            a running instance needs a restart to pick it up.\n\n\
+            A deleted instance comes back by rolling it back to a revision before its deletion \
+            (see `left4mectl history NAME`); start it then.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl history coop1\n  \
+            left4mectl diff coop1 41\n  \
+            left4mectl rollback coop1 41 -m 'the new map crashes'\n  \
+            left4mectl rollback --blueprint coop 12\n  \
+            left4mectl restart coop1 --when-empty"
+    )]
+    Rollback {
+        #[command(flatten)]
+        spec: SpecName,
+        /// The revision to go back to (see `left4mectl history`)
+        #[arg(value_name = "REV")]
+        rev: i64,
     },
 
     /// Manage blueprints: settings several instances share
@@ -1049,6 +1141,21 @@ pub enum BlueprintVerb {
         #[arg(long)]
         json: bool,
     },
+
+    /// Remove a blueprint no instance uses
+    #[command(
+        long_about = "Remove a blueprint: delete /etc/left4me/blueprints/NAME.toml.\n\n\
+            Refused while an instance names it (valid or not): change those instances first. \
+            The removal is a revision like any change: `left4mectl rollback --blueprint NAME \
+            REV` brings it back.",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl blueprint rm old-coop\n  \
+            left4mectl blueprint rm old-coop -m 'all servers moved to coop'"
+    )]
+    Rm {
+        /// The blueprint
+        name: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -1130,4 +1237,18 @@ mod tests {
         assert!(OverlayArg::parse("overlays/tr:").is_err());
         assert!(OverlayArg::parse(":x").is_err());
     }
+}
+
+/// The spec `diff` and `rollback` work on: an instance, or with a flag a blueprint or an overlay
+/// definition.
+#[derive(Debug, Args)]
+pub struct SpecName {
+    /// The instance (the blueprint with --blueprint, the overlay with --overlay)
+    pub name: String,
+    /// NAME is a blueprint
+    #[arg(long, conflicts_with = "overlay")]
+    pub blueprint: bool,
+    /// NAME is an overlay definition
+    #[arg(long)]
+    pub overlay: bool,
 }

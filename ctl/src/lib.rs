@@ -11,7 +11,8 @@
 //! (rcon, rcon-password; its interactive console in `console`), `verbs::blueprint`
 //! (`blueprint …`), `verbs::backup` (backup, restore; the archive format in `archive`),
 //! `verbs::game` (`game …`: SteamCMD installs and updates, and the
-//! `rollout` of instances onto a new version) and `verbs::overlay` (`overlay …`; `overlay build` and `jobs`, the clients
+//! `rollout` of instances onto a new version), `verbs::history` (history, diff, rollback)
+//! and `verbs::overlay` (`overlay …`; `overlay build` and `jobs`, the clients
 //! of the `left4me-jobs` pipeline, in `verbs::overlay::build`). They share `change` (the
 //! create/set/edit machinery), `editor`, `keys`, `store` (spec files under the config-dir
 //! lock), `reload`, `systemd`, `runtime` (an instance's runtime dir), `output` (every display
@@ -50,7 +51,7 @@ pub use cli::Cli;
 pub use error::exit_status;
 
 use cli::{BlueprintVerb, GameVerb, OverlayVerb, Verb};
-use verbs::{backup, blueprint, game, instance, lifecycle, overlay, players, rcon};
+use verbs::{backup, blueprint, game, history, instance, lifecycle, overlay, players, rcon};
 
 /// What every verb needs to know: where the specs are and the global flags.
 #[derive(Debug, Clone)]
@@ -60,6 +61,10 @@ pub(crate) struct Ctx {
     pub(crate) config_dir: PathBuf,
     /// `LEFT4ME_STATE_DIR`, overriding `state_dir` of host.toml.
     pub(crate) state_dir: Option<PathBuf>,
+    /// Root's admin dir, home of the spec history.
+    pub(crate) admin_dir: PathBuf,
+    /// `-m MSG`: kept with the revisions this run records.
+    pub(crate) message: Option<String>,
 }
 
 impl Ctx {
@@ -70,6 +75,8 @@ impl Ctx {
             no_reload: cli.no_reload,
             config_dir: Layout::config_dir_from_env(),
             state_dir: Layout::state_dir_from_env(),
+            admin_dir: Layout::admin_dir_from_env(),
+            message: cli.message.clone(),
         }
     }
 
@@ -78,8 +85,9 @@ impl Ctx {
         Catalog::load(&self.config_dir, self.state_dir.clone())
     }
 
-    /// Takes the config dir's lock, saying so when it has to wait.
-    fn lock(&self) -> Result<store::SpecLock, store::StoreError> {
+    /// Takes the config dir's lock, saying so when it has to wait, and opens the spec history
+    /// under it (recording what changed outside left4mectl since the last run).
+    fn lock(&self) -> Result<store::Recorder, store::StoreError> {
         let lock = store::lock(&self.config_dir, |path| {
             eprintln!(
                 "waiting for the lock {}: another left4mectl is changing specs",
@@ -92,7 +100,34 @@ impl Ctx {
                 self.config_dir.join(store::LOCK_FILE).display()
             )
         });
-        Ok(lock)
+        let recorder = store::Recorder::new(
+            lock,
+            &self.admin_dir,
+            &self.config_dir,
+            self.message.clone(),
+        )?;
+        if let Some(why) = recorder.unrecorded() {
+            self.note(1, || {
+                format!("not root: this change is not recorded ({why})")
+            });
+        }
+        Ok(recorder)
+    }
+
+    /// For a verb that reads specs: records what changed outside left4mectl since the last
+    /// run, when the lock is free (a holder does it itself) and the admin dir is ours; a
+    /// failure only shows with `-v` (an ordinary user may read specs but has no history).
+    fn catch_up(&self) {
+        if !self.config_dir.is_dir() {
+            return;
+        }
+        match store::catch_up(&self.config_dir, &self.admin_dir) {
+            Ok(Some(0) | None) => {}
+            Ok(Some(n)) => self.note(1, || {
+                format!("recorded {n} spec change(s) made outside left4mectl")
+            }),
+            Err(err) => self.note(1, || format!("spec history not updated: {err}")),
+        }
     }
 
     /// A progress note on stderr, shown with `-v` (level 1) or more.
@@ -115,6 +150,9 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 .map_or("from host.toml".into(), |d| d.display().to_string())
         )
     });
+    if verbs::history::reads_specs(&cli.verb) {
+        ctx.catch_up();
+    }
     match &cli.verb {
         Verb::Create(args) => instance::create(&ctx, args),
         Verb::Edit { name } => instance::edit(&ctx, name),
@@ -160,12 +198,27 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
             dry_run,
             replace,
         } => backup::restore::restore(&ctx, file, *dry_run, *replace, names),
+        Verb::History {
+            name,
+            blueprint,
+            overlay,
+            limit,
+            json,
+        } => history::history(
+            &ctx,
+            history::target(name, blueprint, overlay),
+            *limit,
+            *json,
+        ),
+        Verb::Diff { spec, revs } => history::diff(&ctx, spec, revs),
+        Verb::Rollback { spec, rev } => history::rollback(&ctx, spec, *rev),
         Verb::Blueprint(verb) => match verb {
             BlueprintVerb::Create(args) => blueprint::create(&ctx, args),
             BlueprintVerb::Edit { name } => blueprint::edit(&ctx, name),
             BlueprintVerb::Set(args) => blueprint::set(&ctx, args),
             BlueprintVerb::Show { name, json } => blueprint::show(&ctx, name, *json),
             BlueprintVerb::List { json } => blueprint::list(&ctx, *json),
+            BlueprintVerb::Rm { name } => blueprint::remove(&ctx, name),
         },
         Verb::Game(verb) => match verb {
             GameVerb::Install(args) => game::install(&ctx, args),

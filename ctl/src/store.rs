@@ -5,6 +5,11 @@
 //! replaced by writing a hidden temp file in the same directory, fsyncing it, renaming it over the
 //! spec and fsyncing the directory: a crash leaves the old spec or the new one, never half of one.
 //! Hidden files (`.NAME.toml.XXXXXX`) are ignored by the spec loader.
+//!
+//! Every change is also a revision in the spec history (`left4me-history`): [`Recorder`] is
+//! the lock together with the open history, caught up with changes made outside left4mectl
+//! when it is taken; [`Recorder::install`] writes (or removes) a spec and records the revision
+//! under that one lock, so concurrent changes lose no edit and no revision.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
@@ -13,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use left4me_history::{Change, History, HistoryError, Kind};
 use rustix::fs::{CWD, FlockOperation, RenameFlags};
 use rustix::io::Errno;
 
@@ -52,6 +58,16 @@ pub enum StoreError {
         left4me_contract::printable::path(path)
     )]
     Exists { path: PathBuf },
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error(
+        "{} is written, but its revision is not recorded: {error}; the next left4mectl run \
+         records it as changed outside left4mectl",
+        left4me_contract::printable::path(path)
+    )]
+    Record { path: PathBuf, error: HistoryError },
+    #[error("no spec history: {reason} (run left4mectl as root)")]
+    NoHistory { reason: String },
 }
 
 fn hint(err: &io::Error) -> &'static str {
@@ -107,6 +123,166 @@ pub fn lock(config_dir: &Path, waiting: impl FnOnce(&Path)) -> Result<SpecLock, 
         Err(errno) => return Err(lock_error(errno.into())),
     }
     Ok(SpecLock { _file: file })
+}
+
+/// The config-dir lock with the spec history open: what a change to a spec holds while it
+/// writes the file and records the revision.
+#[derive(Debug)]
+pub struct Recorder {
+    _lock: SpecLock,
+    /// Root always has it (or the change is refused); an ordinary user testing specs in a dir
+    /// of their own may have none (no admin dir of theirs): the reason, then.
+    history: Result<History, String>,
+    message: Option<String>,
+}
+
+impl Recorder {
+    /// Opens the history in `admin_dir` under `lock` and records the changes made outside
+    /// left4mectl since the last run, so the next revision's old text is the file as it is;
+    /// `message` (`-m`) goes with every revision this recorder makes. Root is refused when the
+    /// history cannot be opened; an ordinary user changes specs without it.
+    pub fn new(
+        lock: SpecLock,
+        admin_dir: &Path,
+        config_dir: &Path,
+        message: Option<String>,
+    ) -> Result<Self, StoreError> {
+        let history = match History::open(admin_dir) {
+            Ok(history) => {
+                left4me_history::scan(&history, config_dir)?;
+                Ok(history)
+            }
+            Err(err) if !rustix::process::geteuid().is_root() => Err(err.to_string()),
+            Err(err) => return Err(err.into()),
+        };
+        Ok(Recorder {
+            _lock: lock,
+            history,
+            message,
+        })
+    }
+
+    /// The open history, for reading under the lock.
+    pub fn history(&self) -> Result<&History, StoreError> {
+        self.history
+            .as_ref()
+            .map_err(|reason| StoreError::NoHistory {
+                reason: reason.clone(),
+            })
+    }
+
+    /// Why there is no history (an ordinary user's run), for a note.
+    pub fn unrecorded(&self) -> Option<&str> {
+        self.history.as_ref().err().map(String::as_str)
+    }
+
+    /// Makes the spec file of `change` hold `change.new` (written atomically; `None` removes
+    /// it) and records the change as a revision, with the recorder's message when the change
+    /// has none; returns the revision number (0 when there is no history: an ordinary user's).
+    pub fn install(&self, change: &Change<'_>, replace: Replace) -> Result<i64, StoreError> {
+        match change.new {
+            Some(text) => write_atomic(change.file, text, replace)?,
+            None => drop(remove(change.file)?),
+        }
+        let Ok(history) = &self.history else {
+            return Ok(0);
+        };
+        let change = Change {
+            message: change.message.or(self.message.as_deref()),
+            ..change.clone()
+        };
+        history.record(&change).map_err(|error| StoreError::Record {
+            path: change.file.to_path_buf(),
+            error,
+        })
+    }
+}
+
+impl Recorder {
+    /// Writes `new` as spec `name` of `kind` at `file`, which held `old` (`None`: a new file,
+    /// refused if one appeared), and records that as `verb`; returns the revision number.
+    pub fn write(
+        &self,
+        kind: Kind,
+        name: &str,
+        file: &Path,
+        old: Option<&str>,
+        new: &str,
+        verb: &str,
+    ) -> Result<i64, StoreError> {
+        let replace = if old.is_some() {
+            Replace::Yes
+        } else {
+            Replace::No
+        };
+        let change = Change {
+            kind,
+            name,
+            file,
+            old,
+            new: Some(new),
+            verb,
+            message: None,
+        };
+        self.install(&change, replace)
+    }
+
+    /// Removes spec `name` of `kind` at `file` and records that as `verb`, its old text the
+    /// file's (`None` when it cannot be read as a spec, e.g. a link: removed all the same);
+    /// `false` when there was no file.
+    pub fn remove(
+        &self,
+        kind: Kind,
+        name: &str,
+        file: &Path,
+        verb: &str,
+    ) -> Result<bool, StoreError> {
+        if fs::symlink_metadata(file).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+            return Ok(false);
+        }
+        let old = read(file).ok();
+        let change = Change {
+            kind,
+            name,
+            file,
+            old: old.as_deref(),
+            new: None,
+            verb,
+            message: None,
+        };
+        self.install(&change, Replace::Yes)?;
+        Ok(true)
+    }
+}
+
+/// Records the changes made outside left4mectl when nobody holds the lock of `config_dir` (a
+/// holder records them itself); for the verbs that only read specs. `Ok(None)`: the lock was
+/// held. Needs the admin dir (root's).
+pub fn catch_up(config_dir: &Path, admin_dir: &Path) -> Result<Option<usize>, StoreError> {
+    let path = config_dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| StoreError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(Errno::WOULDBLOCK) => return Ok(None),
+        Err(errno) => {
+            return Err(StoreError::Lock {
+                path,
+                source: errno.into(),
+            });
+        }
+    }
+    let history = History::open(admin_dir)?;
+    Ok(Some(left4me_history::scan(&history, config_dir)?.len()))
 }
 
 /// Reads a spec file as text: a regular file of at most 1 MiB, never a link, a FIFO or a

@@ -205,6 +205,8 @@ fn privileged_create_makes_the_password_rcon_password_prints_it_delete_removes_i
     let f = Fakes::new();
     f.set("after-stop", STOPPED);
     f.fx.write("admin/rcon/coop1", "x\n");
+    // Root's alone, as systemd-tmpfiles makes it: the spec history lives there too.
+    fs::set_permissions(f.fx.path("admin"), fs::Permissions::from_mode(0o700)).unwrap();
     fs::set_permissions(f.fx.path("admin/rcon"), fs::Permissions::from_mode(0o700)).unwrap();
     fs::set_permissions(
         f.fx.path("admin/rcon/coop1"),
@@ -314,11 +316,24 @@ fn privileged_rotate_sets_the_new_password_on_the_running_server() {
 fn privileged_rcon_as_an_ordinary_user_says_run_as_root() {
     require_root();
     let (fx, _) = fixture_on(free_port());
+    // A copy the ordinary user can run, in the fixture's dir (in the system's temp dir): the
+    // checkout may lie below a directory only root may enter (a `mktemp -d`).
+    let bin = fx.path("bin/left4mectl");
+    fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    for dir in [&fx.root, &fx.path("bin")] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    fs::copy(common::BIN, &bin).unwrap();
     for args in [
         &["rcon", "coop1", "status"][..],
         &["rcon-password", "coop1"],
     ] {
-        let output = fx.command(args).uid(65534).gid(65534).output().unwrap();
+        let output = fx
+            .command_of(&bin, args)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
         let run = Run::from(output, &fx);
         run.assert_refused("run it as root (sudo)");
     }

@@ -216,6 +216,25 @@ impl Ledger {
         if create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
         }
+        // chmod (creating it 0600 when asked) through a descriptor that is the database file
+        // itself, never a symlink, closed BEFORE SQLite opens it: closing any descriptor of
+        // the file drops this process's POSIX locks on it, SQLite's included (lost commits
+        // when another process, e.g. the spec history, writes at the same time).
+        let create_flag = if create {
+            OFlags::CREATE
+        } else {
+            OFlags::empty()
+        };
+        rustix::fs::open(
+            path,
+            OFlags::RDWR | create_flag | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .and_then(|fd| rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600)))
+        .map_err(|e| LedgerError::Io {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
         let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
         conn.execute_batch(SCHEMA).map_err(sqlite)?;
@@ -229,17 +248,6 @@ impl Ledger {
         if !has_kind {
             conn.execute_batch(ADD_KIND).map_err(sqlite)?;
         }
-        // chmod through a descriptor that is the database file itself, never a symlink.
-        rustix::fs::open(
-            path,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .and_then(|fd| rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600)))
-        .map_err(|e| LedgerError::Io {
-            path: path.to_path_buf(),
-            source: e.into(),
-        })?;
         Ok(Some(Ledger {
             conn,
             path: path.to_path_buf(),

@@ -1,14 +1,15 @@
-//! The blueprint verbs: `left4mectl blueprint create`, `edit`, `set`, `show` and `list`. The
+//! The blueprint verbs: `left4mectl blueprint create`, `edit`, `set`, `show`, `list` and `rm`. The
 //! rule that a blueprint change must not break an instance is spec's
 //! [`Catalog::check_blueprint_text`], run by the changing verbs.
 
+use left4me_history::Kind;
 use left4me_spec::{Blueprint, Catalog, Settings, list_names, load_blueprint};
 use serde::Serialize;
 
 use crate::Ctx;
 use crate::change::{self, NewSpec, SpecKind, check_spec_name, missing, peek};
 use crate::cli::{BlueprintCreateArgs, SetArgs};
-use crate::error::EXIT_OK;
+use crate::error::{EXIT_OK, UsageError};
 use crate::output::{
     emit, fields, limits_line, or_dash, overlay_lines, quoted, spec_problem, table,
 };
@@ -33,6 +34,28 @@ pub fn edit(ctx: &Ctx, name: &str) -> anyhow::Result<u8> {
 /// `blueprint set NAME KEY=VALUE… --unset KEY…`.
 pub fn set(ctx: &Ctx, args: &SetArgs) -> anyhow::Result<u8> {
     change::set(ctx, SpecKind::Blueprint, args)
+}
+
+/// `blueprint rm NAME`: refused while an instance names it; the removal is a revision.
+pub fn remove(ctx: &Ctx, name: &str) -> anyhow::Result<u8> {
+    check_spec_name(SpecKind::Blueprint, name)?;
+    let lock = ctx.lock()?;
+    let catalog = ctx.catalog()?;
+    let file = catalog.layout.blueprint_file(name);
+    if !file.exists() {
+        return Err(missing(SpecKind::Blueprint, name, &file).into());
+    }
+    let users = users(&catalog, name);
+    if !users.is_empty() {
+        return Err(UsageError::new(format!(
+            "blueprint {name} is used by {}: change their blueprint first; nothing was changed",
+            users.join(", ")
+        ))
+        .into());
+    }
+    lock.remove(Kind::Blueprint, name, &file, "blueprint rm")?;
+    emit(&format!("removed blueprint {name} ({})\n", file.display()))?;
+    change::finish(ctx)
 }
 
 /// The instances whose spec names blueprint `name`, valid or not, sorted.

@@ -30,7 +30,7 @@ use crate::systemd::{
     self, START_LIMIT_MESSAGE, StartsBlocked, SystemdError, UnitState, systemctl, systemctl_units,
     unit_name,
 };
-use crate::{Ctx, reload, store};
+use crate::{Ctx, reload};
 use when_empty::WhenEmpty;
 
 /// Journal lines shown by `status` and after a failed start.
@@ -425,8 +425,9 @@ pub fn delete(ctx: &Ctx, name: &str, yes: bool) -> anyhow::Result<u8> {
     }
     let mut done = remove_runtime(name, &runtime, true)?;
     {
-        let _lock = ctx.lock()?;
-        if store::remove(&spec)? {
+        let lock = ctx.lock()?;
+        // The revision keeps the text `rollback` brings back.
+        if lock.remove(left4me_history::Kind::Instance, name, &spec, "delete")? {
             done.push(format!("removed {}", spec.display()));
         }
         done.extend(super::instance::remove_rcon_password(

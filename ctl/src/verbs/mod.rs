@@ -10,6 +10,7 @@
 //! - [`blueprint`]: `blueprint create`, `edit`, `set`, `show`, `list`;
 //! - [`game`]: `game install`, `update`, `check`, `versions`, `validate`, `gc`, `login`
 //!   (clients of the version store and the SteamCMD job);
+//! - [`history`]: `history`, `diff`, `rollback` (the spec history in `left4me-history`);
 //! - [`overlay`]: `overlay create`, `edit`, `show`, `list`, `rm`, and in [`overlay::build`]
 //!   `overlay build` and `overlay jobs` (clients of the `left4me-jobs` pipeline).
 //!
@@ -20,6 +21,7 @@
 pub(crate) mod backup;
 pub(crate) mod blueprint;
 pub(crate) mod game;
+pub(crate) mod history;
 pub(crate) mod instance;
 pub(crate) mod lifecycle;
 pub(crate) mod overlay;

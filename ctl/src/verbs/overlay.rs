@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use left4me_history::Kind;
 use left4me_spec::{Catalog, ErrorKind, OverlayDef, OverlayKind, SpecError, list_names};
 use serde::Serialize;
 
@@ -22,7 +23,7 @@ use left4me_jobs::{
 use crate::editor::{Edited, edit_until_valid};
 use crate::error::{EXIT_OK, UsageError};
 use crate::output::{emit, fields, format_utc, table};
-use crate::store::{self, Replace};
+use crate::store;
 
 pub(crate) mod build;
 mod remove;
@@ -205,14 +206,14 @@ pub fn create(ctx: &Ctx, args: &OverlayCreateArgs) -> anyhow::Result<u8> {
         }
     };
     let text = render_def(name, args, script.as_deref());
-    let _lock = ctx.lock()?;
+    let lock = ctx.lock()?;
     let catalog = ctx.catalog()?;
     let file = catalog.layout.overlay_def_file(name);
     if file.exists() {
         return Err(store::StoreError::Exists { path: file }.into());
     }
     OverlayDef::parse(name, &file, &text)?;
-    store::write_atomic(&file, &text, Replace::No)?;
+    lock.write(Kind::Overlay, name, &file, None, &text, "overlay create")?;
     let content = ensure_content_dir(&catalog, name);
     let next = if script.is_some() {
         format!("build it with `left4mectl overlay build {name}`")
@@ -265,7 +266,7 @@ pub fn edit(ctx: &Ctx, name: &str) -> anyhow::Result<u8> {
         }
         Edited::Changed { text, draft } => (text, draft),
     };
-    let _lock = ctx.lock()?;
+    let lock = ctx.lock()?;
     if store::read(&file)? != original {
         let kept = draft.keep();
         return Err(UsageError::new(format!(
@@ -275,7 +276,14 @@ pub fn edit(ctx: &Ctx, name: &str) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    store::write_atomic(&file, &text, Replace::Yes)?;
+    lock.write(
+        Kind::Overlay,
+        name,
+        &file,
+        Some(&original),
+        &text,
+        "overlay edit",
+    )?;
     drop(draft);
     emit(&format!("updated overlay {name} ({})\n", file.display()))?;
     Ok(EXIT_OK)

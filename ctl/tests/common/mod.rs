@@ -114,7 +114,12 @@ impl Fixture {
     /// `left4mectl ARGS…` against this fixture, without any editor variables and without
     /// touching systemd.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        self.command_of(Path::new(BIN), args)
+    }
+
+    /// [`Self::command`] running `program` (a copy of the binary) instead of the built one.
+    pub fn command_of(&self, program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.env("LEFT4ME_CONFIG_DIR", self.config_dir())
             .env("LEFT4ME_STATE_DIR", self.root.join("state"))
             .env("LEFT4ME_ADMIN_DIR", self.root.join("admin"))

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use left4me_contract::passwd::{self, PASSWD};
+use left4me_history::Kind as HistoryKind;
 use left4me_spec::{Catalog, HostConfig, Layout};
 use left4me_statedir::{Dir, Lock, StateDir, Subject};
 
@@ -24,7 +25,6 @@ use super::tree::TreeWriter;
 use crate::Ctx;
 use crate::archive::{self, ArchiveError, Kind, Manifest};
 use crate::error::UsageError;
-use crate::store::{self, Replace};
 use crate::systemd;
 
 /// The largest config file or secret restored (they are read into memory).
@@ -37,7 +37,12 @@ const UPPER_TEMP: &str = ".upper-restore";
 struct ConfigWrite {
     /// Its path in the archive (`config/instances/coop1.toml`).
     entry: String,
+    /// What it is in the spec history, and its name there.
+    kind: HistoryKind,
+    name: String,
     path: PathBuf,
+    /// The file's text on this host before (`None`: a new file).
+    old: Option<String>,
     text: String,
     replace: bool,
 }
@@ -80,7 +85,8 @@ pub(crate) fn restore(
         Ok(())
     })
     .map_err(refusal)?;
-    let _lock = if dry_run { None } else { Some(ctx.lock()?) };
+    // The config dir's lock, with the spec history open: each spec written is a revision.
+    let lock = if dry_run { None } else { Some(ctx.lock()?) };
     let mut plan = plan_config(ctx, &manifest, &small, names, replace)?;
     let (layout, host) = validate(ctx, &plan)?;
     plan_state(&layout, &host, &manifest, &mut plan, replace)?;
@@ -89,16 +95,17 @@ pub(crate) fn restore(
         return Ok(0);
     }
     write_state(&layout, &plan, &manifest, &mut archive_file, file)?;
+    let recorder = lock.as_ref().expect("taken unless --dry-run");
     for write in &plan.config {
-        let replace = if write.replace {
-            Replace::Yes
-        } else {
-            Replace::No
-        };
-        store::write_atomic(&write.path, &write.text, replace)?;
-        // TODO(issue 12, wt-hist): record a revision per spec written with
-        // left4me_history::History::record (kind from write.entry, verb "restore").
-        println!("wrote {}", write.path.display());
+        let rev = recorder.write(
+            write.kind,
+            &write.name,
+            &write.path,
+            write.old.as_deref(),
+            &write.text,
+            "restore",
+        )?;
+        println!("wrote {} (revision {rev})", write.path.display());
     }
     println!("{}", crate::reload::daemon_reload(ctx.no_reload)?);
     if !plan.names.is_empty() {
@@ -120,6 +127,12 @@ fn refusal(err: ArchiveError) -> anyhow::Error {
         ArchiveError::Corrupt { .. } => UsageError::new(err.to_string()).into(),
         other => other.into(),
     }
+}
+
+/// The file stem of `rel` (`instances/coop1.toml` → `coop1`).
+fn stem(rel: &str) -> String {
+    let file = rel.rsplit('/').next().unwrap_or(rel);
+    file.strip_suffix(".toml").unwrap_or(file).to_owned()
 }
 
 /// The config files to write, refusing conflicts (all of them named in one error).
@@ -171,14 +184,24 @@ fn plan_config(
             Err(err) if err.kind() == io::ErrorKind::NotFound => None,
             Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
         };
-        let shown = path.display();
+        let (history_kind, name) = match kind {
+            Some(Kind::Host) => (HistoryKind::Host, "host".to_owned()),
+            Some(Kind::Instance) => (HistoryKind::Instance, stem(rel)),
+            Some(Kind::Blueprint) => (HistoryKind::Blueprint, stem(rel)),
+            _ => (HistoryKind::Overlay, stem(rel)),
+        };
+        let shown = path.display().to_string();
+        let write = |old: Option<String>, replace: bool| ConfigWrite {
+            entry: entry.clone(),
+            kind: history_kind,
+            name: name.clone(),
+            path: path.clone(),
+            old,
+            text: text.clone(),
+            replace,
+        };
         match (kind, current) {
-            (_, None) => plan.config.push(ConfigWrite {
-                entry: entry.clone(),
-                path,
-                text,
-                replace: false,
-            }),
+            (_, None) => plan.config.push(write(None, false)),
             (Some(Kind::Host), Some(current)) => {
                 if current != text {
                     plan.kept.push(format!(
@@ -192,12 +215,7 @@ fn plan_config(
             }
             (_, Some(current)) if current == text => {}
             (_, Some(_)) if !replace => conflicts.push(format!("{shown} exists and differs")),
-            (_, Some(_)) => plan.config.push(ConfigWrite {
-                entry: entry.clone(),
-                path,
-                text,
-                replace: true,
-            }),
+            (_, Some(current)) => plan.config.push(write(Some(current), true)),
         }
     }
     if !conflicts.is_empty() {

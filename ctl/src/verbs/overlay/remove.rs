@@ -18,7 +18,6 @@ use super::{load_def, users};
 use crate::Ctx;
 use crate::error::{EXIT_OK, UsageError};
 use crate::output::emit;
-use crate::store;
 
 /// A busy overlay is the operator's to wait for; anything else is an error of the host.
 pub(crate) fn content_error(err: ContentError) -> anyhow::Error {
@@ -31,7 +30,7 @@ pub(crate) fn content_error(err: ContentError) -> anyhow::Error {
 
 /// `overlay rm NAME [--keep-content] [--yes]`.
 pub fn remove(ctx: &Ctx, name: &str, keep_content: bool, yes: bool) -> anyhow::Result<u8> {
-    let _lock = ctx.lock()?;
+    let lock = ctx.lock()?;
     let catalog = ctx.catalog()?;
     let file = catalog.layout.overlay_def_file(name);
     load_def(&catalog, name).or_else(|err| {
@@ -82,10 +81,7 @@ pub fn remove(ctx: &Ctx, name: &str, keep_content: bool, yes: bool) -> anyhow::R
     if !yes && !keep_content && has_content {
         confirm(name, &file, &content)?;
     }
-    std::fs::remove_file(&file).map_err(|source| store::StoreError::Write {
-        path: file.clone(),
-        source,
-    })?;
+    lock.remove(left4me_history::Kind::Overlay, name, &file, "overlay rm")?;
     let mut done = vec![format!("removed {}", file.display())];
     if let Some(overlays) = &overlays {
         let (builds, _) = overlays.leftovers()?;

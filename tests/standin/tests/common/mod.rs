@@ -59,12 +59,15 @@ impl Drop for GameTree {
     }
 }
 
+/// A port free for UDP (the game) and TCP (RCON, on the same port) on 127.0.0.1 now.
 pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A running stand-in; killed on drop so a failing test leaves no process behind.
@@ -75,7 +78,35 @@ pub struct Server {
 
 impl Server {
     /// Start `<root>/srcds_run` as the supervisor does: cwd `<root>/left4dead2`, a set HOME.
+    ///
+    /// The ports are free when chosen, but another test (or process) may bind one before the
+    /// stand-in does, which then quits (`-strictportbind`, as under left4me): such a start is
+    /// made again on other ports.
     pub fn start(tree: &GameTree, extra: &[&str]) -> Self {
+        for _ in 0..5 {
+            let mut server = Self::spawn(tree, extra);
+            if !server.lost_a_port(tree) {
+                return server;
+            }
+        }
+        Self::spawn(tree, extra)
+    }
+
+    /// Whether the stand-in quit within its first 300 ms because a port was taken.
+    fn lost_a_port(&mut self, tree: &GameTree) -> bool {
+        let deadline = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                let log = tree.log();
+                return log.contains("was unavailable - quitting")
+                    || log.contains("Couldn't allocate any");
+            }
+            sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn spawn(tree: &GameTree, extra: &[&str]) -> Self {
         let port = free_port();
         let child = Command::new(tree.root.join("srcds_run"))
             .args([
