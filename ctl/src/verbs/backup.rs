@@ -156,8 +156,8 @@ pub(crate) fn backup(
     println!(
         "wrote {} ({} of {} in {} files; instances: {})",
         path.display(),
-        human(size),
-        human(content),
+        left4me_jobs::format_bytes(size),
+        left4me_jobs::format_bytes(content),
         manifest.files.len(),
         if names.is_empty() {
             "none".to_owned()
@@ -373,39 +373,11 @@ fn rotate(dir: &Path, keep: usize) -> anyhow::Result<Vec<PathBuf>> {
 /// `secs` since the epoch in UTC: `2026-12-06T05:40:00Z`, or `20261206T054000Z` (`compact`,
 /// for file names).
 fn timestamp(secs: u64, compact: bool) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s) = (rem / 3600, rem / 60 % 60, rem % 60);
+    let utc = crate::output::format_utc(secs as i64).replace(' ', "T") + "Z";
     if compact {
-        format!("{year:04}{month:02}{day:02}T{h:02}{m:02}{s:02}Z")
+        utc.replace(['-', ':'], "")
     } else {
-        format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
-    }
-}
-
-/// `1.5 MiB`.
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
+        utc
     }
 }
 
