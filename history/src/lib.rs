@@ -17,17 +17,17 @@
 //! enter and a database another user created (a crafted database is an attack on the SQLite
 //! parser running as root). The job ledger (`left4me-jobs`) shares the file.
 
+mod db;
 mod scan;
 mod who;
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension as _, Row, params};
-use rustix::fs::{Mode, OFlags};
+use rusqlite::{Connection, OptionalExtension as _, Row, params};
 use serde::Serialize;
 
+pub use db::{OpenError, open_database};
 pub use scan::scan;
 
 /// The verb of a revision that [`scan`] recorded.
@@ -223,27 +223,14 @@ impl History {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(e)),
         }
-        // Created (or chmod-ed) 0600 through a descriptor that is the database file itself,
-        // never a symlink, and closed BEFORE SQLite opens it: closing any descriptor of the file
-        // drops this process's POSIX locks on it, SQLite's included, and two processes then
-        // both believe they own the WAL (lost commits).
-        rustix::fs::open(
-            &path,
-            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .and_then(|fd| rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600)))
-        .map_err(|e| io(e.into()))?;
         let sqlite = |error| HistoryError::Sqlite {
             path: path.clone(),
             error,
         };
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_NOFOLLOW;
-        let conn = Connection::open_with_flags(&path, flags).map_err(sqlite)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
+        let conn = open_database(&path, true).map_err(|e| match e {
+            OpenError::Io(error) => io(error),
+            OpenError::Sqlite(error) => sqlite(error),
+        })?;
         // WAL: readers (`history`, the scan of a read-only verb) never block the writer.
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sqlite)?;

@@ -14,8 +14,8 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension as _, params};
-use rustix::fs::{Mode, OFlags};
+use left4me_history::{OpenError, open_database};
+use rusqlite::{Connection, OptionalExtension as _, params};
 use serde::Serialize;
 
 use crate::job::JobKind;
@@ -210,33 +210,13 @@ impl Ledger {
                 removed.push(PathBuf::from(side));
             }
         }
-        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_NOFOLLOW;
-        if create {
-            flags |= OpenFlags::SQLITE_OPEN_CREATE;
-        }
-        // chmod (creating it 0600 when asked) through a descriptor that is the database file
-        // itself, never a symlink, closed BEFORE SQLite opens it: closing any descriptor of
-        // the file drops this process's POSIX locks on it, SQLite's included (lost commits
-        // when another process, e.g. the spec history, writes at the same time).
-        let create_flag = if create {
-            OFlags::CREATE
-        } else {
-            OFlags::empty()
-        };
-        rustix::fs::open(
-            path,
-            OFlags::RDWR | create_flag | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .and_then(|fd| rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o600)))
-        .map_err(|e| LedgerError::Io {
-            path: path.to_path_buf(),
-            source: e.into(),
+        let conn = open_database(path, create).map_err(|e| match e {
+            OpenError::Io(source) => LedgerError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+            OpenError::Sqlite(source) => sqlite(source),
         })?;
-        let conn = Connection::open_with_flags(path, flags).map_err(sqlite)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
         conn.execute_batch(SCHEMA).map_err(sqlite)?;
         let has_kind: bool = conn
             .query_row(
