@@ -172,9 +172,20 @@ mod tests {
             .port()
     }
 
+    /// A port free for UDP and for TCP (the RCON listener binds the game port too): other
+    /// tests running at the same time hold TCP ports of their own.
+    fn free_udp_and_tcp() -> u16 {
+        loop {
+            let port = free_udp();
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
+
     #[test]
     fn opens_every_socket_the_arguments_ask_for() {
-        let (game, client, tv) = (free_udp(), free_udp(), free_udp());
+        let (game, client, tv) = (free_udp_and_tcp(), free_udp(), free_udp());
         let mut lines = Vec::new();
         let sockets = open(
             &args(&format!(
