@@ -16,6 +16,9 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/left4me";
 pub const DEFAULT_STEAMCMD_URL: &str =
     "https://steamcdn-a.akamaihd.net/client/installer/steamcmd_linux.tar.gz";
 
+/// The Steam Web API workshop overlays are resolved with (no login, no key).
+pub const DEFAULT_STEAM_WEB_API: &str = "https://api.steampowered.com";
+
 /// The settings of `host.toml`, with defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostConfig {
@@ -32,6 +35,9 @@ pub struct HostConfig {
     pub steamcmd: Option<PathBuf>,
     /// Where SteamCMD is downloaded from when it has to be bootstrapped (an `https://` URL).
     pub steamcmd_url: String,
+    /// The Steam Web API's base URL (`http://` or `https://`, no trailing `/`): workshop
+    /// overlays resolve their items there.
+    pub steam_web_api: String,
 }
 
 impl Default for HostConfig {
@@ -44,6 +50,7 @@ impl Default for HostConfig {
             system_cpus: None,
             steamcmd: None,
             steamcmd_url: DEFAULT_STEAMCMD_URL.into(),
+            steam_web_api: DEFAULT_STEAM_WEB_API.into(),
         }
     }
 }
@@ -70,6 +77,7 @@ impl HostConfig {
             "system_cpus",
             "steamcmd",
             "steamcmd_url",
+            "steam_web_api",
         ];
         let mut fields = Fields::new(file, "", table, &known)?;
         let mut host = HostConfig::default();
@@ -126,7 +134,29 @@ impl HostConfig {
             }
             host.steamcmd_url = url;
         }
+        if let Some(url) = fields.string("steam_web_api")? {
+            host.steam_web_api =
+                check_api_url(&url).map_err(|why| fields.error("steam_web_api", why))?;
+        }
         Ok(host)
+    }
+}
+
+/// An `http://` or `https://` base URL of printable ASCII with a host, without its trailing
+/// `/`.
+fn check_api_url(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let plain = url.bytes().all(|b| b.is_ascii_graphic());
+    match rest {
+        Some(rest) if plain && !rest.is_empty() && !rest.starts_with('/') => {
+            Ok(url.trim_end_matches('/').to_owned())
+        }
+        _ => Err(format!(
+            "'{}' must be an http:// or https:// URL without spaces, e.g. \"{DEFAULT_STEAM_WEB_API}\"",
+            url.escape_debug()
+        )),
     }
 }
 
@@ -170,7 +200,8 @@ mod tests {
         let host = parse(
             "state_dir = '/srv/l4d2'\ngame_user = 'srcds'\nsandbox_user = 'build'\n\
              port_range = [27015, 27030]\nsystem_cpus = '0-1'\nsteamcmd = '/usr/games/steamcmd'\n\
-             steamcmd_url = 'https://mirror.example/steamcmd_linux.tar.gz'\n",
+             steamcmd_url = 'https://mirror.example/steamcmd_linux.tar.gz'\n\
+             steam_web_api = 'http://192.0.2.11:80/'\n",
         )
         .unwrap();
         assert_eq!(host.state_dir, Path::new("/srv/l4d2"));
@@ -183,6 +214,8 @@ mod tests {
             "https://mirror.example/steamcmd_linux.tar.gz"
         );
         assert_eq!(HostConfig::default().steamcmd_url, DEFAULT_STEAMCMD_URL);
+        assert_eq!(host.steam_web_api, "http://192.0.2.11:80");
+        assert_eq!(HostConfig::default().steam_web_api, DEFAULT_STEAM_WEB_API);
     }
 
     #[test]
@@ -200,6 +233,9 @@ mod tests {
             ("steamcmd_url = 'http://x/s.tgz'", "steamcmd_url"),
             ("steamcmd_url = 'https://x/a b'", "steamcmd_url"),
             ("statedir = '/x'", "statedir"),
+            ("steam_web_api = 'ftp://x'", "steam_web_api"),
+            ("steam_web_api = 'https://'", "steam_web_api"),
+            ("steam_web_api = 'https://a b'", "steam_web_api"),
         ] {
             let err = parse(text).unwrap_err();
             assert_eq!(err.key.as_deref(), Some(key), "{text}: {err}");

@@ -32,7 +32,7 @@ mod values;
 pub use calendar::Calendar;
 pub use catalog::{Catalog, NameEntry, list_names, load_blueprint, load_host, load_instance};
 pub use error::{ErrorKind, SpecError};
-pub use host::{DEFAULT_STATE_DIR, HostConfig};
+pub use host::{DEFAULT_STATE_DIR, DEFAULT_STEAM_WEB_API, HostConfig};
 pub use instance::{
     Blueprint, DEFAULT_MAP, DEFAULT_READY_TIMEOUT, DEFAULT_WATCHDOG, Health, Instance,
     InstanceFile, MAX_LAYERS, Resources, Settings,
@@ -41,7 +41,7 @@ pub use layout::{
     ADMIN_DIR_ENV, CONFIG_DIR_ENV, DEFAULT_ADMIN_DIR, DEFAULT_CONFIG_DIR, Layout, STATE_DIR_ENV,
 };
 pub use left4me_contract::{check_name, is_valid_name};
-pub use overlay::{OverlayDef, OverlayKind, OverlayRef, ScriptLimits};
+pub use overlay::{MAX_WORKSHOP_IDS, OverlayDef, OverlayKind, OverlayRef, Refresh, ScriptLimits};
 pub use parallel::map_chunks;
 pub use ports::{
     Bind, CLIENT_PORT_OFFSET, MIN_EXTRA_PORT, PortKeys, Ports, Protocol, TV_PORT_OFFSET,

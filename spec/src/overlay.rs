@@ -101,7 +101,63 @@ pub enum OverlayKind {
         /// TCP ports the script may connect to.
         allow_ports: Vec<u16>,
         limits: ScriptLimits,
+        /// Whether the nightly `overlay refresh` rebuilds it (default: never).
+        refresh: Refresh,
     },
+    /// Steam Workshop items, resolved with the Steam Web API and downloaded into the cache
+    /// (DESIGN §9); the content is `left4dead2/addons/ID.vpk` for each item.
+    Workshop {
+        /// Published file ids of items.
+        items: Vec<u64>,
+        /// Published file ids of collections (nested ones are followed).
+        collections: Vec<u64>,
+        /// Ids left out, whichever collection brings them.
+        exclude: Vec<u64>,
+        /// Whether the nightly `overlay refresh` rebuilds it (default: daily).
+        refresh: Refresh,
+    },
+}
+
+/// Whether `left4mectl overlay refresh` (the nightly `left4me-overlay-refresh.timer`) rebuilds
+/// an overlay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Refresh {
+    Daily,
+    Never,
+}
+
+impl Refresh {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refresh::Daily => "daily",
+            Refresh::Never => "never",
+        }
+    }
+}
+
+/// The most ids one list of a workshop overlay may hold.
+pub const MAX_WORKSHOP_IDS: usize = 10_000;
+
+impl OverlayKind {
+    /// `manual`, `script` or `workshop`, as the definition says.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OverlayKind::Manual => "manual",
+            OverlayKind::Script { .. } => "script",
+            OverlayKind::Workshop { .. } => "workshop",
+        }
+    }
+
+    /// Whether the nightly refresh rebuilds it.
+    pub fn refreshes(&self) -> bool {
+        match self {
+            OverlayKind::Manual => false,
+            OverlayKind::Script { refresh, .. } | OverlayKind::Workshop { refresh, .. } => {
+                *refresh == Refresh::Daily
+            }
+        }
+    }
 }
 
 /// Resource limits of one script build.
@@ -127,25 +183,39 @@ impl OverlayDef {
     pub fn parse(name: &str, file: &Path, text: &str) -> Result<Self, SpecError> {
         check_name(name).map_err(|why| SpecError::file(file, why))?;
         let table = parse_document(file, text)?;
-        let known = ["kind", "script", "network", "allow_ports", "limits"];
+        const SCRIPT_KEYS: [&str; 4] = ["script", "network", "allow_ports", "limits"];
+        const WORKSHOP_KEYS: [&str; 3] = ["items", "collections", "exclude"];
+        let known: Vec<&str> = ["kind", "refresh"]
+            .into_iter()
+            .chain(SCRIPT_KEYS)
+            .chain(WORKSHOP_KEYS)
+            .collect();
         let mut fields = Fields::new(file, "", table, &known)?;
-        let kind = match fields.string("kind")?.as_deref() {
-            Some("manual") => {
-                if let Some(key) = known[1..].iter().find(|k| fields.take(k).is_some()) {
-                    return Err(fields.error(key, "only script overlays have this key"));
-                }
-                OverlayKind::Manual
-            }
-            Some("script") => Self::script_kind(&mut fields)?,
+        let kind = fields.string("kind")?;
+        let (foreign, owner): (&[&str], &str) = match kind.as_deref() {
+            Some("manual") => (&known[1..], "script and workshop overlays"),
+            Some("script") => (&WORKSHOP_KEYS, "workshop overlays"),
+            Some("workshop") => (&SCRIPT_KEYS, "script overlays"),
             Some(other) => {
                 return Err(fields.error(
                     "kind",
-                    format!("'{other}' is not a kind; use \"manual\" or \"script\""),
+                    format!("'{other}' is not a kind; use \"manual\", \"script\" or \"workshop\""),
                 ));
             }
             None => {
-                return Err(fields.error("kind", "missing; set kind = \"manual\" or \"script\""));
+                return Err(fields.error(
+                    "kind",
+                    "missing; set kind = \"manual\", \"script\" or \"workshop\"",
+                ));
             }
+        };
+        if let Some(key) = foreign.iter().find(|k| fields.take(k).is_some()) {
+            return Err(fields.error(key, format!("only {owner} have this key")));
+        }
+        let kind = match kind.as_deref() {
+            Some("script") => Self::script_kind(&mut fields)?,
+            Some("workshop") => Self::workshop_kind(&mut fields)?,
+            _ => OverlayKind::Manual,
         };
         Ok(OverlayDef {
             name: name.to_owned(),
@@ -200,8 +270,80 @@ impl OverlayDef {
             network,
             allow_ports,
             limits,
+            refresh: refresh(fields, Refresh::Never)?,
         })
     }
+
+    fn workshop_kind(fields: &mut Fields<'_>) -> Result<OverlayKind, SpecError> {
+        let items = workshop_ids(fields, "items")?;
+        let collections = workshop_ids(fields, "collections")?;
+        let exclude = workshop_ids(fields, "exclude")?;
+        if items.is_empty() && collections.is_empty() {
+            return Err(fields.error(
+                "items",
+                "a workshop overlay needs items or collections, e.g. items = [123456789]",
+            ));
+        }
+        Ok(OverlayKind::Workshop {
+            items,
+            collections,
+            exclude,
+            refresh: refresh(fields, Refresh::Daily)?,
+        })
+    }
+}
+
+/// The `refresh` key: "daily" or "never", `default` when missing.
+fn refresh(fields: &mut Fields<'_>, default: Refresh) -> Result<Refresh, SpecError> {
+    match fields.string("refresh")?.as_deref() {
+        None => Ok(default),
+        Some("daily") => Ok(Refresh::Daily),
+        Some("never") => Ok(Refresh::Never),
+        Some(other) => Err(fields.error(
+            "refresh",
+            format!(
+                "'{}' is not a refresh; use \"daily\" or \"never\"",
+                other.escape_debug()
+            ),
+        )),
+    }
+}
+
+/// A list of published file ids: positive TOML integers or strings of digits (as the Steam
+/// Web API and workshop URLs write them), without repeats.
+fn workshop_ids(fields: &mut Fields<'_>, key: &str) -> Result<Vec<u64>, SpecError> {
+    let Some(values) = fields.array(key)? else {
+        return Ok(Vec::new());
+    };
+    if values.len() > MAX_WORKSHOP_IDS {
+        return Err(fields.error(
+            key,
+            format!("{} ids; at most {MAX_WORKSHOP_IDS}", values.len()),
+        ));
+    }
+    let mut ids: Vec<u64> = Vec::with_capacity(values.len());
+    for (i, value) in values.into_iter().enumerate() {
+        let id = match &value {
+            Value::Integer(n) if *n > 0 => Some(*n as u64),
+            Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                s.parse().ok().filter(|&n| n > 0)
+            }
+            _ => None,
+        };
+        let Some(id) = id else {
+            return Err(fields.error(
+                &format!("{key}[{i}]"),
+                format!(
+                    "expected a workshop id (the number after ?id= in the item's URL), found {value}"
+                ),
+            ));
+        };
+        if ids.contains(&id) {
+            return Err(fields.error(&format!("{key}[{i}]"), format!("{id} is listed twice")));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 #[cfg(test)]
@@ -317,13 +459,73 @@ mod tests {
     }
 
     #[test]
+    fn workshop_overlay() {
+        let text = "kind = 'workshop'\nitems = [123456789, '42']\ncollections = [987]\n\
+                    exclude = [42]\n";
+        let def = OverlayDef::parse("camps", Path::new(FILE), text).unwrap();
+        assert_eq!(
+            def.kind,
+            OverlayKind::Workshop {
+                items: vec![123456789, 42],
+                collections: vec![987],
+                exclude: vec![42],
+                refresh: Refresh::Daily,
+            }
+        );
+        assert!(def.kind.refreshes());
+        assert_eq!(def.kind.name(), "workshop");
+        let never = "kind = 'workshop'\ncollections = [987]\nrefresh = 'never'\n";
+        let def = OverlayDef::parse("camps", Path::new(FILE), never).unwrap();
+        assert!(!def.kind.refreshes());
+        let script =
+            OverlayDef::parse("maps", Path::new(FILE), "kind = 'script'\nscript = 'x'").unwrap();
+        assert!(!script.kind.refreshes());
+        let daily = "kind = 'script'\nscript = 'x'\nrefresh = 'daily'";
+        assert!(
+            OverlayDef::parse("maps", Path::new(FILE), daily)
+                .unwrap()
+                .kind
+                .refreshes()
+        );
+    }
+
+    #[test]
+    fn workshop_overlay_errors() {
+        let parse = |text: &str| OverlayDef::parse("camps", Path::new(FILE), text).unwrap_err();
+        for (text, key) in [
+            ("kind = 'workshop'", "items"),
+            ("kind = 'workshop'\nitems = []", "items"),
+            ("kind = 'workshop'\nitems = [0]", "items[0]"),
+            ("kind = 'workshop'\nitems = [1, -2]", "items[1]"),
+            ("kind = 'workshop'\nitems = ['12a']", "items[0]"),
+            ("kind = 'workshop'\nitems = [5, 5]", "items[1]"),
+            ("kind = 'workshop'\nitems = 5", "items"),
+            ("kind = 'workshop'\nitems = [1]\nscript = 'x'", "script"),
+            (
+                "kind = 'workshop'\nitems = [1]\nrefresh = 'hourly'",
+                "refresh",
+            ),
+            ("kind = 'script'\nscript = 'x'\nitems = [1]", "items"),
+            ("kind = 'manual'\nrefresh = 'daily'", "refresh"),
+            ("kind = 'manual'\ncollections = [1]", "collections"),
+        ] {
+            assert_eq!(parse(text).key.as_deref(), Some(key), "{text}");
+        }
+        assert!(
+            parse("kind = 'workshop'\nitems = ['x']")
+                .reason
+                .contains("?id=")
+        );
+    }
+
+    #[test]
     fn overlay_definition_errors() {
         let parse = |text: &str| OverlayDef::parse("maps", Path::new(FILE), text).unwrap_err();
         assert_eq!(parse("").key.as_deref(), Some("kind"));
         assert!(
             parse("kind = 'magic'")
                 .reason
-                .contains("\"manual\" or \"script\"")
+                .contains("\"manual\", \"script\" or \"workshop\"")
         );
         assert_eq!(parse("kind = 'script'").key.as_deref(), Some("script"));
         assert_eq!(

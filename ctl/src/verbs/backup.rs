@@ -90,7 +90,7 @@ pub(crate) fn backup(
             }
             Ok(other) => rebuildable.push(Rebuildable {
                 name,
-                kind: kind_name(&other).to_owned(),
+                kind: OverlayKind::name(&other).to_owned(),
             }),
             Err(err) => skipped.push(format!(
                 "overlays/{name}: its definition is invalid ({err})"
@@ -255,13 +255,6 @@ fn memory_item(path: String, kind: Kind, mode: u32, bytes: Vec<u8>) -> Item {
             mode,
         },
         source: Some(Box::new(bytes)),
-    }
-}
-
-fn kind_name(kind: &OverlayKind) -> &'static str {
-    match kind {
-        OverlayKind::Manual => "manual",
-        OverlayKind::Script { .. } => "script",
     }
 }
 

@@ -414,8 +414,10 @@ pub fn show(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
             network,
             allow_ports,
             limits,
+            refresh,
         } => {
             pairs.push(("kind", "script".into()));
+            pairs.push(("refresh", refresh.as_str().into()));
             let ports: Vec<String> = allow_ports.iter().map(u16::to_string).collect();
             pairs.push((
                 "network",
@@ -439,6 +441,26 @@ pub fn show(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
                 }),
             ));
             pairs.push(("script", script.trim_end().to_owned()));
+        }
+        OverlayKind::Workshop {
+            items,
+            collections,
+            exclude,
+            refresh,
+        } => {
+            let ids = |list: &[u64]| {
+                or_dash(
+                    list.iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            };
+            pairs.push(("kind", "workshop".into()));
+            pairs.push(("refresh", refresh.as_str().into()));
+            pairs.push(("items", ids(items)));
+            pairs.push(("collections", ids(collections)));
+            pairs.push(("exclude", ids(exclude)));
         }
     }
     emit(&fields(&pairs))?;
@@ -473,10 +495,7 @@ pub fn list(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
             });
             OverlayRow {
                 file: file.display().to_string(),
-                kind: def.as_ref().ok().map(|d| match d.kind {
-                    OverlayKind::Manual => "manual".to_owned(),
-                    OverlayKind::Script { .. } => "script".to_owned(),
-                }),
+                kind: def.as_ref().ok().map(|d| d.kind.name().to_owned()),
                 ok: def.is_ok(),
                 error: def.as_ref().err().map(ToString::to_string),
                 used_by: users(&catalog, &name),
@@ -576,6 +595,7 @@ mod tests {
                 allow_ports,
                 limits,
                 network,
+                ..
             } = def.kind
             else {
                 panic!("not a script overlay: {text}");

@@ -41,6 +41,7 @@ pub fn build(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<u8> {
         network,
         allow_ports,
         limits,
+        ..
     } = &def.kind
     else {
         return Err(UsageError::new(format!(
