@@ -31,6 +31,7 @@ mod change;
 mod cli;
 pub mod complete;
 mod console;
+mod content_view;
 mod editor;
 mod error;
 mod game_view;

@@ -47,4 +47,4 @@ pub use plan::{InstanceRuntime, MountOptions, MountPlan, Owner};
 pub use resolve::{ResolvedLayer, ResolvedPlan, resolve_plan};
 pub use stage::{StagedFile, read_beneath, stage_files};
 pub use sys::{MountMethod, MountSys, RealSys};
-pub use verify::{MountState, mount_state};
+pub use verify::{MountState, mount_state, replaced_layers};

@@ -19,15 +19,16 @@
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::dirs::{OpenRuntimeDirs, caller, open_instance_dir};
 use crate::mount::MountError;
 use crate::mountinfo::{self, MountInfoEntry};
 use crate::plan::{InstanceRuntime, Owner};
-use crate::resolve::ResolvedPlan;
+use crate::resolve::{ResolvedPlan, open_state_dir};
 use crate::stage::{StagedFile, is_staged, read_beneath, stage_files};
-use crate::sys::{MountSys, fd_path};
+use crate::sys::{MountSys, RESOLVE_STRICT, fd_path, openat2_retry};
 
 /// The stamp file in `runtime/NAME` describing the current mount (see the module docs).
 pub const STAMP_FILE: &str = "mount.stamp";
@@ -217,6 +218,41 @@ fn stamp_text(
     Ok(text)
 }
 
+/// The lower layers of the instance's mount, as its stamp recorded them, that are no longer the
+/// directories at their paths: content published since the mount (a build exchanged
+/// `overlays/X`), which a restart would mount. Empty when the instance has no stamp; the caller
+/// asks only for a running instance (a stamp outlives its mount).
+pub fn replaced_layers(runtime: &InstanceRuntime) -> Result<Vec<PathBuf>, MountError> {
+    let Some(instance) = open_instance_dir(runtime)? else {
+        return Ok(Vec::new());
+    };
+    let Some(stamp) = read_beneath(&instance, STAMP_FILE)? else {
+        return Ok(Vec::new());
+    };
+    let state = open_state_dir(&runtime.state_dir)?;
+    let mut replaced = Vec::new();
+    for line in String::from_utf8_lossy(&stamp).lines() {
+        let Some((identity, rel)) = line.strip_prefix("lower ").and_then(|l| l.split_once(' '))
+        else {
+            continue;
+        };
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW;
+        let now = openat2_retry(
+            state.as_fd(),
+            Path::new(rel),
+            flags,
+            Mode::empty(),
+            RESOLVE_STRICT,
+        )
+        .and_then(|fd| rustix::fs::fstat(&fd))
+        .map(|stat| format!("{}:{}", stat.st_dev, stat.st_ino));
+        if now.as_deref() != Ok(identity) {
+            replaced.push(PathBuf::from(rel));
+        }
+    }
+    Ok(replaced)
+}
+
 /// Why the stamp does not vouch for the mount `entry`; `None` when it does.
 fn stamp_mismatch(
     entry: &MountInfoEntry,
@@ -254,6 +290,44 @@ mod tests {
     use crate::recording::RecordingSys;
     use crate::resolve::resolve_plan;
     use crate::testutil::TempDir;
+
+    #[test]
+    fn replaced_layers_are_the_ones_swapped_since_the_mount() {
+        let t = TempDir::new("replaced");
+        for d in [
+            "installation",
+            "overlays/a",
+            "overlays/b",
+            "overlays/.b.new",
+        ] {
+            std::fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        let sys = RecordingSys::new();
+        let p = MountPlan::new(
+            t.path(),
+            "coop1",
+            &["overlays/b", "overlays/a", "installation"],
+        )
+        .unwrap();
+        assert_eq!(replaced_layers(&p.runtime).unwrap(), Vec::<PathBuf>::new());
+        ensure_mounted(&sys, &p, caller()).unwrap();
+        assert_eq!(replaced_layers(&p.runtime).unwrap(), Vec::<PathBuf>::new());
+        // A publish exchanges the content dir with a fresh one.
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            t.path().join("overlays/.b.new"),
+            rustix::fs::CWD,
+            t.path().join("overlays/b"),
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .unwrap();
+        assert_eq!(
+            replaced_layers(&p.runtime).unwrap(),
+            [PathBuf::from("overlays/b")]
+        );
+        std::fs::remove_dir(t.path().join("overlays/a")).unwrap();
+        assert_eq!(replaced_layers(&p.runtime).unwrap().len(), 2);
+    }
 
     #[test]
     fn mismatch_reasons() {

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::change::{self, NewSpec, SpecKind, check_spec_name, missing, peek};
 use crate::cli::{CreateArgs, SetArgs};
+use crate::content_view;
 use crate::error::{EXIT_INVALID, EXIT_OK, UsageError};
 use crate::game_view::{GameView, GameViews, is_running};
 use crate::output::{
@@ -254,6 +255,9 @@ struct ListRow {
     /// Human players and the limit, from A2S_INFO (`null`: not running or not answering).
     #[serde(flatten)]
     players: PlayerCount,
+    /// The overlays republished since it started ("content update pending"; a restart mounts
+    /// them).
+    content_pending: Vec<String>,
 }
 
 fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
@@ -275,6 +279,7 @@ fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
                 live: Default::default(),
                 game: Default::default(),
                 players: Default::default(),
+                content_pending: Vec::new(),
             },
             Err(err) => {
                 let face = peek(&err.file);
@@ -292,6 +297,7 @@ fn list_rows(catalog: &Catalog) -> Vec<ListRow> {
                     live: Default::default(),
                     game: Default::default(),
                     players: Default::default(),
+                    content_pending: Vec::new(),
                 }
             }
         })
@@ -333,7 +339,10 @@ fn live_table(rows: &[ListRow]) -> String {
             };
             let status = match &row.problem {
                 Some(problem) => format!("spec error: {problem}"),
-                None => dash(&row.live.status_text),
+                None => match content_view::describe(&row.content_pending) {
+                    Some(pending) => format!("{}; {pending}", dash(&row.live.status_text)),
+                    None => dash(&row.live.status_text),
+                },
             };
             vec![
                 row.name.clone(),
@@ -395,6 +404,8 @@ pub fn list(ctx: &Ctx, json: bool) -> anyhow::Result<u8> {
             Some(Ok(instance)) => views.of(instance, active),
             _ => views.running_only(&row.name),
         };
+        row.content_pending =
+            content_view::pending_layers(&catalog.layout.state_dir, &row.name, active);
     }
     if json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&rows)?))?;

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::{JOURNAL_LINES, start_limit_hit};
 use crate::Ctx;
 use crate::change::{SpecKind, check_spec_name, missing};
+use crate::content_view;
 use crate::error::EXIT_OK;
 use crate::game_view::{GameView, GameViews, is_running};
 use crate::output::{emit, fields, format_since, format_size, spec_problem, unix_now};
@@ -30,6 +31,9 @@ struct Status {
     /// The game version it runs and would run (`update_pending`).
     #[serde(flatten)]
     game: GameView,
+    /// The overlays republished since it started ("content update pending"; a restart mounts
+    /// them).
+    content_pending: Vec<String>,
     last_exit: Option<LastExit>,
     /// The unit's settings are older than its spec; a restart applies the spec.
     need_daemon_reload: bool,
@@ -79,6 +83,7 @@ pub fn status(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
         start_limit_hit: start_limit_hit(&state, &journal),
         live: Live::from(&state),
         game,
+        content_pending: content_view::pending_layers(&catalog.layout.state_dir, name, active),
         last_exit: state.last_exit.clone(),
         need_daemon_reload: state.need_daemon_reload,
         journal,
@@ -148,6 +153,9 @@ fn describe_status(status: &Status, state: &UnitState, spec: String) -> String {
             },
         ),
     ];
+    if let Some(pending) = content_view::describe(&status.content_pending) {
+        pairs.push(("content", pending));
+    }
     if status.need_daemon_reload {
         pairs.push((
             "note",
