@@ -82,6 +82,7 @@ fn privileged_units_verify_without_warnings() {
          left4me-server@coop1.service left4me-server@bare.service l4d2-game.slice l4d2-build.slice \
          left4me-game-update.service left4me-game-update.timer \
          left4me-backup.service left4me-backup.timer \
+         left4me-overlay-refresh.service left4me-overlay-refresh.timer \
          left4me-restart@coop1.timer left4me-restart@coop1.service \
          left4me-restart@coop2.timer left4me-restart@coop2.service timers.target",
         root = root.display()
