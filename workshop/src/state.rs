@@ -5,6 +5,7 @@
 //! JSON, `version` [`VERSION`]; written atomically (a temp file in the same dir, fsync,
 //! rename, fsync of the dir), mode 0600 in a dir created 0700 (it lives in root's admin dir).
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
@@ -90,29 +91,23 @@ pub enum Download {
 
 impl OverlayState {
     /// The state of overlay `name` just resolved to `resolution`, each item's change judged
-    /// against `previous`; no download outcomes yet.
+    /// against `previous`: new when it had no record there, updated when its file's version
+    /// (`hcontent`) is not the one recorded, else unchanged — except that an item whose last
+    /// download failed keeps the change it had, since that change never reached the overlay.
+    /// No download outcomes yet.
     pub fn from_resolution(
         name: &str,
         resolution: &Resolution,
         previous: Option<&OverlayState>,
     ) -> OverlayState {
-        let before =
-            |id: WorkshopId| previous.and_then(|p| p.items.iter().find(|r| r.item.id == id));
+        let before: HashMap<WorkshopId, &ItemRecord> = previous
+            .map(|p| p.items.iter().map(|r| (r.item.id, r)).collect())
+            .unwrap_or_default();
         let items = resolution
             .items
             .iter()
             .map(|item| ItemRecord {
-                change: match before(item.id) {
-                    None => Change::New,
-                    Some(old)
-                        if old.item.hcontent != 0
-                            && item.hcontent != 0
-                            && old.item.hcontent != item.hcontent =>
-                    {
-                        Change::Updated
-                    }
-                    Some(_) => Change::Unchanged,
-                },
+                change: change(item, before.get(&item.id).copied()),
                 item: item.clone(),
                 download: None,
             })
@@ -138,6 +133,19 @@ impl OverlayState {
             }
             None => false,
         }
+    }
+}
+
+fn change(item: &Item, old: Option<&ItemRecord>) -> Change {
+    let Some(old) = old else {
+        return Change::New;
+    };
+    if item.hcontent != 0 && item.hcontent != old.item.hcontent {
+        Change::Updated
+    } else if matches!(old.download, Some(Download::Failed { .. })) {
+        old.change
+    } else {
+        Change::Unchanged
     }
 }
 

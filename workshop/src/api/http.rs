@@ -15,7 +15,10 @@ const RECEIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A form POST over HTTP or HTTPS, with timeouts, a body size cap, `User-Agent:
 /// left4me/<version>` and no redirects (the API answers where it is asked; a redirect means
-/// `steam_web_api` is wrong, and a POST must not turn into a GET on the way).
+/// `steam_web_api` is wrong, and a POST must not turn into a GET on the way). Proxy variables
+/// are ignored, as they are for the sandboxed download, whose environment is scrubbed: both
+/// reach Steam the same way. Server certificates are checked against the Mozilla roots built
+/// in (webpki-roots), so no CA bundle on the host is needed.
 pub struct HttpTransport {
     agent: ureq::Agent,
     limit: u64,
@@ -41,6 +44,7 @@ impl HttpTransport {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
+            .proxy(None)
             .user_agent(concat!("left4me/", env!("CARGO_PKG_VERSION")))
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_recv_response(Some(RECEIVE_TIMEOUT))

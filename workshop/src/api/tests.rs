@@ -302,6 +302,26 @@ fn http_transport_returns_error_statuses_and_caps_bodies() {
 }
 
 #[test]
+fn http_transport_does_not_follow_redirects() {
+    let (base, server) = serve_once("301 Moved Permanently", "");
+    let api = Api::new(&base, Box::new(HttpTransport::new())).unwrap();
+    let err = api.file_details(&[1]).unwrap_err();
+    assert!(
+        matches!(err, ApiError::Status { status: 301, .. }),
+        "{err:?}"
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn no_ids_no_request() {
+    let steam = FakeSteam::new();
+    assert!(steam.api().file_details(&[]).unwrap().is_empty());
+    assert!(steam.api().collection_details(&[]).unwrap().is_empty());
+    assert!(steam.requests().is_empty());
+}
+
+#[test]
 fn http_transport_unreachable_is_transient() {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()

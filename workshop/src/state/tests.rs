@@ -55,6 +55,22 @@ fn changes_are_judged_against_the_previous_state() {
         changes,
         [Change::Unchanged, Change::Updated, Change::New, Change::New]
     );
+    // a failed download keeps its change for the next build; a banned item that comes back
+    // with a file is updated
+    let mut failed = second.clone();
+    failed.set_download(
+        2,
+        Download::Failed {
+            reason: "HTTP 500".into(),
+        },
+    );
+    let third = OverlayState::from_resolution(
+        "maps",
+        &resolution(vec![item(2, 21, ItemState::Ok), item(4, 40, ItemState::Ok)]),
+        Some(&failed),
+    );
+    let changes: Vec<Change> = third.items.iter().map(|r| r.change).collect();
+    assert_eq!(changes, [Change::Updated, Change::Updated]);
     assert_eq!(second.version, VERSION);
     assert_eq!(second.overlay, "maps");
     assert!(second.resolved_at > 1_700_000_000);
