@@ -77,7 +77,7 @@ pub enum ApiError {
         source: TransportError,
     },
     #[error(
-        "Steam is down (HTTP {status} from {url} after {attempts} attempt(s)); try again later"
+        "Steam is down or busy (HTTP {status} from {url} after {attempts} attempt(s)); try again later"
     )]
     Unavailable {
         url: String,
@@ -168,6 +168,7 @@ pub struct Api {
     transport: Box<dyn Transport>,
     retry: RetryPolicy,
     sleep: Box<dyn Fn(Duration)>,
+    notice: Box<dyn Fn(&str)>,
     stats: Cell<ApiStats>,
 }
 
@@ -198,8 +199,14 @@ impl Api {
             transport,
             retry: RetryPolicy::default(),
             sleep: Box::new(std::thread::sleep),
+            notice: Box::new(|_| {}),
             stats: Cell::new(ApiStats::default()),
         })
+    }
+
+    /// A client of the API at `base` over [`HttpTransport`]: what production uses.
+    pub fn http(base: &str) -> Result<Api, ApiError> {
+        Api::new(base, Box::new(HttpTransport::new()))
     }
 
     /// Replaces the retry policy.
@@ -211,6 +218,13 @@ impl Api {
     /// Replaces how the client waits between tries (tests record instead of sleeping).
     pub fn with_sleep(mut self, sleep: impl Fn(Duration) + 'static) -> Api {
         self.sleep = Box::new(sleep);
+        self
+    }
+
+    /// Tells `notice` about each retry before its wait (e.g. "HTTP 503 from URL; trying again
+    /// in 2s (attempt 2 of 5)"), so an operator sees why a resolution is slow.
+    pub fn with_retry_notice(mut self, notice: impl Fn(&str) + 'static) -> Api {
+        self.notice = Box::new(notice);
         self
     }
 
@@ -320,7 +334,7 @@ impl Api {
             let outcome = self.transport.post_form(url, form);
             self.spend(started);
             let last = attempt == attempts;
-            match outcome {
+            let why = match outcome {
                 Ok(response) if (200..300).contains(&response.status) => return Ok(response.body),
                 Ok(response) if is_transient_status(response.status) => {
                     if last {
@@ -330,6 +344,7 @@ impl Api {
                             attempts,
                         });
                     }
+                    format!("HTTP {} from {url}", response.status)
                 }
                 Ok(response) => {
                     return Err(ApiError::Status {
@@ -337,16 +352,22 @@ impl Api {
                         status: response.status,
                     });
                 }
-                Err(source) if source.is_transient() && !last => {}
+                Err(source) if source.is_transient() && !last => source.to_string(),
                 Err(source) => {
                     return Err(ApiError::Transport {
                         attempts: attempt,
                         source,
                     });
                 }
-            }
+            };
+            let wait = self.retry.backoff(attempt);
+            (self.notice)(&format!(
+                "{why}; trying again in {}s (attempt {} of {attempts})",
+                wait.as_secs_f32(),
+                attempt + 1
+            ));
             let started = Instant::now();
-            (self.sleep)(self.retry.backoff(attempt));
+            (self.sleep)(wait);
             let mut stats = self.stats.get();
             stats.time += started.elapsed();
             self.stats.set(stats);

@@ -118,7 +118,12 @@ fn transient_failures_are_retried_with_backoff() {
     steam.then(Scripted::Unreachable);
     let waits = Rc::new(RefCell::new(Vec::new()));
     let log = waits.clone();
-    let api = steam.api().with_sleep(move |d| log.borrow_mut().push(d));
+    let notices = Rc::new(RefCell::new(Vec::new()));
+    let told = notices.clone();
+    let api = steam
+        .api()
+        .with_sleep(move |d| log.borrow_mut().push(d))
+        .with_retry_notice(move |n| told.borrow_mut().push(n.to_owned()));
     let items = api.file_details(&[1]).unwrap();
     assert!(items[0].state.is_ok());
     assert_eq!(steam.requests().len(), 3);
@@ -127,6 +132,13 @@ fn transient_failures_are_retried_with_backoff() {
         [Duration::from_millis(10), Duration::from_millis(20)]
     );
     assert_eq!(api.stats().requests, 3);
+    assert_eq!(
+        *notices.borrow(),
+        [
+            "HTTP 503 from http://steam.test/ISteamRemoteStorage/GetPublishedFileDetails/v1/; trying again in 0.01s (attempt 2 of 3)",
+            "cannot reach http://steam.test/ISteamRemoteStorage/GetPublishedFileDetails/v1/: connection refused; trying again in 0.02s (attempt 3 of 3)",
+        ]
+    );
 }
 
 #[test]
