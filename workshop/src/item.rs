@@ -38,8 +38,9 @@ pub enum ItemState {
     Banned { reason: String },
     /// `consumer_app_id` is not 550.
     WrongApp { app: u64 },
-    /// No `file_url`, `hcontent_file` or `file_size` (e.g. a collection given as an item).
-    NoFile,
+    /// No usable `file_url`, `hcontent_file` or `file_size` (e.g. a collection given as an
+    /// item, or a description that breaks the rules in `api`): `reason` says which.
+    NoFile { reason: String },
 }
 
 impl ItemState {
