@@ -197,3 +197,91 @@ impl Drop for BuildGuard<'_> {
         let _ = self.cache.remove(&self.name);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::process::Command;
+
+    use left4me_workshop::ItemState;
+
+    use super::*;
+    use crate::testing::TempDir;
+
+    fn item(id: u64, url: &str) -> Item {
+        Item {
+            id,
+            title: String::new(),
+            file_size: 5,
+            time_updated: 0,
+            hcontent: id * 10,
+            file_url: url.into(),
+            state: ItemState::Ok,
+        }
+    }
+
+    /// The script as it runs, in `dir` instead of the sandbox's `/overlay`, with a `curl` that
+    /// writes its URL to `-o` or fails (leaving a partial file) for URLs ending in `/fail`.
+    #[test]
+    fn the_fetch_script_fetches_each_item_goes_on_after_a_failure_and_exits_1() {
+        let tmp = TempDir::new("fetch-script");
+        let (bin, out) = (tmp.path().join("bin"), tmp.path().join("out"));
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        let curl = bin.join("curl");
+        std::fs::write(
+            &curl,
+            "#!/bin/bash\nprintf '%s\\n' \"$*\" >> ../args\nwhile [ \"$1\" != -o ]; do shift; \
+             done\nprintf partial > \"$2\"\ncase \"$4\" in */fail) exit 22;; esac\nprintf '%s' \
+             \"$4\" > \"$2\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&curl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let script = FETCH_SCRIPT.replace("cd /overlay", "cd \"$OUT\"");
+        let items = [
+            item(1, "https://a.example/1 $(touch /tmp/pwned)"),
+            item(2, "https://a.example/fail"),
+            item(3, "http://b.example/3"),
+        ];
+        let refs: Vec<&Item> = items.iter().collect();
+        let command = fetch_command(&refs);
+        assert_eq!(&command[..4], ["/bin/bash", "-c", FETCH_SCRIPT, FETCH_NAME]);
+        let output = Command::new("/bin/bash")
+            .arg("-c")
+            .arg(&script)
+            .args(&command[3..])
+            .env("OUT", &out)
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.contains("left4me-fetch: item 1 (5 bytes)"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("left4me-fetch: item 2 failed"), "{stdout}");
+        assert!(
+            stdout.contains("left4me-fetch: item 3 (5 bytes)"),
+            "{stdout}"
+        );
+        let read = |name: &str| std::fs::read_to_string(out.join(name)).ok();
+        assert_eq!(
+            read("1-10.vpk").as_deref(),
+            Some("https://a.example/1 $(touch /tmp/pwned)")
+        );
+        assert_eq!(
+            read("2-20.vpk"),
+            None,
+            "a failed item's partial file is removed"
+        );
+        assert_eq!(read("3-30.vpk").as_deref(), Some("http://b.example/3"));
+        let args = std::fs::read_to_string(tmp.path().join("args")).unwrap();
+        assert!(
+            args.contains("--fail --location --proto =http,https"),
+            "{args}"
+        );
+        assert!(args.contains("--max-filesize 5"), "{args}");
+        assert!(!std::path::Path::new("/tmp/pwned").exists());
+    }
+}

@@ -115,7 +115,7 @@ pub struct WorkshopReport {
     pub elapsed: Duration,
 }
 
-/// Builds the workshop overlay `job` under `state_dir`: missing items downloaded through
+/// Builds the workshop overlay `job` under `state_dir` (an item listed twice counts once): missing items downloaded through
 /// `runner` (`stop` stops the unit), events to `progress`.
 pub fn run(
     job: &WorkshopJob,
@@ -134,7 +134,12 @@ pub fn run(
     pipeline::clear_leftovers(&overlays, host, progress)?;
     cache.clear_stale(false)?;
 
-    let wanted: Vec<&Item> = job.items.iter().filter(|i| i.state.is_ok()).collect();
+    let mut seen = std::collections::HashSet::new();
+    let wanted: Vec<&Item> = job
+        .items
+        .iter()
+        .filter(|i| i.state.is_ok() && seen.insert(i.id))
+        .collect();
     let mut missing = Vec::new();
     for item in &wanted {
         if !cache.has(item.id, item.hcontent, item.file_size)? {
@@ -249,11 +254,11 @@ pub fn gc(state_dir: &Path, host: &Host, dry_run: bool) -> Result<GcReport, Work
 
 /// Retires the old content of every overlay that has some, under each overlay's lock.
 fn retire_all(state_dir: &Path, host: &Host) -> Result<(), WorkshopError> {
-    let Some(overlays) = OverlayDirs::new(state_dir, "-").open(false)? else {
+    let state = left4me_statedir::StateDir::open(state_dir)?;
+    let Some(overlays) = state.dir().open_dir_if_exists("overlays")? else {
         return Ok(());
     };
     let mut names: Vec<String> = overlays
-        .dir()
         .entries()?
         .into_iter()
         .filter_map(|e| e.into_string().ok())
