@@ -154,7 +154,27 @@ pub(crate) fn download(
     };
     // Whatever the run's status, what arrived intact is kept: the next run need not fetch it.
     for item in missing {
-        match cache.adopt(&build, run_id, item.id, item.hcontent, item.file_size)? {
+        let adoption = match cache.adopt(&build, run_id, item.id, item.hcontent, item.file_size) {
+            Ok(adoption) => adoption,
+            Err(err) => {
+                // The row must not stay `running`: it ended, with this error.
+                let failed = Status::Failed(Failure::Refused(vec![format!(
+                    "item {}: {}",
+                    item.id,
+                    crate::error_chain(&err)
+                )]));
+                let _ = record::finish(
+                    &ledger,
+                    recorded.ledger_id,
+                    failed.ledger_status(),
+                    &failed.detail(),
+                    &recorded.streamed,
+                    &recorded.streamed.tail,
+                );
+                return Err(err.into());
+            }
+        };
+        match adoption {
             Adoption::Adopted => done.adopted.push((item.id, item.file_size)),
             Adoption::Missing => done.failed.push((
                 item.id,

@@ -410,7 +410,7 @@ fn privileged_gc_retires_unmounted_old_content_first_and_removes_empty_item_dirs
 }
 
 #[test]
-fn privileged_a_cache_dir_not_roots_is_refused() {
+fn privileged_a_cache_dir_not_roots_or_a_link_is_refused() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let fx = Fixture::new("owner");
     let cache = fx.state.join("workshop_cache");
@@ -420,4 +420,11 @@ fn privileged_a_cache_dir_not_roots_is_refused() {
     assert!(err.to_string().contains("not root"), "{err}");
     let err = gc(&fx.state, &fx.host, true).unwrap_err();
     assert!(err.to_string().contains("not root"), "{err}");
+    // A link in its place is never followed.
+    fs::remove_dir(&cache).unwrap();
+    let elsewhere = fx.state.join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &cache).unwrap();
+    assert!(Cache::open(&fx.state, true).is_err());
+    assert!(fs::symlink_metadata(&cache).unwrap().is_symlink());
 }
