@@ -231,29 +231,27 @@ impl Cache {
         if stat.size != size {
             return Ok(Err(format!("got {} bytes, the API said {size}", stat.size)));
         }
+        let file = std::fs::File::from(fd);
         let mut head = Vec::with_capacity(HEADER_LEN);
-        std::fs::File::from(fd.try_clone().map_err(|e| DirError::Io {
-            action: "read",
-            path: path.clone(),
-            source: e,
-        })?)
-        .take(HEADER_LEN as u64)
-        .read_to_end(&mut head)
-        .map_err(|source| DirError::Io {
-            action: "read",
-            path: path.clone(),
-            source,
-        })?;
+        (&file)
+            .take(HEADER_LEN as u64)
+            .read_to_end(&mut head)
+            .map_err(|source| DirError::Io {
+                action: "read",
+                path: path.clone(),
+                source,
+            })?;
         if let Err(why) = check_header(&head) {
             return Ok(Err(why.to_string()));
         }
-        rustix::fs::fchown(&fd, Some(Uid::ROOT), Some(Gid::ROOT)).map_err(io("chown", &path))?;
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o444)).map_err(io("chmod", &path))?;
+        // On the descriptor checked: a rename can no longer make these land elsewhere.
+        rustix::fs::fchown(&file, Some(Uid::ROOT), Some(Gid::ROOT)).map_err(io("chown", &path))?;
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(0o444)).map_err(io("chmod", &path))?;
         Ok(Ok(()))
     }
 
     /// Renames the checked incoming entry to `ID/HCONTENT.vpk` (creating `ID/`, root 0755);
-    /// a file already there wins (ours is then removed by the caller).
+    /// a file already there wins (the same version, adopted first: ours is removed).
     fn place(&self, incoming: &str, id: WorkshopId, hcontent: u64) -> Result<Adoption, CacheError> {
         let id_name = id.to_string();
         let item_dir = match self.dir.open_dir_if_exists(&id_name)? {
