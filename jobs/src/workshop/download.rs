@@ -240,6 +240,18 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_kind_names_its_units_after_the_overlay() {
+        let kind = JobKind::WorkshopDownload;
+        assert_eq!(
+            kind.unit_name("maps", "0a0b0c0d"),
+            "left4me-workshop-maps-0a0b0c0d.service"
+        );
+        assert_eq!(JobKind::parse(kind.as_str()), Some(kind));
+        assert_eq!(kind.family(), [kind]);
+        assert_eq!(kind.what("maps"), "workshop download of overlay maps");
+    }
+
     /// The script as it runs, in `dir` instead of the sandbox's `/overlay`, with a `curl` that
     /// writes its URL to `-o` or fails (leaving a partial file) for URLs ending in `/fail`.
     #[test]

@@ -48,9 +48,9 @@ impl Fixture {
         }
     }
 
-    fn job(&self, items: &[Item]) -> WorkshopJob {
+    fn job(&self, name: &str, items: &[Item]) -> WorkshopJob {
         WorkshopJob {
-            name: "maps".into(),
+            name: name.into(),
             items: items.to_vec(),
             game_user: "game".into(),
             sandbox_user: "sandbox".into(),
@@ -63,9 +63,13 @@ impl Fixture {
     }
 
     fn run(&self, items: &[Item], runner: &RecordingRunner) -> WorkshopReport {
+        self.run_named("maps", items, runner)
+    }
+
+    fn run_named(&self, name: &str, items: &[Item], runner: &RecordingRunner) -> WorkshopReport {
         let mut progress = |_: crate::Event<'_>| {};
         run(
-            &self.job(items),
+            &self.job(name, items),
             &self.host,
             &self.state,
             runner,
@@ -427,4 +431,38 @@ fn privileged_a_cache_dir_not_roots_or_a_link_is_refused() {
     std::os::unix::fs::symlink(&elsewhere, &cache).unwrap();
     assert!(Cache::open(&fx.state, true).is_err());
     assert!(fs::symlink_metadata(&cache).unwrap().is_symlink());
+}
+
+#[test]
+fn privileged_ten_overlays_share_one_copy_and_an_unchanged_refresh_of_200_items_is_quick() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let fx = Fixture::new("share");
+    let items: Vec<Item> = (0..200).map(|n| item(400 + n, 7000 + n, 64)).collect();
+    let refs: Vec<&Item> = items.iter().collect();
+    let runner = RecordingRunner::new(fetch_all(&refs));
+    let shared = &items[..50];
+    for n in 0..10 {
+        let report = fx.run_named(&format!("o{n}"), shared, &runner);
+        assert_eq!(report.outcome, Outcome::Published);
+        assert_eq!(report.cached, if n == 0 { 0 } else { 50 });
+    }
+    assert_eq!(
+        runner.started().len(),
+        1,
+        "only the first overlay downloads"
+    );
+    assert_eq!(fs::metadata(fx.cache_file(&items[0])).unwrap().nlink(), 11);
+    let cache = Cache::open(&fx.state, false).unwrap().unwrap();
+    assert_eq!(cache.usage().unwrap().bytes, 50 * 64, "one copy on disk");
+
+    let report = fx.run(&items, &runner);
+    assert_eq!(report.outcome, Outcome::Published);
+    let report = fx.run(&items, &runner);
+    assert_eq!(report.outcome, Outcome::Unchanged);
+    assert_eq!((report.cached, report.bytes_downloaded), (200, 0));
+    assert!(
+        report.elapsed < std::time::Duration::from_secs(2),
+        "{:?}",
+        report.elapsed
+    );
 }
