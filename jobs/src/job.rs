@@ -34,6 +34,8 @@ pub enum JobKind {
     SteamcmdBootstrap,
     /// `left4mectl game login USER`: SteamCMD caches an account's credentials (interactive).
     GameLogin,
+    /// `left4mectl overlay build` of a workshop overlay: the missing items downloaded.
+    WorkshopDownload,
 }
 
 /// The kinds that work on the game: one of them at a time (they share SteamCMD's home).
@@ -47,7 +49,7 @@ pub const GAME_KINDS: [JobKind; 6] = [
 ];
 
 impl JobKind {
-    const ALL: [JobKind; 7] = [
+    const ALL: [JobKind; 8] = [
         JobKind::OverlayBuild,
         JobKind::GameInstall,
         JobKind::GameUpdate,
@@ -55,6 +57,7 @@ impl JobKind {
         JobKind::GameCheck,
         JobKind::SteamcmdBootstrap,
         JobKind::GameLogin,
+        JobKind::WorkshopDownload,
     ];
 
     /// The name the ledger stores.
@@ -67,6 +70,7 @@ impl JobKind {
             JobKind::GameCheck => "game-check",
             JobKind::SteamcmdBootstrap => "steamcmd-bootstrap",
             JobKind::GameLogin => "game-login",
+            JobKind::WorkshopDownload => "workshop-download",
         }
     }
 
@@ -85,6 +89,7 @@ impl JobKind {
             JobKind::GameCheck => "left4me-game-check",
             JobKind::SteamcmdBootstrap => "left4me-steamcmd-bootstrap",
             JobKind::GameLogin => "left4me-game-login",
+            JobKind::WorkshopDownload => "left4me-workshop",
         }
     }
 
@@ -92,7 +97,9 @@ impl JobKind {
     /// builds carry the overlay's name, game jobs (one game per host) do not.
     pub fn unit_stem(self, name: &str) -> String {
         match self {
-            JobKind::OverlayBuild => format!("{}-{name}-", self.unit_prefix()),
+            JobKind::OverlayBuild | JobKind::WorkshopDownload => {
+                format!("{}-{name}-", self.unit_prefix())
+            }
             _ => format!("{}-", self.unit_prefix()),
         }
     }
@@ -106,6 +113,7 @@ impl JobKind {
     pub fn family(self) -> &'static [JobKind] {
         match self {
             JobKind::OverlayBuild => &[JobKind::OverlayBuild],
+            JobKind::WorkshopDownload => &[JobKind::WorkshopDownload],
             _ => &GAME_KINDS,
         }
     }
@@ -120,6 +128,7 @@ impl JobKind {
             JobKind::GameCheck => "left4me game check (SteamCMD)".into(),
             JobKind::SteamcmdBootstrap => "left4me SteamCMD bootstrap".into(),
             JobKind::GameLogin => "left4me SteamCMD login".into(),
+            JobKind::WorkshopDownload => format!("left4me workshop download for overlay {name}"),
         }
     }
 
@@ -127,6 +136,7 @@ impl JobKind {
     pub fn what(self, name: &str) -> String {
         match self {
             JobKind::OverlayBuild => format!("build of overlay {name}"),
+            JobKind::WorkshopDownload => format!("workshop download of overlay {name}"),
             other => other.as_str().replace('-', " "),
         }
     }

@@ -19,7 +19,9 @@
 //! - [`content`], [`check`], [`publish`]: the output dir, its check, the `RENAME_EXCHANGE`
 //!   publish and the retirement of replaced content while instances still mount it, all through
 //!   descriptors of the root-owned `overlays/` (`left4me-statedir`), never by path;
-//! - [`ledger`]: the SQLite job ledger, in root's admin dir.
+//! - [`ledger`]: the SQLite job ledger, in root's admin dir;
+//! - [`workshop`]: workshop overlays: the download job, the content-addressed cache of VPKs,
+//!   the hard-linked trees and the cache's gc.
 //!
 //! What this crate must not do: parse command-line arguments, print (everything goes through
 //! [`Progress`] and the returned values), read spec files, or know about instances beyond
@@ -47,6 +49,7 @@ pub mod systemd;
 pub mod testing;
 pub mod unit;
 pub mod verdict;
+pub mod workshop;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -22,7 +22,7 @@ use crate::content::{self, ContentError, Overlays};
 use crate::job::{Host, Job, Plan, Resolver};
 use crate::ledger::LedgerError;
 use crate::preflight::{self, PreflightError};
-use crate::progress::{Event, Progress, Seeded, Start, Warning};
+use crate::progress::{Event, Progress, Seeded, Start};
 use crate::publish::{self, PublishError, Retired};
 use crate::record::{self, Recorded};
 use crate::stream::{Stop, StreamError, Streamed};
@@ -208,7 +208,7 @@ fn create_output<'a>(
 }
 
 /// Removes the build dirs of earlier runs that never ended and retires old content.
-fn clear_leftovers(
+pub(crate) fn clear_leftovers(
     overlays: &Overlays,
     host: &Host,
     progress: &mut dyn Progress,
@@ -292,27 +292,10 @@ fn publish_output(
     if !problems.is_empty() {
         return Ok((Status::Failed(Failure::Refused(problems)), Vec::new()));
     }
-    let swapped = publish::swap_in(overlays, &plan.id)?;
+    let retired = publish::publish_build(overlays, &plan.id, &host.runtime_root, progress)?;
     // From here the output is live content or, after an exchange, the previous content that
     // running instances may still have mounted: never delete it.
     output_guard.entry = None;
-    if swapped {
-        let names = overlays.names();
-        let (build, old) = (names.build_name(&plan.id), names.old_name(&plan.id));
-        if let Err(error) = overlays.dir().rename(&build, &old) {
-            progress.event(Event::Warning(&Warning::OldContentStays {
-                at: plan.output.clone(),
-                error,
-            }));
-        }
-    }
-    let retired = match publish::retire(overlays, &host.runtime_root) {
-        Ok(retired) => retired,
-        Err(err) => {
-            progress.event(Event::Warning(&Warning::RetireFailed(err)));
-            Vec::new()
-        }
-    };
     Ok((Status::Succeeded, retired))
 }
 

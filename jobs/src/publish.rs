@@ -22,6 +22,7 @@ use rustix::fs::AtFlags;
 
 use crate::PathIo;
 use crate::content::{ContentError, Overlays};
+use crate::progress::{Event, Progress, Warning};
 
 /// Why the publish or the retirement failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,36 @@ pub fn swap_in(overlays: &Overlays, id: &str) -> Result<bool, PublishError> {
         overlays.dir().rename(&fresh, current)?;
         Ok(false)
     }
+}
+
+/// Publishes the build dir of run `id` ([`swap_in`]); after an exchange the previous content
+/// is renamed `.NAME.old-ID`; then old content no mount uses is retired ([`retire`]). Only the
+/// swap can fail (the build dir is then still where it was, the caller's to remove); what
+/// goes wrong after it is a warning to `progress`, since the new content is live by then.
+/// `runtime` is `<state_dir>/runtime`.
+pub fn publish_build(
+    overlays: &Overlays,
+    id: &str,
+    runtime: &Path,
+    progress: &mut dyn Progress,
+) -> Result<Vec<Retired>, PublishError> {
+    if swap_in(overlays, id)? {
+        let names = overlays.names();
+        let (build, old) = (names.build_name(id), names.old_name(id));
+        if let Err(error) = overlays.dir().rename(&build, &old) {
+            progress.event(Event::Warning(&Warning::OldContentStays {
+                at: overlays.path(&build),
+                error,
+            }));
+        }
+    }
+    Ok(match retire(overlays, runtime) {
+        Ok(retired) => retired,
+        Err(err) => {
+            progress.event(Event::Warning(&Warning::RetireFailed(err)));
+            Vec::new()
+        }
+    })
 }
 
 /// An overlay mount that has a directory as a lower layer.

@@ -90,8 +90,11 @@ pub struct Scenario {
     /// systemd-run's exit status.
     pub exit: Option<i32>,
     /// Files the "command" writes into its output dir (relative path, content); a content
-    /// starting with `->` makes a symlink to the rest.
+    /// starting with `->` makes a symlink to the rest, one starting with `=>` a hard link of
+    /// the file at the rest (relative to the output dir, written before).
     pub files: Vec<(PathBuf, String)>,
+    /// Files of any bytes the "command" writes into its output dir, before `files`.
+    pub bytes: Vec<(PathBuf, Vec<u8>)>,
     /// The owner of those files (the game user).
     pub owner: Option<Ids>,
     /// Requested when the run starts; the run then waits until the unit is stopped.
@@ -180,14 +183,20 @@ impl RecordingRunner {
             return Ok(());
         };
         let output = PathBuf::from(&args[at + 1]);
-        for (rel, content) in &scenario.files {
+        let bytes = scenario.bytes.iter().map(|(rel, b)| (rel, &b[..]));
+        let texts = scenario.files.iter().map(|(rel, t)| (rel, t.as_bytes()));
+        for (rel, content) in bytes.chain(texts) {
             let path = output.join(rel);
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
-            match content.strip_prefix("->") {
-                Some(target) => std::os::unix::fs::symlink(target, &path)?,
-                None => std::fs::write(&path, content)?,
+            let text = std::str::from_utf8(content).unwrap_or("");
+            if let Some(target) = text.strip_prefix("->") {
+                std::os::unix::fs::symlink(target, &path)?;
+            } else if let Some(target) = text.strip_prefix("=>") {
+                std::fs::hard_link(output.join(target), &path)?;
+            } else {
+                std::fs::write(&path, content)?;
             }
             if let Some(owner) = scenario.owner {
                 for p in path.ancestors().take_while(|p| p.starts_with(&output)) {

@@ -7,7 +7,8 @@
 //! root owns it and nobody else may write it), then every directory beneath it with
 //! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` ([`Dir::open_dir`]), and acts on names
 //! relative to those descriptors: create ([`Dir::create_dir`]), rename and exchange
-//! ([`Dir::rename`], [`Dir::exchange`]), remove a tree without following a link or crossing a
+//! ([`Dir::rename`], [`Dir::exchange`], [`Dir::rename_noreplace`]), hard-link
+//! ([`Dir::link_to`]), look at one entry without following it ([`Dir::stat_entry`]), remove a tree without following a link or crossing a
 //! mount ([`Dir::remove_tree`]), and count what a tree holds ([`Dir::usage`]).
 //!
 //! It also holds the locks that serialize root's work on one instance or overlay ([`Lock`]),
@@ -19,12 +20,15 @@
 #![forbid(unsafe_code)]
 
 mod dir;
+mod entry;
 mod lock;
 mod remove;
 pub mod secrets;
 mod usage;
 
 pub use dir::{Dir, DirError, RESOLVE_STRICT, StateDir, openat2_retry};
+pub use entry::EntryStat;
 pub use lock::{Lock, LockError, Subject};
 pub use remove::RemoveError;
+pub use rustix::fs::FileType;
 pub use usage::Usage;

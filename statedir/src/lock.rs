@@ -18,6 +18,8 @@ pub enum Subject<'a> {
     /// The game's versions (`game/`): one lock for every verb that changes them (install,
     /// update, validate, gc, squash).
     Game,
+    /// `workshop_cache/`: downloads and their adoption, the trees linked from it, and gc.
+    WorkshopCache,
 }
 
 impl Subject<'_> {
@@ -26,6 +28,7 @@ impl Subject<'_> {
             Subject::Instance(name) => format!("instance-{name}.lock"),
             Subject::Overlay(name) => format!("overlay-{name}.lock"),
             Subject::Game => "game.lock".to_owned(),
+            Subject::WorkshopCache => "workshop-cache.lock".to_owned(),
         }
     }
 }
@@ -36,6 +39,7 @@ impl std::fmt::Display for Subject<'_> {
             Subject::Instance(name) => write!(f, "instance {name}"),
             Subject::Overlay(name) => write!(f, "overlay {name}"),
             Subject::Game => f.write_str("the game install"),
+            Subject::WorkshopCache => f.write_str("the workshop cache"),
         }
     }
 }
@@ -134,6 +138,11 @@ mod tests {
              it is done"
         );
         drop(game);
+        let cache = Lock::take(&dir, Subject::WorkshopCache, false).unwrap();
+        let busy = Lock::take(&dir, Subject::WorkshopCache, false).unwrap_err();
+        assert!(busy.to_string().starts_with("the workshop cache is busy"));
+        assert!(dir.join("workshop-cache.lock").exists());
+        drop(cache);
         let waiter = {
             let dir = dir.clone();
             std::thread::spawn(move || Lock::take(&dir, Subject::Instance("coop1"), true).is_ok())
