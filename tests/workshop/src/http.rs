@@ -32,7 +32,12 @@ impl Request {
 }
 
 /// Reads the next request; `Ok(None)` when the client closed the connection between requests.
-pub fn read_request(reader: &mut impl BufRead) -> io::Result<Option<Request>> {
+/// A request with `Expect: 100-continue` (curl sends it with bodies over 1 KiB) gets its
+/// `100 Continue` on `out` before the body is read, so the client does not wait for it.
+pub fn read_request(
+    reader: &mut impl BufRead,
+    out: &mut impl Write,
+) -> io::Result<Option<Request>> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Ok(None);
@@ -74,6 +79,13 @@ pub fn read_request(reader: &mut impl BufRead) -> io::Result<Option<Request>> {
             }
             request.headers.push((name, value));
         }
+    }
+    let expects_continue = request
+        .header("expect")
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if expects_continue && version == "HTTP/1.1" {
+        out.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        out.flush()?;
     }
     let chunked = request
         .header("transfer-encoding")
@@ -212,18 +224,29 @@ mod tests {
     }
 
     #[test]
+    fn answers_expect_100_continue_before_the_body() {
+        let wire = "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok";
+        let mut out = Vec::new();
+        let request = read_request(&mut BufReader::new(wire.as_bytes()), &mut out);
+        assert_eq!(request.unwrap().unwrap().body, b"ok");
+        assert_eq!(out, b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
+
+    #[test]
     fn reads_keep_alive_requests_with_length_and_chunked_bodies() {
         let wire = "POST /a?q=1 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\
                     POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
                     2\r\nxy\r\n1\r\nz\r\n0\r\n\r\n";
         let mut reader = BufReader::new(wire.as_bytes());
-        let first = read_request(&mut reader).unwrap().unwrap();
+        let mut out = Vec::new();
+        let first = read_request(&mut reader, &mut out).unwrap().unwrap();
         assert_eq!((first.path.as_str(), first.query.as_str()), ("/a", "q=1"));
         assert_eq!(first.body, b"abc");
         assert!(first.keep_alive);
-        let second = read_request(&mut reader).unwrap().unwrap();
+        let second = read_request(&mut reader, &mut out).unwrap().unwrap();
         assert_eq!(second.body, b"xyz");
         assert!(!second.keep_alive);
-        assert!(read_request(&mut reader).unwrap().is_none());
+        assert!(read_request(&mut reader, &mut out).unwrap().is_none());
+        assert!(out.is_empty(), "no 100 Continue unless asked");
     }
 }

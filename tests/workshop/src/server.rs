@@ -177,7 +177,7 @@ fn serve_connection(shared: &Shared, stream: TcpStream) -> io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
     loop {
-        let request = match http::read_request(&mut reader) {
+        let request = match http::read_request(&mut reader, &mut out) {
             Ok(Some(request)) => request,
             Ok(None) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
