@@ -29,6 +29,7 @@ struct Shared {
     size_shape: Mutex<SizeShape>,
     base: String,
     failures_left: AtomicU64,
+    failure_status: AtomicU64,
     api_requests: AtomicU64,
     file_requests: AtomicU64,
     file_bytes: AtomicU64,
@@ -102,6 +103,14 @@ impl WorkshopServer {
 
     /// The next `n` API calls answer 503 Service Unavailable (file downloads are not affected).
     pub fn fail_next_api(&self, n: u64) {
+        self.fail_next_api_with(n, 503);
+    }
+
+    /// The next `n` API calls answer `status` (e.g. 429 Too Many Requests, 500, 502).
+    pub fn fail_next_api_with(&self, n: u64, status: u16) {
+        self.shared
+            .failure_status
+            .store(u64::from(status), Ordering::SeqCst);
         self.shared.failures_left.store(n, Ordering::SeqCst);
     }
 
@@ -153,6 +162,7 @@ fn shared(fixture: Fixture, addr: SocketAddr) -> Arc<Shared> {
         size_shape: Mutex::new(SizeShape::default()),
         base: format!("http://{addr}"),
         failures_left: AtomicU64::new(0),
+        failure_status: AtomicU64::new(503),
         api_requests: AtomicU64::new(0),
         file_requests: AtomicU64::new(0),
         file_bytes: AtomicU64::new(0),
@@ -222,8 +232,12 @@ fn api_call(shared: &Shared, method: &str, request: &Request) -> (u16, &'static 
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
     if fail {
-        let page = b"<html><head><title>Service Unavailable</title></head><body><h1>Service Unavailable</h1></body></html>";
-        return (503, "text/html", page.to_vec());
+        let status = shared.failure_status.load(Ordering::SeqCst) as u16;
+        let reason = http::reason(status);
+        let page = format!(
+            "<html><head><title>{reason}</title></head><body><h1>{reason}</h1></body></html>"
+        );
+        return (status, "text/html", page.into_bytes());
     }
     if request.method != "POST" {
         let page = b"<html><head><title>Method Not Allowed</title></head><body><h1>Method Not Allowed</h1>This API must be called with a HTTP POST request</body></html>";

@@ -283,6 +283,9 @@ fn failures_counters_methods_and_keep_alive() {
     );
     assert_eq!(post(&server, "GetPublishedFileDetails", &body).status, 200);
     assert_eq!(server.api_requests(), 3);
+    server.fail_next_api_with(1, 429);
+    assert_eq!(post(&server, "GetPublishedFileDetails", &body).status, 429);
+    assert_eq!(post(&server, "GetPublishedFileDetails", &body).status, 200);
 
     let get = request(
         &server,
