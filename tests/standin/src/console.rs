@@ -2,7 +2,8 @@
 //! printing what srcds prints (formats from the Source engine as published and real Left 4 Dead
 //! server output; README.md beside this crate lists each and its source).
 //!
-//! Commands: `status`, `say`, `changelevel`/`map`, `cvarlist [PREFIX]`, `echo`, `quit`/`exit`;
+//! Commands: `status`, `say`, `changelevel`/`map`, `cvarlist [PREFIX]`, `echo`, `quit`/`exit`,
+//! the stand-in-only test hook `left4me_addons` (the add-ons mounted at map load);
 //! `NAME VALUE` sets a cvar, `NAME` alone prints it; anything else is `Unknown command "NAME"`.
 
 use std::collections::BTreeMap;
@@ -144,6 +145,8 @@ pub struct Console {
     pub quit: bool,
     /// Lines for the server log, taken by the caller.
     pub events: Vec<String>,
+    /// What `left4me_addons` prints: the add-ons mounted at map load (`addons::scan`).
+    pub addons: Vec<String>,
 }
 
 impl Console {
@@ -154,6 +157,7 @@ impl Console {
             game_dir,
             quit: false,
             events: Vec::new(),
+            addons: Vec::new(),
         }
     }
 
@@ -225,6 +229,8 @@ impl Console {
                 "changelevel" | "map" => prints.extend(self.changelevel(&name, args)),
                 "cvarlist" => prints.extend(self.cvarlist(args.first().map(String::as_str))),
                 "echo" => prints.push(format!("{}\n", args.join(" "))),
+                // Stand-in only (a test hook): the add-ons mounted at map load.
+                "left4me_addons" => prints.extend(self.addons.iter().map(|l| format!("{l}\n"))),
                 "quit" | "exit" => {
                     self.events.push(format!("{name} (console)"));
                     self.quit = true;

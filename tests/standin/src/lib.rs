@@ -11,9 +11,11 @@
 //! (`players`, `control`), quits with status 0 on
 //! SIGINT and SIGTERM, and can be told to start slowly, hang, wedge or crash, from its command
 //! line or, while it runs, through `<game>/standin.control`. It writes what it saw (argv, cwd,
-//! ids, capabilities, HOME, cfg order) to `<game>/standin.log`. README.md beside this crate lists
+//! ids, capabilities, HOME, cfg order) to `<game>/standin.log`. At map load it lists the
+//! `addons/*.vpk` it mounts (`addons`), also over RCON with the test-only `left4me_addons`. README.md beside this crate lists
 //! every option.
 
+pub mod addons;
 pub mod args;
 pub mod bans;
 pub mod cfg;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::addons;
 use crate::args::{self, Args};
 use crate::cfg::{self, CfgRun};
 use crate::console::{BOT_NAMES, Console, World};
@@ -192,7 +193,12 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
     let cfg_order = finished.join(",");
     log.line(&format!("cfg order: {cfg_order}"));
 
-    let console = Console::new(cvars, args.map.clone(), game_dir.clone());
+    let mut console = Console::new(cvars, args.map.clone(), game_dir.clone());
+    // The map load mounts the add-ons (in the merged tree: every overlay's addons/).
+    console.addons = addons::scan(&game_dir);
+    for line in &console.addons {
+        log.line(line);
+    }
     let roster = Roster::new(2 + u32::from(args.bots));
     let info = server_info(&args, &console, &roster, &cfg_order);
     let mut sockets = match net::open(&args, &mut |line: &str| log.line(line)) {
