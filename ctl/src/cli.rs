@@ -663,12 +663,21 @@ pub enum OverlayVerb {
             /overlay ($OVERLAY), which holds the overlay's current content (a copy: the \
             script's result replaces the content only when the script succeeds); it may write \
             there and to /tmp, and connect to the --allow-port ports (default 80 and 443) of \
-            public addresses. Change anything later with `left4mectl overlay edit NAME`.",
+            public addresses.\n\n\
+            With --workshop or --collection it is a workshop overlay: `overlay build NAME` \
+            resolves the items and collections with the Steam Web API (host.toml \
+            steam_web_api; no Steam login or key), downloads what the cache lacks in the \
+            sandbox and links each item as left4dead2/addons/ID.vpk; the nightly refresh \
+            (left4me-overlay-refresh.timer) does it again. Change anything later with \
+            `left4mectl overlay edit NAME`.",
         after_long_help = "EXAMPLES:\n  \
             left4mectl overlay create sourcemod\n  \
             left4mectl overlay create maps --script-file examples/map-sync.sh\n  \
             left4mectl overlay create tickrate --script \\\n      \
-            'curl -fsSL https://example.org/tickrate.tar.gz | tar -xz' --memory-max 512M"
+            'curl -fsSL https://example.org/tickrate.tar.gz | tar -xz' --memory-max 512M\n  \
+            left4mectl overlay create campaigns --workshop 123456789,2345678901\n  \
+            left4mectl overlay create campaigns --collection \\\n      \
+            'https://steamcommunity.com/sharedfiles/filedetails/?id=987654321' --exclude 123"
     )]
     Create(OverlayCreateArgs),
 
@@ -742,41 +751,100 @@ pub enum OverlayVerb {
         yes: bool,
     },
 
-    /// Build a script overlay in the sandbox
+    /// Build a script or workshop overlay in the sandbox
     #[command(
-        long_about = "Build a script overlay: run its script in a transient systemd unit \
-            (left4me-build-NAME-ID.service in l4d2-build.slice) under left4me-sandbox, \
+        long_about = "Build an overlay. A script overlay: run its script in a transient systemd \
+            unit (left4me-build-NAME-ID.service in l4d2-build.slice) under left4me-sandbox, \
             streaming the output with the elapsed time.\n\n\
             The script works on a fresh copy of the content; only when it succeeds and its \
             output passes the checks (no special files, no symlink leading out of the \
             overlay) does the copy replace <state dir>/overlays/NAME, in one atomic exchange. \
             A failed build leaves the content untouched. Running instances keep the content \
-            they mounted until their next restart; the old copy is deleted once no instance \
-            mounts it any more.\n\n\
+            they mounted until their next restart (`left4mectl list` says \"content update \
+            pending\"); the old copy is deleted once no instance mounts it any more.\n\n\
             The unit gets the definition's memory_max, tasks_max and timeout, no access to \
             loopback, link-local, multicast or private addresses, a resolv.conf of its own \
             (see ctl/README.md), and is killed when the state dir's file system runs low. \
             Ctrl-C stops it. Every build is recorded in the ledger: `left4mectl overlay \
             jobs`.\n\n\
-            --dry-run prints the systemd-run command instead; --unit-file prints the same \
-            unit as a unit file (for `systemd-analyze security --offline=yes`).",
+            A workshop overlay: resolve its items and collections with the Steam Web API, \
+            download the items the cache (<state dir>/workshop_cache/ID/HCONTENT.vpk) lacks \
+            in one sandboxed unit (left4me-workshop-NAME-ID.service; TCP 80 and 443 of public \
+            addresses), check each file's size and VPK header, and publish a tree of hard \
+            links left4dead2/addons/ID.vpk the same atomic way. Items removed upstream, \
+            banned or of another game are reported and left out; when a download fails \
+            nothing is published. When nothing changed upstream, nothing is downloaded or \
+            published.\n\n\
+            --dry-run prints the systemd-run command (a workshop overlay: what would be \
+            downloaded and linked) instead; --unit-file prints the script build's unit as a \
+            unit file (for `systemd-analyze security --offline=yes`).",
         after_long_help = "EXIT STATUS:\n  \
-            0  built and swapped in\n  \
+            0  built and swapped in, or nothing changed\n  \
             1  the build failed, or could not run; the content is unchanged\n  \
             2  usage error (no such overlay, a manual overlay, a build already running)\n\n\
             EXAMPLES:\n  \
             left4mectl overlay build maps\n  \
-            left4mectl overlay build maps --dry-run"
+            left4mectl overlay build maps --dry-run\n  \
+            left4mectl overlay build campaigns"
     )]
     Build {
         /// The overlay
         name: String,
-        /// Print the systemd-run command; build nothing
+        /// Print the systemd-run command (workshop: the download plan); build nothing
         #[arg(long, conflicts_with = "unit_file")]
         dry_run: bool,
         /// Print the build unit as a unit file; build nothing
         #[arg(long)]
         unit_file: bool,
+    },
+
+    /// Rebuild the overlays that follow upstream (the nightly refresh)
+    #[command(
+        long_about = "Rebuild overlays as `overlay build` does: the NAMEs given, or without \
+            NAMEs every workshop overlay and every script overlay whose definition says \
+            refresh = \"daily\" (workshop overlays refresh daily unless refresh = \"never\"). \
+            One failure does not stop the others. left4me-overlay-refresh.timer runs it \
+            nightly.\n\n\
+            Running instances keep what they mounted; `left4mectl list` marks them \"content \
+            update pending\" and `left4mectl restart NAME --when-empty` moves them onto the \
+            new content once they are empty.\n\n\
+            --json prints an array with one object per overlay (see ctl/README.md).",
+        after_long_help = "EXIT STATUS:\n  \
+            0  every overlay built or unchanged\n  \
+            1  at least one failed (its content is unchanged)\n  \
+            2  usage error\n\n\
+            EXAMPLES:\n  \
+            left4mectl overlay refresh\n  \
+            left4mectl overlay refresh campaigns\n  \
+            left4mectl overlay refresh && left4mectl restart coop1 --when-empty --max-wait 2h"
+    )]
+    Refresh {
+        /// The overlays [default: every one with refresh = "daily"]
+        names: Vec<String>,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Remove workshop cache files no overlay uses
+    #[command(
+        long_about = "Remove what no overlay refers to: workshop cache files \
+            (<state dir>/workshop_cache/ID/HCONTENT.vpk) that no workshop overlay links, now \
+            or in old content a running instance still mounts, and the leftovers of \
+            interrupted downloads. Old overlay content no instance mounts any more is retired \
+            first. A file a running instance uses is never removed.\n\n\
+            --json prints one object (see ctl/README.md).",
+        after_long_help = "EXAMPLES:\n  \
+            left4mectl overlay gc --dry-run\n  \
+            left4mectl overlay gc"
+    )]
+    Gc {
+        /// Say what would be removed; remove nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
     },
 
     /// List recorded builds, newest first
@@ -814,6 +882,17 @@ pub enum OverlayKindArg {
     Manual,
     /// Content is built by a script (`overlay build`)
     Script,
+    /// Steam Workshop items and collections (`overlay build` downloads them)
+    Workshop,
+}
+
+/// `--refresh` of `overlay create`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RefreshArg {
+    /// The nightly `overlay refresh` rebuilds it
+    Daily,
+    /// Only `overlay build` rebuilds it
+    Never,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1041,6 +1120,45 @@ pub struct OverlayCreateArgs {
     /// The build's time limit (RuntimeMaxSec=) [default: 1h]
     #[arg(long, value_name = "SPAN")]
     pub timeout: Option<String>,
+    /// Workshop items: ids or workshop URLs, comma-separated or repeated
+    #[arg(long = "workshop", value_name = "ID,…", value_delimiter = ',',
+          value_parser = parse_workshop_id)]
+    pub workshop: Vec<u64>,
+    /// Workshop collections (nested ones are followed): ids or URLs
+    #[arg(long = "collection", value_name = "ID,…", value_delimiter = ',',
+          value_parser = parse_workshop_id)]
+    pub collections: Vec<u64>,
+    /// Items to leave out, whichever collection brings them: ids or URLs
+    #[arg(long = "exclude", value_name = "ID,…", value_delimiter = ',',
+          value_parser = parse_workshop_id)]
+    pub exclude: Vec<u64>,
+    /// Whether the nightly refresh rebuilds it [default: daily for workshop overlays, never for
+    /// script overlays]
+    #[arg(long, value_enum)]
+    pub refresh: Option<RefreshArg>,
+}
+
+/// A workshop id: the number itself, or a workshop URL that carries it
+/// (`https://steamcommunity.com/sharedfiles/filedetails/?id=123456789`).
+pub fn parse_workshop_id(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = match text.find("id=") {
+        Some(at) if text.contains("://") => {
+            let rest = &text[at + 3..];
+            &rest[..rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len())]
+        }
+        _ => text,
+    };
+    match digits.parse::<u64>() {
+        Ok(id) if id > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(id),
+        _ => Err(format!(
+            "'{}' is not a workshop id: give the number after ?id= in the item's URL, or the \
+             URL itself",
+            text.escape_debug()
+        )),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -266,6 +266,8 @@ pub fn run(cli: &Cli) -> anyhow::Result<u8> {
                 log,
                 lines,
             } => overlay::build::jobs(&ctx, name.as_deref(), *json, *log, *lines),
+            OverlayVerb::Refresh { names, json } => overlay::refresh(&ctx, names, *json),
+            OverlayVerb::Gc { dry_run, json } => overlay::gc(&ctx, *dry_run, *json),
         },
     }
 }

@@ -84,6 +84,21 @@ pub fn output(program: &str, args: &[&str]) -> Result<Output, SystemdError> {
         })
 }
 
+/// Enables and starts `timer` when systemd runs: `; TIMER WHAT`, for the caller's message, or
+/// nothing (a failure is a warning: the work it follows is done).
+pub fn enable_timer(timer: &str, what: &str) -> String {
+    if !systemd_running() {
+        return String::new();
+    }
+    match systemctl(&["enable", "--now", timer]) {
+        Ok(_) => format!("; {timer} {what}"),
+        Err(err) => {
+            eprintln!("warning: cannot enable {timer}: {err}");
+            String::new()
+        }
+    }
+}
+
 /// Runs `systemctl args`; a non-zero exit is an error carrying its stderr.
 pub fn systemctl(args: &[&str]) -> Result<Output, SystemdError> {
     let out = output("systemctl", args)?;

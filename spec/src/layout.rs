@@ -93,6 +93,11 @@ impl Layout {
     pub fn locks_dir(&self) -> PathBuf {
         self.admin_dir.join("locks")
     }
+    /// What workshop overlay NAME's last build found: its items, their titles and states
+    /// (root-only; `left4mectl overlay show` reads it).
+    pub fn workshop_state_file(&self, name: &str) -> PathBuf {
+        self.admin_dir.join("workshop").join(format!("{name}.json"))
+    }
 }
 
 /// Paths that end up in unit files and mount options are kept plain: printable ASCII without

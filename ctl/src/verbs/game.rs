@@ -120,17 +120,7 @@ fn path_taken(report: &GameReport) -> &'static str {
 
 /// Turns the daily update check on after the first install (when systemd runs).
 fn enable_update_timer() -> String {
-    const TIMER: &str = "left4me-game-update.timer";
-    if !systemd::systemd_running() {
-        return String::new();
-    }
-    match systemd::systemctl(&["enable", "--now", TIMER]) {
-        Ok(_) => format!("; {TIMER} checks for updates daily"),
-        Err(err) => {
-            eprintln!("warning: cannot enable {TIMER}: {err}");
-            String::new()
-        }
-    }
+    systemd::enable_timer("left4me-game-update.timer", "checks for updates daily")
 }
 
 /// `game update [--restart WHEN] [--max-wait D] [--branch B]`.

@@ -14,7 +14,7 @@ use left4me_spec::{Catalog, ErrorKind, OverlayDef, OverlayKind, SpecError, list_
 use serde::Serialize;
 
 use crate::Ctx;
-use crate::cli::{OverlayCreateArgs, OverlayKindArg};
+use crate::cli::{OverlayCreateArgs, OverlayKindArg, RefreshArg};
 use left4me_contract::passwd::{self, PASSWD};
 use left4me_jobs::{
     CopyStats, Ledger, OverlayDirs, Record, Warning, format_bytes, format_duration,
@@ -26,7 +26,12 @@ use crate::output::{emit, fields, format_utc, table};
 use crate::store;
 
 pub(crate) mod build;
+mod refresh;
 mod remove;
+mod workshop;
+
+pub use refresh::refresh;
+pub use workshop::gc;
 
 pub use remove::remove;
 
@@ -88,25 +93,40 @@ fn toml_text(text: &str) -> String {
     }
 }
 
+/// How a new overlay's content is made, from `overlay create`'s options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Made {
+    Manual,
+    Script(String),
+    Workshop,
+}
+
 /// The text of a new definition.
-pub fn render_def(name: &str, args: &OverlayCreateArgs, script: Option<&str>) -> String {
+pub fn render_def(name: &str, args: &OverlayCreateArgs, made: &Made) -> String {
     let mut text = format!(
         "# left4me overlay '{name}', created by left4mectl.\n\
          # Change it with `left4mectl overlay edit {name}`.\n"
     );
-    match script {
-        None => {
+    let refresh = args.refresh.map(|r| match r {
+        RefreshArg::Daily => "daily",
+        RefreshArg::Never => "never",
+    });
+    match made {
+        Made::Manual => {
             text.push_str(&format!(
                 "# Its content is put into <state dir>/overlays/{name} by hand.\n\
                  kind = \"manual\"\n"
             ));
         }
-        Some(script) => {
+        Made::Script(script) => {
             text.push_str(&format!(
                 "# `left4mectl overlay build {name}` runs the script in the sandbox, with\n\
                  # /overlay (the content, seeded with the current one) as its working directory.\n\
                  kind = \"script\"\n"
             ));
+            if let Some(refresh) = refresh {
+                text.push_str(&format!("refresh = \"{refresh}\"\n"));
+            }
             text.push_str(&format!("network = {}\n", !args.no_network));
             if !args.no_network {
                 let ports: Vec<String> = if args.allow_ports.is_empty() {
@@ -122,6 +142,26 @@ pub fn render_def(name: &str, args: &OverlayCreateArgs, script: Option<&str>) ->
                 toml_edit::Value::from(args.memory_max.as_deref().unwrap_or("4G")),
                 args.tasks_max.unwrap_or(512),
                 toml_edit::Value::from(args.timeout.as_deref().unwrap_or("1h")),
+            ));
+        }
+        Made::Workshop => {
+            let ids = |list: &[u64]| {
+                let ids: Vec<String> = list.iter().map(u64::to_string).collect();
+                format!("[{}]", ids.join(", "))
+            };
+            text.push_str(&format!(
+                "# `left4mectl overlay build {name}` resolves the items and collections with the\n\
+                 # Steam Web API and links each item as left4dead2/addons/ID.vpk; the nightly\n\
+                 # refresh (left4me-overlay-refresh.timer) does it again when refresh = \"daily\".\n\
+                 kind = \"workshop\"\n\
+                 items = {}\n\
+                 collections = {}\n\
+                 exclude = {}\n\
+                 refresh = \"{}\"\n",
+                ids(&args.workshop),
+                ids(&args.collections),
+                ids(&args.exclude),
+                refresh.unwrap_or("daily"),
             ));
         }
     }
@@ -160,52 +200,62 @@ fn ensure_content_dir(catalog: &Catalog, name: &str) -> String {
     }
 }
 
-/// `overlay create NAME …`.
-pub fn create(ctx: &Ctx, args: &OverlayCreateArgs) -> anyhow::Result<u8> {
-    let name = &args.name;
-    check_overlay_name(name)?;
+/// What `overlay create`'s options make, or why they do not fit together.
+fn made(args: &OverlayCreateArgs) -> anyhow::Result<Made> {
     let script = match (&args.script, &args.script_file) {
         (Some(script), None) => Some(script.clone()),
         (None, Some(file)) => Some(read_script_file(file)?),
         (None, None) => None,
         (Some(_), Some(_)) => unreachable!("clap makes them conflict"),
     };
-    let kind = args.kind.unwrap_or(if script.is_some() {
-        OverlayKindArg::Script
-    } else {
-        OverlayKindArg::Manual
+    let workshop = !args.workshop.is_empty() || !args.collections.is_empty();
+    let kind = args.kind.unwrap_or(match (&script, workshop) {
+        (Some(_), _) => OverlayKindArg::Script,
+        (None, true) => OverlayKindArg::Workshop,
+        (None, false) => OverlayKindArg::Manual,
     });
-    let script = match (kind, script) {
-        (OverlayKindArg::Manual, Some(_)) => {
-            return Err(UsageError::new(
-                "a manual overlay has no script: drop --script/--script-file or use --kind script",
-            )
-            .into());
-        }
-        (OverlayKindArg::Manual, None) => {
-            let script_only = args.no_network
-                || !args.allow_ports.is_empty()
-                || args.memory_max.is_some()
-                || args.tasks_max.is_some()
-                || args.timeout.is_some();
-            if script_only {
-                return Err(UsageError::new(
-                    "--no-network, --allow-port, --memory-max, --tasks-max and --timeout are for \
-                     script overlays (--kind script)",
-                )
-                .into());
+    let script_options = args.no_network
+        || !args.allow_ports.is_empty()
+        || args.memory_max.is_some()
+        || args.tasks_max.is_some()
+        || args.timeout.is_some();
+    let workshop_options = workshop || !args.exclude.is_empty();
+    let refuse = |why: &str| Err(UsageError::new(why.to_owned()).into());
+    match kind {
+        _ if script.is_some() && kind != OverlayKindArg::Script => refuse(
+            "only a script overlay has a script: drop --script/--script-file or use --kind script",
+        ),
+        OverlayKindArg::Manual | OverlayKindArg::Workshop if script_options => refuse(
+            "--no-network, --allow-port, --memory-max, --tasks-max and --timeout are for script \
+             overlays (--kind script)",
+        ),
+        OverlayKindArg::Manual | OverlayKindArg::Script if workshop_options => refuse(
+            "--workshop, --collection and --exclude are for workshop overlays (--kind workshop)",
+        ),
+        OverlayKindArg::Manual if args.refresh.is_some() => refuse(
+            "a manual overlay is never rebuilt: --refresh is for script and workshop overlays",
+        ),
+        OverlayKindArg::Manual => Ok(Made::Manual),
+        OverlayKindArg::Script => match script {
+            Some(script) => Ok(Made::Script(script)),
+            None => {
+                refuse("a script overlay needs its script: --script 'TEXT' or --script-file FILE")
             }
-            None
-        }
-        (OverlayKindArg::Script, Some(script)) => Some(script),
-        (OverlayKindArg::Script, None) => {
-            return Err(UsageError::new(
-                "a script overlay needs its script: --script 'TEXT' or --script-file FILE",
-            )
-            .into());
-        }
-    };
-    let text = render_def(name, args, script.as_deref());
+        },
+        OverlayKindArg::Workshop if !workshop => refuse(
+            "a workshop overlay needs items or collections: --workshop ID,… or --collection ID,… \
+             (ids, or the items' workshop URLs)",
+        ),
+        OverlayKindArg::Workshop => Ok(Made::Workshop),
+    }
+}
+
+/// `overlay create NAME …`.
+pub fn create(ctx: &Ctx, args: &OverlayCreateArgs) -> anyhow::Result<u8> {
+    let name = &args.name;
+    check_overlay_name(name)?;
+    let made = made(args)?;
+    let text = render_def(name, args, &made);
     let lock = ctx.lock()?;
     let catalog = ctx.catalog()?;
     let file = catalog.layout.overlay_def_file(name);
@@ -214,14 +264,26 @@ pub fn create(ctx: &Ctx, args: &OverlayCreateArgs) -> anyhow::Result<u8> {
     }
     OverlayDef::parse(name, &file, &text)?;
     lock.write(Kind::Overlay, name, &file, None, &text, "overlay create")?;
-    let content = ensure_content_dir(&catalog, name);
-    let next = if script.is_some() {
-        format!("build it with `left4mectl overlay build {name}`")
-    } else {
-        format!(
-            "put its files into {}",
-            catalog.layout.overlay_content(name).display()
-        )
+    let (content, next) = match made {
+        Made::Manual => (
+            ensure_content_dir(&catalog, name),
+            format!(
+                "put its files into {}",
+                catalog.layout.overlay_content(name).display()
+            ),
+        ),
+        Made::Script(_) => (
+            ensure_content_dir(&catalog, name),
+            format!("build it with `left4mectl overlay build {name}`"),
+        ),
+        // Its content is root's tree of links, made by its first build.
+        Made::Workshop => (
+            format!(
+                "its content {} is made by its builds",
+                catalog.layout.overlay_content(name).display()
+            ),
+            format!("download its items with `left4mectl overlay build {name}`"),
+        ),
     };
     emit(&format!(
         "created overlay {name} ({}); {content}; {next}\n",
@@ -366,6 +428,9 @@ struct OverlayJson<'a> {
     usage: Result<Option<CopyStats>, String>,
     used_by: Vec<String>,
     last_build: Option<Record>,
+    /// A workshop overlay's items at its last good build (`null` before it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workshop: Option<left4me_workshop::state::OverlayState>,
 }
 
 /// `overlay show NAME [--json]`.
@@ -384,6 +449,10 @@ pub fn show(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
         content,
         used_by: users(&catalog, name),
         last_build,
+        workshop: match def.kind {
+            OverlayKind::Workshop { .. } => workshop::state_json(&catalog, name),
+            _ => None,
+        },
     };
     if json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&shown)?))?;
@@ -461,9 +530,19 @@ pub fn show(ctx: &Ctx, name: &str, json: bool) -> anyhow::Result<u8> {
             pairs.push(("items", ids(items)));
             pairs.push(("collections", ids(collections)));
             pairs.push(("exclude", ids(exclude)));
+            pairs.push((
+                "last download",
+                shown.last_build.as_ref().map_or("never".into(), |job| {
+                    format!("{}: {}", job_line(job), job.detail)
+                }),
+            ));
         }
     }
-    emit(&fields(&pairs))?;
+    let mut text = fields(&pairs);
+    if let OverlayKind::Workshop { .. } = def.kind {
+        text.push_str(&workshop::items_table(&catalog, name));
+    }
+    emit(&text)?;
     Ok(EXIT_OK)
 }
 
@@ -561,6 +640,10 @@ mod tests {
             memory_max: None,
             tasks_max: None,
             timeout: None,
+            workshop: Vec::new(),
+            collections: Vec::new(),
+            exclude: Vec::new(),
+            refresh: None,
         }
     }
 
@@ -574,7 +657,7 @@ mod tests {
     #[test]
     fn rendered_definitions_parse() {
         let file = Path::new("/etc/left4me/overlays/x.toml");
-        let manual = render_def("sm", &args("sm"), None);
+        let manual = render_def("sm", &args("sm"), &Made::Manual);
         assert_eq!(
             OverlayDef::parse("sm", file, &manual).unwrap().kind,
             OverlayKind::Manual
@@ -588,7 +671,7 @@ mod tests {
             "has ''' quotes\n",
             "has a \r carriage return\n",
         ] {
-            let text = render_def("maps", &a, Some(script));
+            let text = render_def("maps", &a, &Made::Script(script.into()));
             let def = OverlayDef::parse("maps", file, &text).unwrap();
             let OverlayKind::Script {
                 script: parsed,
@@ -613,7 +696,7 @@ mod tests {
         }
         let mut off = args("offline");
         off.no_network = true;
-        let text = render_def("offline", &off, Some("true\n"));
+        let text = render_def("offline", &off, &Made::Script("true\n".into()));
         assert!(text.contains("network = false\n"));
         assert!(!text.contains("allow_ports"));
         OverlayDef::parse("offline", file, &text).unwrap();

@@ -459,10 +459,6 @@ fn privileged_ten_overlays_share_one_copy_and_an_unchanged_refresh_of_200_items_
     assert_eq!(report.outcome, Outcome::Published);
     let report = fx.run(&items, &runner);
     assert_eq!(report.outcome, Outcome::Unchanged);
+    // Speed is the benchmark's (bench/workshop.sh), not a test's.
     assert_eq!((report.cached, report.bytes_downloaded), (200, 0));
-    assert!(
-        report.elapsed < std::time::Duration::from_secs(2),
-        "{:?}",
-        report.elapsed
-    );
 }

@@ -15,12 +15,13 @@ use left4me_jobs::{
     Event, Host, Job, JobKind, Limits, NetworkPolicy, OverlayDirs, Profile, Progress, Report,
     Retired, Seeded, Start, Status, Stop, SystemdRun, format_bytes, format_duration,
 };
-use left4me_spec::OverlayKind;
+use left4me_spec::{OverlayKind, Refresh};
 
-use super::{self as overlay, check_overlay_name, format_utc_ms, read_ledger};
+use super::{self as overlay, check_overlay_name, format_utc_ms, read_ledger, workshop};
 use crate::Ctx;
 use crate::error::{EXIT_OK, UsageError};
 use crate::output::{emit, fields, shell_quote, table};
+use crate::systemd;
 
 /// What `overlay build` should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,24 +33,94 @@ pub enum Mode {
     UnitFile,
 }
 
-/// `overlay build NAME`.
+/// `overlay build NAME`: a script overlay's script in the sandbox, or a workshop overlay's
+/// items ([`super::workshop`]).
 pub fn build(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<u8> {
+    build_outcome(ctx, name, mode).map(|_| EXIT_OK)
+}
+
+/// [`build`], saying what became of the content: `built` (a script overlay), `published`,
+/// `unchanged` (a workshop overlay) or `dry-run`; a failed build is the error.
+pub(crate) fn build_outcome(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<String> {
     let catalog = ctx.catalog()?;
     let def = overlay::load_def(&catalog, name)?;
+    match &def.kind {
+        OverlayKind::Script { .. } => {
+            build_script(ctx, &catalog, name, &def.kind, mode)?;
+            Ok(if mode == Mode::Run {
+                "built"
+            } else {
+                "dry-run"
+            }
+            .to_owned())
+        }
+        OverlayKind::Workshop {
+            items,
+            collections,
+            exclude,
+            ..
+        } => {
+            if mode == Mode::UnitFile {
+                return Err(UsageError::new(format!(
+                    "overlay {name} is a workshop overlay: its download unit exists only for \
+                     what the cache lacks; `left4mectl overlay build {name} --dry-run` shows \
+                     what a build would download"
+                ))
+                .into());
+            }
+            let lists = workshop::Lists {
+                items,
+                collections,
+                exclude,
+            };
+            let built = workshop::build(ctx, &catalog, name, &lists, mode == Mode::DryRun)?;
+            finish_workshop(&built)
+        }
+        OverlayKind::Manual => Err(UsageError::new(format!(
+            "overlay {name} is a manual overlay: its content is put into {} by hand; only \
+             script and workshop overlays are built",
+            catalog.layout.overlay_content(name).display()
+        ))
+        .into()),
+    }
+}
+
+/// Prints a workshop build's line (a failure is the error) and turns the nightly refresh on
+/// after a good build.
+fn finish_workshop(built: &workshop::Built) -> anyhow::Result<String> {
+    match built.outcome {
+        "failed" => return Err(anyhow::anyhow!("{}", built.summary)),
+        "dry-run" => emit(&format!("{}\n", built.summary))?,
+        _ => {
+            let timer = enable_refresh_timer();
+            emit(&format!("{}{timer}\n", built.summary))?;
+        }
+    }
+    Ok(built.outcome.to_owned())
+}
+
+/// Turns the nightly refresh on after a good build of an overlay that refreshes.
+pub(crate) fn enable_refresh_timer() -> String {
+    systemd::enable_timer("left4me-overlay-refresh.timer", "refreshes it nightly")
+}
+
+/// A script overlay's build.
+fn build_script(
+    ctx: &Ctx,
+    catalog: &left4me_spec::Catalog,
+    name: &str,
+    kind: &OverlayKind,
+    mode: Mode,
+) -> anyhow::Result<u8> {
     let OverlayKind::Script {
         script,
         network,
         allow_ports,
         limits,
-        ..
-    } = &def.kind
+        refresh,
+    } = kind
     else {
-        return Err(UsageError::new(format!(
-            "overlay {name} is a manual overlay: its content is put into {} by hand; only \
-             script overlays are built",
-            catalog.layout.overlay_content(name).display()
-        ))
-        .into());
+        unreachable!("the caller matched a script overlay");
     };
     // Measured as it goes on the command line: systemd-run's `$` escaping doubles each `$`.
     let on_command_line = escape_for_exec(script).len();
@@ -105,10 +176,7 @@ pub fn build(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<u8> {
         }
         Mode::Run => {}
     }
-    let mut printer = Printer {
-        name,
-        verbose: ctx.verbose,
-    };
+    let mut printer = Printer::new(name, ctx.verbose);
     let report = left4me_jobs::run(&job, &plan, &host, &SystemdRun, &Stop::new(), &mut printer)
         .map_err(|err| match err {
             JobError::Preflight(p) if p.is_usage() => UsageError::new(p.to_string()).into(),
@@ -117,7 +185,14 @@ pub fn build(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result<u8> {
     for line in &report.summary.lines {
         ctx.note(1, || format!("systemd: {line}"));
     }
-    verdict(name, &report)
+    let code = verdict(name, &report)?;
+    if *refresh == Refresh::Daily {
+        let timer = enable_refresh_timer();
+        if !timer.is_empty() {
+            emit(&format!("overlay {name}: refresh = \"daily\"{timer}\n"))?;
+        }
+    }
+    Ok(code)
 }
 
 /// `overlay jobs [NAME] [--json] [--log] [-n N]`.
@@ -253,12 +328,16 @@ fn verdict(name: &str, report: &Report) -> anyhow::Result<u8> {
 
 /// Prints a build's events: notes and the header on stdout, each output line with the time
 /// since the start, warnings on stderr.
-struct Printer<'a> {
+pub(crate) struct Printer<'a> {
     name: &'a str,
     verbose: u8,
 }
 
-impl Printer<'_> {
+impl<'a> Printer<'a> {
+    pub(crate) fn new(name: &'a str, verbose: u8) -> Self {
+        Printer { name, verbose }
+    }
+
     fn header(&self, start: &Start<'_>) -> String {
         let seeded = match start.seeded {
             Seeded::From { dir, stats } => format!(
