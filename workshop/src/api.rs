@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 
 use crate::item::{Item, WorkshopId};
 
-pub use http::HttpTransport;
+pub use http::{BODY_LIMIT, HttpTransport};
 
 /// The default base URL of the Steam Web API (`steam_web_api` in host.toml).
 pub const DEFAULT_BASE: &str = "https://api.steampowered.com";
