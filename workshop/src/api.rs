@@ -16,11 +16,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
-
 use crate::item::{Item, WorkshopId};
 
-pub use http::HttpTransport;
+pub use http::{BODY_LIMIT, HttpTransport};
 
 /// The default base URL of the Steam Web API (`steam_web_api` in host.toml).
 pub const DEFAULT_BASE: &str = "https://api.steampowered.com";
@@ -243,31 +241,16 @@ impl Api {
         &self,
         ids: &[WorkshopId],
     ) -> Result<Vec<CollectionDetails>, ApiError> {
-        let url = self.url("GetCollectionDetails");
-        let mut found = HashMap::new();
-        for batch in distinct(ids).chunks(BATCH) {
-            let body: wire::CollectionDetailsBody = self.call(&url, "collectioncount", batch)?;
-            if body.result != 1 {
-                return Err(ApiError::Refused {
-                    url,
-                    result: body.result,
-                });
-            }
-            let entries = body
-                .collectiondetails
-                .ok_or_else(|| garbage(&url, "no collectiondetails"))?;
-            for entry in entries {
-                found.insert(entry.publishedfileid, collection_from(entry));
-            }
-        }
+        let mut found = self.batched::<wire::CollectionDetailsBody>(ids)?;
         Ok(distinct(ids)
             .into_iter()
-            .map(|id| {
-                found.remove(&id).unwrap_or(CollectionDetails {
+            .map(|id| match found.remove(&id) {
+                Some(entry) => collection_from(entry),
+                None => CollectionDetails {
                     id,
                     result: 9,
                     children: None,
-                })
+                },
             })
             .collect())
     }
@@ -275,25 +258,7 @@ impl Api {
     /// The details of `ids` (items), in the order asked, one per distinct id. An item the
     /// answer leaves out or describes badly is [`crate::ItemState::NoFile`] with the reason.
     pub fn file_details(&self, ids: &[WorkshopId]) -> Result<Vec<Item>, ApiError> {
-        let url = self.url("GetPublishedFileDetails");
-        let mut found = HashMap::new();
-        for batch in distinct(ids).chunks(BATCH) {
-            let body: wire::FileDetailsBody = self.call(&url, "itemcount", batch)?;
-            if body.result != 1 {
-                return Err(ApiError::Refused {
-                    url,
-                    result: body.result,
-                });
-            }
-            let entries = body
-                .publishedfiledetails
-                .ok_or_else(|| garbage(&url, "no publishedfiledetails"))?;
-            for entry in entries {
-                if let Some(id) = wire::entry_id(&entry) {
-                    found.insert(id, entry);
-                }
-            }
-        }
+        let mut found = self.batched::<wire::FileDetailsBody>(ids)?;
         Ok(distinct(ids)
             .into_iter()
             .map(|id| match found.remove(&id) {
@@ -303,27 +268,36 @@ impl Api {
             .collect())
     }
 
-    fn url(&self, method: &str) -> String {
-        format!("{}/ISteamRemoteStorage/{method}/v1/", self.base)
-    }
-
-    /// One request for a batch of ids, parsed as `{"response": T}`.
-    fn call<T: DeserializeOwned>(
+    /// Asks method `A` about the distinct `ids`, [`BATCH`] per request: the entries of the
+    /// answers by id.
+    fn batched<A: wire::Answer>(
         &self,
-        url: &str,
-        count_key: &str,
         ids: &[WorkshopId],
-    ) -> Result<T, ApiError> {
-        let mut form = vec![(count_key.to_owned(), ids.len().to_string())];
-        form.extend(
-            ids.iter()
-                .enumerate()
-                .map(|(i, id)| (format!("publishedfileids[{i}]"), id.to_string())),
-        );
-        let body = self.post(url, &form)?;
-        serde_json::from_slice::<wire::Envelope<T>>(&body)
-            .map(|envelope| envelope.response)
-            .map_err(|err| garbage(url, &err.to_string()))
+    ) -> Result<HashMap<WorkshopId, A::Entry>, ApiError> {
+        let url = format!("{}/ISteamRemoteStorage/{}/v1/", self.base, A::METHOD);
+        let mut found = HashMap::new();
+        for batch in distinct(ids).chunks(BATCH) {
+            let mut form = vec![(A::COUNT_KEY.to_owned(), batch.len().to_string())];
+            form.extend(
+                batch
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| (format!("publishedfileids[{i}]"), id.to_string())),
+            );
+            let body = self.post(&url, &form)?;
+            let answer = serde_json::from_slice::<wire::Envelope<A>>(&body)
+                .map_err(|err| garbage(&url, &err.to_string()))?
+                .response;
+            if answer.result() != 1 {
+                let result = answer.result();
+                return Err(ApiError::Refused { url, result });
+            }
+            let entries = answer
+                .into_entries()
+                .ok_or_else(|| garbage(&url, &format!("no {}", A::LIST_KEY)))?;
+            found.extend(entries);
+        }
+        Ok(found)
     }
 
     /// Sends `form` until it gets a 2xx answer, retrying transient failures.

@@ -5,7 +5,7 @@
 //! - [`api`]: the Steam Web API client (`GetCollectionDetails`, `GetPublishedFileDetails`):
 //!   the [`Transport`] trait and its HTTP implementation, batching, retries with backoff, and
 //!   the typed, validated reading of the answers;
-//! - [`resolve`]: an overlay's `items`, `collections` and `exclude` to its list of items
+//! - [`resolve`](mod@resolve): an overlay's `items`, `collections` and `exclude` to its list of items
 //!   (nested collections breadth-first, cycles noted, caps on depth and count);
 //! - [`item`]: one workshop item as the API describes it, and its state for the operator;
 //! - [`state`]: the per-overlay state file (`<admin_dir>/workshop/NAME.json`): each item with

@@ -199,6 +199,29 @@ fn garbage_is_a_clear_error() {
 }
 
 #[test]
+fn odd_entries_never_panic() {
+    let steam = FakeSteam::new();
+    steam.then(Scripted::Status(
+        200,
+        r#"{"response":{"result":1,"publishedfiledetails":[1,"x",null,{"publishedfileid":[1]},
+            {"publishedfileid":"2","result":"1"},{"publishedfileid":"3","title":7},
+            {"publishedfileid":"4","result":1,"consumer_app_id":550,"file_url":"https://a/b",
+             "hcontent_file":"18446744073709551616","file_size":1}]}}"#,
+    ));
+    let items = steam.api().file_details(&[1, 2, 3, 4]).unwrap();
+    for item in &items {
+        assert!(matches!(item.state, ItemState::NoFile { .. }), "{item:?}");
+    }
+    let steam = FakeSteam::new();
+    steam.then(Scripted::Status(
+        200,
+        r#"{"response":{"result":1,"collectiondetails":[{"publishedfileid":"1","children":[{"publishedfileid":-1}]}]}}"#,
+    ));
+    let err = steam.api().collection_details(&[1]).unwrap_err();
+    assert!(matches!(err, ApiError::Garbage { .. }), "{err:?}");
+}
+
+#[test]
 fn the_base_must_be_http_or_https() {
     for base in [
         "ftp://x",

@@ -7,7 +7,7 @@
 //! reason; it never aborts the resolution of the others and never panics.
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer};
+use serde::de::{self, DeserializeOwned, Deserializer};
 
 use crate::item::{Item, ItemState, L4D2_APP_ID, WorkshopId};
 
@@ -35,6 +35,64 @@ pub(super) struct CollectionDetailsBody {
     #[serde(default = "ok_result")]
     pub result: i64,
     pub collectiondetails: Option<Vec<RawCollection>>,
+}
+
+/// The body of one method's answer: its `result`, and its entries by id.
+pub(super) trait Answer: DeserializeOwned {
+    /// The method's name in the URL.
+    const METHOD: &'static str;
+    /// The form key of the number of ids.
+    const COUNT_KEY: &'static str;
+    /// The key of the list of entries, for messages.
+    const LIST_KEY: &'static str;
+    type Entry;
+    fn result(&self) -> i64;
+    /// The entries by id; `None` when the list is missing.
+    fn into_entries(self) -> Option<Vec<(WorkshopId, Self::Entry)>>;
+}
+
+impl Answer for FileDetailsBody {
+    const METHOD: &'static str = "GetPublishedFileDetails";
+    const COUNT_KEY: &'static str = "itemcount";
+    const LIST_KEY: &'static str = "publishedfiledetails";
+    type Entry = serde_json::Value;
+
+    fn result(&self) -> i64 {
+        self.result
+    }
+
+    /// An entry without a usable id cannot be told apart: it is dropped, and the item asked
+    /// about is then "not described".
+    fn into_entries(self) -> Option<Vec<(WorkshopId, serde_json::Value)>> {
+        let entries = self.publishedfiledetails?;
+        Some(
+            entries
+                .into_iter()
+                .filter_map(|entry| Some((entry_id(&entry)?, entry)))
+                .collect(),
+        )
+    }
+}
+
+impl Answer for CollectionDetailsBody {
+    const METHOD: &'static str = "GetCollectionDetails";
+    const COUNT_KEY: &'static str = "collectioncount";
+    const LIST_KEY: &'static str = "collectiondetails";
+    type Entry = RawCollection;
+
+    fn result(&self) -> i64 {
+        self.result
+    }
+
+    fn into_entries(self) -> Option<Vec<(WorkshopId, RawCollection)>> {
+        let entries = self.collectiondetails?;
+        Some(
+            entries
+                .into_iter()
+                .map(|c| (c.publishedfileid, c))
+                .collect(),
+        )
+    }
 }
 
 /// One entry of `collectiondetails`.
