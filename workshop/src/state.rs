@@ -20,9 +20,6 @@ use crate::resolve::{CollectionInfo, Resolution};
 /// The format version written and understood.
 pub const VERSION: u32 = 1;
 
-/// The directory of the state files in root's admin dir.
-pub const STATE_DIR: &str = "workshop";
-
 /// The largest state file read (10 000 items of about 1 KiB each, with room to spare).
 const MAX_LEN: u64 = 64 << 20;
 
@@ -160,11 +157,6 @@ pub fn display_state(record: &ItemRecord) -> &'static str {
         (ItemState::Ok, _, Change::Updated) => "updated",
         (ItemState::Ok, _, _) => "ok",
     }
-}
-
-/// The state file of overlay `name` in `admin_dir`.
-pub fn state_file(admin_dir: &Path, name: &str) -> PathBuf {
-    admin_dir.join(STATE_DIR).join(format!("{name}.json"))
 }
 
 /// Reads the state file at `path`; `None` when there is none.

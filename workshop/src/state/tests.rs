@@ -124,7 +124,7 @@ fn display_states() {
 #[test]
 fn save_and_load_round_trip_atomically_0600_in_a_0700_dir() {
     let scratch = Scratch::new("state");
-    let path = state_file(&scratch.0.join("admin"), "maps");
+    let path = scratch.0.join("admin/workshop/maps.json");
     assert_eq!(load(&path).unwrap(), None);
     let mut state = OverlayState::from_resolution(
         "maps",

@@ -13,7 +13,7 @@ use left4me_contract::printable;
 use left4me_jobs::workshop::{self, GcReport, Outcome, WorkshopJob, WorkshopReport};
 use left4me_jobs::{Host, Limits, Retired, Stop, SystemdRun, format_bytes, format_duration};
 use left4me_spec::Catalog;
-use left4me_workshop::api::{Api, HttpTransport};
+use left4me_workshop::api::Api;
 use left4me_workshop::resolve::{Resolution, resolve};
 use left4me_workshop::state::{self, OverlayState};
 use left4me_workshop::{Item, ItemState};
@@ -57,7 +57,8 @@ pub struct Lists<'a> {
 
 /// Resolves the lists with the host's Steam Web API, printing its progress.
 fn resolve_lists(catalog: &Catalog, name: &str, lists: &Lists<'_>) -> anyhow::Result<Resolution> {
-    let api = Api::new(&catalog.host.steam_web_api, Box::new(HttpTransport::new()))?;
+    let api =
+        Api::http(&catalog.host.steam_web_api)?.with_retry_notice(|line| eprintln!("  {line}"));
     emit(&format!(
         "overlay {name}: resolving {} item(s) and {} collection(s) with {}\n",
         lists.items.len(),
