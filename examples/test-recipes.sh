@@ -3,8 +3,8 @@
 # metamod-sourcemod-latest.sh). Needs no root and no network: a `curl` stand-in first on PATH
 # serves files from a local directory (https://HOST/PATH is $web/HOST/PATH; anything else is
 # a 404, as `curl --fail` reports it), and the tarballs it serves are small fakes shaped like
-# the real packages. Each recipe runs as the sandbox runs it: `bash SCRIPT` with the overlay as
-# its working directory and $OVERLAY set.
+# the real packages. Each recipe runs as `overlay build` runs it: `bash -c SCRIPT` with the
+# overlay as its working directory, $OVERLAY set and a scrubbed environment.
 #
 # Usage: examples/test-recipes.sh        exit status 0 when every check passes
 set -euo pipefail
@@ -94,7 +94,7 @@ run() {
     rm -f "$web.log"
     status=0
     (cd "$2" && env -i PATH="$t/bin:/usr/bin:/bin" HOME="$t/tmp" TMPDIR="$t/tmp" OVERLAY="$2" \
-        FAKE_WEB="$web" bash "$1") > "$t/out" 2>&1 || status=$?
+        FAKE_WEB="$web" bash -c "$(cat "$1")") > "$t/out" 2>&1 || status=$?
     if [[ -n ${VERBOSE:-} ]]; then sed 's/^/      | /' "$t/out"; fi
 }
 
