@@ -74,9 +74,9 @@ install-files:
 	$(INSTALL) -m 0644 units/tmpfiles.d/left4me.conf "$(TMPFILESDIR)/left4me.conf"
 	$(INSTALL) -m 0644 units/sysctl.d/99-left4me.conf "$(SYSCTLDIR)/99-left4me.conf"
 	$(INSTALL) -d "$(DESTDIR)$(PREFIX)/share/doc/left4me"
-	$(INSTALL) -m 0644 README.md docs/units.md docs/architecture.md docs/game.md docs/packaging.md docs/backup.md docs/workshop.md "$(DESTDIR)$(PREFIX)/share/doc/left4me/"
+	$(INSTALL) -m 0644 README.md docs/units.md docs/architecture.md docs/game.md docs/packaging.md docs/backup.md docs/workshop.md docs/upper-layer.md "$(DESTDIR)$(PREFIX)/share/doc/left4me/"
 	$(INSTALL) -d "$(DESTDIR)$(PREFIX)/share/doc/left4me/examples"
-	$(INSTALL) -m 0644 examples/*.toml examples/*.sh examples/README.md "$(DESTDIR)$(PREFIX)/share/doc/left4me/examples/"
+	$(INSTALL) -m 0644 examples/*.toml $(filter-out examples/test-recipes.sh,$(wildcard examples/*.sh)) examples/README.md "$(DESTDIR)$(PREFIX)/share/doc/left4me/examples/"
 	$(MAKE) --no-print-directory gen
 	$(INSTALL) -d "$(MANDIR)/man1" "$(MANDIR)/man5" "$(MANDIR)/man7" "$(MANDIR)/man8"
 	$(INSTALL) -m 0644 "$(GEN_DIR)"/man/man1/*.1 "$(MANDIR)/man1/"

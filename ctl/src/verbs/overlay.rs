@@ -735,4 +735,22 @@ mod examples {
         }
         assert!(checked >= 2, "only {checked} examples");
     }
+
+    /// The Metamod:Source + SourceMod recipes pass their offline test (a curl stand-in serves
+    /// tarballs shaped like AlliedModders'; examples/test-recipes.sh).
+    #[test]
+    fn recipes_pass_their_offline_test() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/test-recipes.sh");
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} failed:\n{}{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
