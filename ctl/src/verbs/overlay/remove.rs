@@ -33,7 +33,7 @@ pub fn remove(ctx: &Ctx, name: &str, keep_content: bool, yes: bool) -> anyhow::R
     let lock = ctx.lock()?;
     let catalog = ctx.catalog()?;
     let file = catalog.layout.overlay_def_file(name);
-    load_def(&catalog, name).or_else(|err| {
+    let def = load_def(&catalog, name).or_else(|err| {
         if err.downcast_ref::<SpecError>().is_some() {
             Ok(OverlayDef {
                 name: name.to_owned(),
@@ -96,6 +96,14 @@ pub fn remove(ctx: &Ctx, name: &str, keep_content: bool, yes: bool) -> anyhow::R
         if !keep_content && overlays.remove(name)? {
             done.push(format!("removed {}", content.display()));
         }
+    }
+    // Root's record of a workshop overlay's items (in root's own admin dir).
+    let state_file = catalog.layout.workshop_state_file(name);
+    if std::fs::remove_file(&state_file).is_ok() {
+        done.push(format!("removed {}", state_file.display()));
+    }
+    if let OverlayKind::Workshop { .. } = def.kind {
+        done.push("`left4mectl overlay gc` frees the cache files only it used".into());
     }
     emit(&format!("overlay {name}: {}\n", done.join(", ")))?;
     Ok(EXIT_OK)
