@@ -26,12 +26,26 @@ struct Refreshed {
 /// `overlay refresh [NAME…] [--json]`.
 pub fn refresh(ctx: &Ctx, names: &[String], json: bool) -> anyhow::Result<u8> {
     let catalog = ctx.catalog()?;
+    let mut done = Vec::new();
     let chosen: Vec<String> = if names.is_empty() {
-        list_names(&catalog.layout.overlay_defs_dir())?
-            .into_iter()
-            .map(|(name, _)| name)
-            .filter(|name| load_def(&catalog, name).is_ok_and(|def| def.kind.refreshes()))
-            .collect()
+        let mut chosen = Vec::new();
+        for (name, _) in list_names(&catalog.layout.overlay_defs_dir())? {
+            match load_def(&catalog, &name) {
+                Ok(def) if def.kind.refreshes() => chosen.push(name),
+                Ok(_) => {}
+                // A definition that does not load may be one that refreshes: say so.
+                Err(err) => {
+                    eprintln!("left4mectl: overlay {name}: not refreshed: {err:#}");
+                    done.push(Refreshed {
+                        name,
+                        kind: "?",
+                        outcome: "failed".into(),
+                        error: Some(format!("{err:#}")),
+                    });
+                }
+            }
+        }
+        chosen
     } else {
         for name in names {
             check_overlay_name(name)?;
@@ -44,14 +58,13 @@ pub fn refresh(ctx: &Ctx, names: &[String], json: bool) -> anyhow::Result<u8> {
         }
         names.to_vec()
     };
-    if chosen.is_empty() && !json {
+    if chosen.is_empty() && done.is_empty() && !json {
         emit(&format!(
             "no overlay to refresh: no workshop overlay, and no script overlay with refresh = \
              \"daily\", in {}\n",
             catalog.layout.overlay_defs_dir().display()
         ))?;
     }
-    let mut done = Vec::new();
     for name in &chosen {
         let kind = load_def(&catalog, name).map_or("?", |def| def.kind.name());
         let (outcome, error) = match build::build_outcome(ctx, name, Mode::Run) {
@@ -71,7 +84,7 @@ pub fn refresh(ctx: &Ctx, names: &[String], json: bool) -> anyhow::Result<u8> {
     let failed = done.iter().filter(|r| r.error.is_some()).count();
     if json {
         emit(&format!("{}\n", serde_json::to_string_pretty(&done)?))?;
-    } else if !chosen.is_empty() {
+    } else if !done.is_empty() {
         emit(&format!(
             "refreshed {} overlay(s): {} failed\n",
             done.len(),
