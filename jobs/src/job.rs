@@ -224,6 +224,17 @@ pub struct Resolver {
     pub plan: ResolverPlan,
 }
 
+impl Resolver {
+    /// The resolver of the run `stem` (`maps-1a2b3c4d`): `<run dir>/STEM.resolv.conf`, from
+    /// the host's resolver configuration.
+    pub(crate) fn for_run(host: &Host, stem: &str) -> Resolver {
+        Resolver {
+            path: host.run_dir.join(format!("{stem}.resolv.conf")),
+            plan: read_resolver(&host.etc_resolv_conf, &host.resolved_upstream),
+        }
+    }
+}
+
 /// One run of a job, before anything on the host changed.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -243,10 +254,9 @@ impl Job {
         let output = self.output.build(&id);
         let resolver = match self.network {
             NetworkPolicy::Off => None,
-            NetworkPolicy::Public { .. } => Some(Resolver {
-                path: host.run_dir.join(format!("{}-{id}.resolv.conf", self.name)),
-                plan: read_resolver(&host.etc_resolv_conf, &host.resolved_upstream),
-            }),
+            NetworkPolicy::Public { .. } => {
+                Some(Resolver::for_run(host, &format!("{}-{id}", self.name)))
+            }
         };
         let unit = TransientUnit::new(self, &id, &output, resolver.as_ref());
         Ok(Plan {

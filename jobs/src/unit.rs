@@ -79,17 +79,39 @@ pub fn sandbox_args(job: &Job, output: &Path) -> SandboxArgs {
         user: job.sandbox_user.clone(),
         owner: job.game_user.clone(),
         profile: job.profile,
-        network: match &job.network {
-            NetworkPolicy::Off => sandbox::Network::Off,
-            NetworkPolicy::Public { ports } => sandbox::Network::Tcp {
-                ports: ports.clone(),
-            },
-        },
+        network: sandbox_network(&job.network),
         allow_exec: Vec::new(),
         lowers: Vec::new(),
         home: None,
         command: job.command.clone(),
     }
+}
+
+/// The runner's network for a job's.
+fn sandbox_network(network: &NetworkPolicy) -> sandbox::Network {
+    match network {
+        NetworkPolicy::Off => sandbox::Network::Off,
+        NetworkPolicy::Public { ports } => sandbox::Network::Tcp {
+            ports: ports.clone(),
+        },
+    }
+}
+
+/// A download: `command` in the `script` profile as the sandbox user, writing into `output`
+/// (where files land as the game user's), with `network`'s public addresses and ports through
+/// `resolver`. SteamCMD's bootstrap and workshop downloads are such jobs.
+#[derive(Debug, Clone)]
+pub(crate) struct Download<'a> {
+    pub kind: JobKind,
+    pub name: &'a str,
+    pub id: &'a str,
+    pub game_user: &'a str,
+    pub sandbox_user: &'a str,
+    pub limits: &'a Limits,
+    pub output: &'a Path,
+    pub network: &'a NetworkPolicy,
+    pub resolver: &'a Resolver,
+    pub command: Vec<OsString>,
 }
 
 /// Everything a unit is made from, whatever the job: overlay builds make it from a [`Job`]
@@ -126,6 +148,31 @@ impl TransientUnit {
             writable: vec![output],
             resolver,
             sandbox: sandbox_args(job, output),
+        })
+    }
+
+    /// The unit of `download`.
+    pub(crate) fn download(download: Download<'_>) -> Self {
+        TransientUnit::from_spec(&UnitSpec {
+            kind: download.kind,
+            name: download.name,
+            id: download.id,
+            user: download.game_user,
+            limits: download.limits,
+            network: download.network,
+            writable: vec![download.output],
+            resolver: Some(download.resolver),
+            sandbox: SandboxArgs {
+                output: download.output.to_path_buf(),
+                user: download.sandbox_user.to_owned(),
+                owner: download.game_user.to_owned(),
+                profile: Profile::Script,
+                network: sandbox_network(download.network),
+                allow_exec: Vec::new(),
+                lowers: Vec::new(),
+                home: None,
+                command: download.command,
+            },
         })
     }
 

@@ -25,7 +25,6 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use left4me_contract::Ids;
-use left4me_contract::sandbox::{Network, Profile, SandboxArgs};
 use left4me_statedir::{Dir, StateDir};
 use rustix::fs::{Mode, OFlags};
 
@@ -34,14 +33,14 @@ use super::files::beneath;
 use crate::PathIo;
 use crate::check::check_output;
 use crate::content::{self, seed};
-use crate::job::{GAME_KINDS, Host, JobKind, Limits, NetworkPolicy, Resolver, read_resolver};
+use crate::job::{GAME_KINDS, Host, JobKind, Limits, NetworkPolicy, Resolver};
 use crate::pipeline::write_resolver;
 use crate::preflight;
 use crate::progress::Progress;
 use crate::record;
 use crate::stream::Stop;
 use crate::systemd::UnitRunner;
-use crate::unit::{TransientUnit, UnitSpec};
+use crate::unit::{Download, TransientUnit};
 use crate::verdict::{Failure, Status};
 
 /// Where Debian's `steamcmd` package keeps the real files.
@@ -239,10 +238,7 @@ fn download(
     let network = NetworkPolicy::Public {
         ports: vec![443, 80],
     };
-    let resolver = Resolver {
-        path: host.run_dir.join(format!("steamcmd-{id}.resolv.conf")),
-        plan: read_resolver(&host.etc_resolv_conf, &host.resolved_upstream),
-    };
+    let resolver = Resolver::for_run(host, &format!("steamcmd-{id}"));
     let _resolv_guard = write_resolver(&resolver, &host.run_dir)?;
     // The URL is an argument of the script, never part of its text.
     let command: Vec<OsString> = [
@@ -254,28 +250,17 @@ fn download(
     ]
     .map(OsString::from)
     .to_vec();
-    let unit = TransientUnit::from_spec(&UnitSpec {
+    let unit = TransientUnit::download(Download {
         kind: KIND,
         name,
         id: &id,
-        user: &job.game_user,
+        game_user: &job.game_user,
+        sandbox_user: &job.sandbox_user,
         limits: &job.limits,
+        output: scratch.path(),
         network: &network,
-        writable: vec![scratch.path()],
-        resolver: Some(&resolver),
-        sandbox: SandboxArgs {
-            output: scratch.path().to_path_buf(),
-            user: job.sandbox_user.clone(),
-            owner: job.game_user.clone(),
-            profile: Profile::Script,
-            network: Network::Tcp {
-                ports: vec![443, 80],
-            },
-            allow_exec: Vec::new(),
-            lowers: Vec::new(),
-            home: None,
-            command,
-        },
+        resolver: &resolver,
+        command,
     });
     let recorded =
         record::run_recorded(&ledger, KIND, name, &unit, &guard, runner, stop, progress)?;

@@ -9,19 +9,18 @@
 use std::ffi::OsString;
 
 use left4me_contract::Ids;
-use left4me_contract::sandbox::{Network, Profile, SandboxArgs};
 use left4me_workshop::{Item, WorkshopId};
 
 use super::cache::{Adoption, Cache, build_name};
 use super::{WorkshopError, WorkshopJob};
-use crate::job::{Host, JobKind, NetworkPolicy, Resolver, read_resolver};
+use crate::job::{Host, JobKind, NetworkPolicy, Resolver};
 use crate::pipeline::write_resolver;
 use crate::preflight;
 use crate::progress::{Event, Progress, Seeded, Start};
 use crate::record;
 use crate::stream::Stop;
 use crate::systemd::UnitRunner;
-use crate::unit::{TransientUnit, UnitSpec};
+use crate::unit::{Download, TransientUnit};
 use crate::verdict::{Failure, Status};
 
 /// The ports a download may connect to.
@@ -103,35 +102,19 @@ pub(crate) fn download(
     let network = NetworkPolicy::Public {
         ports: PORTS.to_vec(),
     };
-    let resolver = Resolver {
-        path: host
-            .run_dir
-            .join(format!("{}-{run_id}.resolv.conf", job.name)),
-        plan: read_resolver(&host.etc_resolv_conf, &host.resolved_upstream),
-    };
+    let resolver = Resolver::for_run(host, &format!("{}-{run_id}", job.name));
     let _resolv_guard = write_resolver(&resolver, &host.run_dir)?;
-    let unit = TransientUnit::from_spec(&UnitSpec {
+    let unit = TransientUnit::download(Download {
         kind: KIND,
         name: &job.name,
         id: run_id,
-        user: &job.game_user,
+        game_user: &job.game_user,
+        sandbox_user: &job.sandbox_user,
         limits: &job.limits,
+        output: build.path(),
         network: &network,
-        writable: vec![build.path()],
-        resolver: Some(&resolver),
-        sandbox: SandboxArgs {
-            output: build.path().to_path_buf(),
-            user: job.sandbox_user.clone(),
-            owner: job.game_user.clone(),
-            profile: Profile::Script,
-            network: Network::Tcp {
-                ports: PORTS.to_vec(),
-            },
-            allow_exec: Vec::new(),
-            lowers: Vec::new(),
-            home: None,
-            command: fetch_command(missing),
-        },
+        resolver: &resolver,
+        command: fetch_command(missing),
     });
     progress.event(Event::Starting(&Start {
         unit: &unit.unit,
