@@ -17,7 +17,7 @@ use super::{
 };
 use crate::content;
 use crate::disk::{DiskGuard, room};
-use crate::job::{Host, NetworkPolicy, Resolver, read_resolver};
+use crate::job::{Host, NetworkPolicy, Resolver};
 use crate::ledger::{Ledger, LedgerStatus};
 use crate::pipeline::write_resolver;
 use crate::preflight;
@@ -301,10 +301,7 @@ impl Runner<'_, '_> {
         let network = NetworkPolicy::Public {
             ports: steam_ports(),
         };
-        let resolver = Resolver {
-            path: self.host.run_dir.join(format!("game-{id}.resolv.conf")),
-            plan: read_resolver(&self.host.etc_resolv_conf, &self.host.resolved_upstream),
-        };
+        let resolver = Resolver::for_run(self.host, &format!("game-{id}"));
         let _resolv_guard = write_resolver(&resolver, &self.host.run_dir)?;
         let unit = SteamcmdUnit {
             kind: job.action.kind(),

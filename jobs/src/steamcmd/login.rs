@@ -17,7 +17,7 @@ use super::files::GameDirs;
 use super::{GameJob, GameJobError, LEDGER_NAME, SteamcmdUnit};
 use crate::PathIo;
 use crate::content;
-use crate::job::{Host, JobKind, Limits, Resolver, read_resolver};
+use crate::job::{Host, JobKind, Limits, Resolver};
 use crate::ledger::{Ending, LedgerStatus, now_ms};
 use crate::pipeline::write_resolver;
 use crate::preflight;
@@ -108,10 +108,7 @@ pub fn login(
     })?;
     let ledger = record::open_ledger(host, KIND, LEDGER_NAME, progress)?;
     let id = content::new_build_id()?;
-    let resolver = Resolver {
-        path: host.run_dir.join(format!("login-{id}.resolv.conf")),
-        plan: read_resolver(&host.etc_resolv_conf, &host.resolved_upstream),
-    };
+    let resolver = Resolver::for_run(host, &format!("login-{id}"));
     let _resolv_guard = write_resolver(&resolver, &host.run_dir)?;
     let unit = login_unit(job, &id, Some(&resolver))?;
     let ledger_id = ledger.begin(KIND, LEDGER_NAME, &unit.unit, now_ms())?;
