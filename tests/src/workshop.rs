@@ -89,6 +89,27 @@ pub fn api_time_ms(build_output: &str) -> Option<f64> {
     })
 }
 
+/// The content job's own time from a workshop build's summary (`published in 91ms:` or
+/// `nothing published (12ms)`, as `left4me_jobs::format_duration` writes it), milliseconds.
+pub fn job_time_ms(build_output: &str) -> Option<f64> {
+    let took = build_output.lines().find_map(|line| {
+        line.split_once("published in ")
+            .and_then(|(_, rest)| rest.split(':').next())
+            .or_else(|| {
+                line.split_once("nothing published (")
+                    .and_then(|(_, rest)| rest.split(')').next())
+            })
+    })?;
+    if let Some(ms) = took.strip_suffix("ms") {
+        ms.parse().ok()
+    } else {
+        took.strip_suffix('s')?
+            .parse::<f64>()
+            .ok()
+            .map(|s| s * 1000.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +120,15 @@ mod tests {
                    resolved 200 item(s) with 3 API request(s), 12.5 ms of API round trips\n";
         assert_eq!(api_time_ms(out), Some(12.5));
         assert_eq!(api_time_ms("nothing"), None);
+    }
+
+    #[test]
+    fn reads_the_job_time() {
+        let published = "overlay x: 3 item(s); downloaded 1 file(s), 118 B; published in 91ms: …";
+        assert_eq!(job_time_ms(published), Some(91.0));
+        let unchanged = "overlay x: 200 item(s); nothing downloaded; unchanged upstream, nothing \
+                         published (1.5s)";
+        assert_eq!(job_time_ms(unchanged), Some(1500.0));
+        assert_eq!(job_time_ms("overlay x: build failed after 3ms"), None);
     }
 }

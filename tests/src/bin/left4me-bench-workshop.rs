@@ -20,7 +20,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use left4me_tests::workshop::{FakeWorkshop, api_time_ms};
+use left4me_tests::workshop::{FakeWorkshop, api_time_ms, job_time_ms};
 use left4me_tests::{BootedSystem, STATE_DIR};
 use left4me_workshop_standin::fixture::{BIG_COLLECTION, Fixture, Item};
 use left4me_workshop_standin::vpk;
@@ -63,10 +63,12 @@ fn measured(sys: &BootedSystem, ws: &FakeWorkshop<'_>, label: &str, args: &[&str
     let served = ws.file_bytes() - bytes;
     let api =
         api_time_ms(&out).ok_or_else(|| format!("no `ms of API round trips` line in:\n{out}"))?;
+    let job = job_time_ms(&out).ok_or_else(|| format!("no job time in:\n{out}"))?;
     let total = took.as_secs_f64() * 1000.0;
     println!(
-        "  {label}: {total:.0} ms in all, {api:.1} ms of API round trips, {:.0} ms beyond them; \
-         {served} bytes of files served",
+        "  {label}: {total:.0} ms in all, {api:.1} ms of API round trips, {:.0} ms beyond them \
+         ({job:.0} ms the content job: cache, download, tree, publish); {served} bytes of files \
+         served",
         total - api
     );
     Ok(served)
@@ -86,6 +88,23 @@ fn collection(sys: &BootedSystem, ws: &FakeWorkshop<'_>) -> Result<()> {
         ],
     )?;
     measured(sys, ws, "first build", &["overlay", "build", "big"])?;
+    // For scale: a verb that only reads the definition and the state file.
+    let (_, show) = ctl(sys, &["overlay", "show", "big"])?;
+    // What every good build runs after the job (`systemctl enable --now` of the timer).
+    let started = Instant::now();
+    sys.run_ok([
+        "systemctl",
+        "enable",
+        "--now",
+        "left4me-overlay-refresh.timer",
+    ])?;
+    let enable = started.elapsed();
+    println!(
+        "  for scale, through nsenter: `left4mectl overlay show big` {:.0} ms, `systemctl \
+         enable --now left4me-overlay-refresh.timer` (each good build runs it) {:.0} ms",
+        show.as_secs_f64() * 1000.0,
+        enable.as_secs_f64() * 1000.0
+    );
     let mut served = 0;
     for run in 1..=REFRESHES {
         served += measured(
