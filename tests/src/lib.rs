@@ -17,6 +17,7 @@ pub mod game_tree;
 pub mod leftovers;
 pub mod mounts;
 pub mod steam;
+pub mod workshop;
 
 pub use booted::{
     BootError, BootedSystem, Builder, DEFAULT_MASKED, GAME_USER, PEER_DEVICE, ROUTE_ADDRESS,

@@ -75,6 +75,14 @@ fn resolve_lists(catalog: &Catalog, name: &str, lists: &Lists<'_>) -> anyhow::Re
         lists.exclude,
         &mut say,
     )?;
+    // The time the API took (round trips and backoff waits): what a refresh spends beyond it
+    // is the toolkit's own (bench/workshop.sh reads this line).
+    emit(&format!(
+        "  resolved {} item(s) with {} API request(s), {:.1} ms of API round trips\n",
+        resolution.items.len(),
+        resolution.api_requests,
+        resolution.api_time.as_secs_f64() * 1000.0
+    ))?;
     for note in &resolution.notes {
         emit(&format!("  note: {note}\n"))?;
     }
@@ -276,20 +284,22 @@ fn built(name: &str, content: &Path, resolution: &Resolution, report: &WorkshopR
 
 /// `; previous content removed` or kept while instances mount it.
 fn retired_note(retired: &[Retired]) -> String {
-    let kept: Vec<String> = retired
+    let kept: Vec<&str> = retired
         .iter()
-        .filter_map(|r| match r {
-            Retired::Kept { instances, .. } => Some(instances.join(", ")),
-            Retired::Removed(_) => None,
+        .flat_map(|r| match r {
+            Retired::Kept { instances, .. } => instances.as_slice(),
+            Retired::Removed(_) => &[],
         })
+        .map(String::as_str)
         .collect();
-    if kept.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "; the previous content stays while {} mount it",
-            kept.join(", ")
-        )
+    match kept.len() {
+        0 => String::new(),
+        // One instance "mounts", several "mount" (as script builds say it).
+        n => format!(
+            "; the previous content stays while {} still mount{} it",
+            kept.join(", "),
+            if n == 1 { "s" } else { "" }
+        ),
     }
 }
 
