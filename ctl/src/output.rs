@@ -3,6 +3,7 @@
 //! arguments) and of spec errors, and times, spans and sizes.
 
 use std::io::{self, Write as _};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use left4me_spec::{OverlayRef, Resources, SpecError};
@@ -14,6 +15,25 @@ pub fn emit(text: &str) -> io::Result<()> {
         Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
     }
+}
+
+/// Where [`progress`] writes: stderr once set.
+static PROGRESS_TO_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// Sends [`progress`] to stderr from now on: a verb whose stdout is JSON (`overlay refresh
+/// --json`) keeps the running commentary of the jobs it runs off it.
+pub fn progress_to_stderr() {
+    PROGRESS_TO_STDERR.store(true, Ordering::Relaxed);
+}
+
+/// Writes a long job's running commentary (its plan, output lines, verdict): stdout, like
+/// [`emit`], or stderr after [`progress_to_stderr`].
+pub fn progress(text: &str) -> io::Result<()> {
+    if !PROGRESS_TO_STDERR.load(Ordering::Relaxed) {
+        return emit(text);
+    }
+    let mut err = io::stderr().lock();
+    err.write_all(text.as_bytes()).and_then(|()| err.flush())
 }
 
 /// A table with a header row; columns are separated by two spaces and the last one is not

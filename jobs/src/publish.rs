@@ -148,6 +148,27 @@ pub enum Retired {
 /// Deletes the old content dirs of the overlay that no mount made before their swap still
 /// uses. `runtime` is `<state_dir>/runtime`.
 pub fn retire(overlays: &Overlays, runtime: &Path) -> Result<Vec<Retired>, PublishError> {
+    judge_retirement(overlays, runtime, true)
+}
+
+/// What [`retire`] would do, doing nothing: the entries of `overlays/` it would remove.
+pub fn retirable(overlays: &Overlays, runtime: &Path) -> Result<Vec<String>, PublishError> {
+    Ok(judge_retirement(overlays, runtime, false)?
+        .into_iter()
+        .filter_map(|r| match r {
+            Retired::Removed(path) => Some(path.file_name()?.to_string_lossy().into_owned()),
+            Retired::Kept { .. } => None,
+        })
+        .collect())
+}
+
+/// Each old content dir of the overlay, judged: removed (when `remove`; else only said) when
+/// no mount made before its swap uses it, kept otherwise.
+fn judge_retirement(
+    overlays: &Overlays,
+    runtime: &Path,
+    remove: bool,
+) -> Result<Vec<Retired>, PublishError> {
     let (_, olds) = overlays.leftovers()?;
     if olds.is_empty() {
         return Ok(Vec::new());
@@ -169,7 +190,9 @@ pub fn retire(overlays: &Overlays, runtime: &Path) -> Result<Vec<Retired>, Publi
         instances.dedup();
         let path = overlays.path(&old);
         if instances.is_empty() {
-            overlays.remove(&old)?;
+            if remove {
+                overlays.remove(&old)?;
+            }
             done.push(Retired::Removed(path));
         } else {
             done.push(Retired::Kept { path, instances });

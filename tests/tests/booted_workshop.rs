@@ -471,6 +471,10 @@ fn booted_workshop_build_run_refresh_gc() -> Result<()> {
     );
     let gc: Value = serde_json::from_str(&ctl_ok(&sys, &["overlay", "gc", "--json"])?)?;
     eprintln!("left4me workshop: gc: {gc:#}");
+    ensure!(
+        dry["removed"] == gc["removed"] && dry["retired"] == gc["retired"],
+        "the dry run said otherwise: {dry:#}"
+    );
     let removed: Vec<&str> = gc["removed"]
         .as_array()
         .map(|r| r.iter().filter_map(|f| f["path"].as_str()).collect())

@@ -56,6 +56,9 @@ pub struct GcReport {
     pub removed: Vec<(PathBuf, u64)>,
     /// `ID/` dirs left empty.
     pub removed_dirs: Vec<PathBuf>,
+    /// Old overlay content no instance mounted any more, retired first (the files only it
+    /// linked are among `removed`).
+    pub retired: Vec<PathBuf>,
     /// Build dirs and incoming files of runs that never ended.
     pub stale: Vec<PathBuf>,
     /// The cache files that stay (linked by some tree) and their bytes.
@@ -324,7 +327,7 @@ impl Cache {
 
     /// Removes every cache file no tree links (link count 1), the `ID/` dirs left empty and
     /// stale build and incoming entries; with `dry_run`, only says what it would remove.
-    pub fn gc(&self, dry_run: bool) -> Result<GcReport, CacheError> {
+    pub fn gc(&self, dry_run: bool, released: &super::Links) -> Result<GcReport, CacheError> {
         let mut report = GcReport {
             stale: self.clear_stale(dry_run)?,
             dry_run,
@@ -359,7 +362,8 @@ impl Cache {
                     left -= 1;
                     continue;
                 };
-                if stat.kind == FileType::RegularFile && stat.nlink == 1 {
+                let dropped = released.get(&(stat.dev, stat.ino)).copied().unwrap_or(0);
+                if stat.kind == FileType::RegularFile && stat.nlink.saturating_sub(dropped) == 1 {
                     if !dry_run {
                         item_dir.remove_file(&name)?;
                     }

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod download;
 pub mod tree;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -237,7 +238,8 @@ fn publish_tree(
 
 /// Removes what the workshop cache holds that no overlay content uses: first the old content
 /// of every overlay no mount uses is retired (overlays busy with a build are skipped), then
-/// [`Cache::gc`]. Holds the cache's lock. Nothing is removed with `dry_run`.
+/// [`Cache::gc`]. Holds the cache's lock. Nothing is removed with `dry_run`: the report says
+/// what would be, counting the links the retirement would drop.
 pub fn gc(state_dir: &Path, host: &Host, dry_run: bool) -> Result<GcReport, WorkshopError> {
     let _cache_lock = Lock::take(&host.locks_dir, Subject::WorkshopCache, false)?;
     let Some(cache) = Cache::open(state_dir, false)? else {
@@ -246,17 +248,28 @@ pub fn gc(state_dir: &Path, host: &Host, dry_run: bool) -> Result<GcReport, Work
             ..GcReport::default()
         });
     };
-    if !dry_run {
-        retire_all(state_dir, host)?;
-    }
-    Ok(cache.gc(dry_run)?)
+    let mut released = Links::new();
+    let retired = retire_all(state_dir, host, dry_run, &mut released)?;
+    let mut report = cache.gc(dry_run, &released)?;
+    report.retired = retired;
+    Ok(report)
 }
 
-/// Retires the old content of every overlay that has some, under each overlay's lock.
-fn retire_all(state_dir: &Path, host: &Host) -> Result<(), WorkshopError> {
+/// Hard links by file (device, inode): those a dry run's retirement would drop.
+pub type Links = HashMap<(u64, u64), u64>;
+
+/// Retires the old content of every overlay that has some, under each overlay's lock; with
+/// `dry_run` removes nothing and counts in `released` the item links of the old trees it would
+/// remove. The old content dirs retired (or, dry, to be).
+fn retire_all(
+    state_dir: &Path,
+    host: &Host,
+    dry_run: bool,
+    released: &mut Links,
+) -> Result<Vec<PathBuf>, WorkshopError> {
     let state = left4me_statedir::StateDir::open(state_dir)?;
     let Some(overlays) = state.dir().open_dir_if_exists("overlays")? else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let mut names: Vec<String> = overlays
         .entries()?
@@ -270,6 +283,7 @@ fn retire_all(state_dir: &Path, host: &Host) -> Result<(), WorkshopError> {
         .collect();
     names.sort();
     names.dedup();
+    let mut retired = Vec::new();
     for name in names {
         let dirs = OverlayDirs::new(state_dir, &name);
         let lock = match dirs.lock(&host.locks_dir) {
@@ -277,12 +291,24 @@ fn retire_all(state_dir: &Path, host: &Host) -> Result<(), WorkshopError> {
             Err(err) if err.is_busy() => continue,
             Err(err) => return Err(err.into()),
         };
-        if let Some(overlays) = dirs.open(false)? {
-            publish::retire(&overlays, &host.runtime_root)?;
+        let Some(overlays) = dirs.open(false)? else {
+            continue;
+        };
+        if dry_run {
+            for old in publish::retirable(&overlays, &host.runtime_root)? {
+                tree::count_links(&overlays, &old, released)?;
+                retired.push(overlays.path(&old));
+            }
+        } else {
+            for done in publish::retire(&overlays, &host.runtime_root)? {
+                if let Retired::Removed(path) = done {
+                    retired.push(path);
+                }
+            }
         }
         drop(lock);
     }
-    Ok(())
+    Ok(retired)
 }
 
 #[cfg(test)]

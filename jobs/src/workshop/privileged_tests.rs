@@ -434,7 +434,8 @@ fn privileged_a_cache_dir_not_roots_or_a_link_is_refused() {
 }
 
 #[test]
-fn privileged_ten_overlays_share_one_copy_and_an_unchanged_refresh_of_200_items_is_quick() {
+fn privileged_ten_overlays_share_one_copy_and_an_unchanged_refresh_of_200_items_downloads_nothing()
+{
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let fx = Fixture::new("share");
     let items: Vec<Item> = (0..200).map(|n| item(400 + n, 7000 + n, 64)).collect();
@@ -461,4 +462,41 @@ fn privileged_ten_overlays_share_one_copy_and_an_unchanged_refresh_of_200_items_
     assert_eq!(report.outcome, Outcome::Unchanged);
     // Speed is the benchmark's (bench/workshop.sh), not a test's.
     assert_eq!((report.cached, report.bytes_downloaded), (200, 0));
+}
+
+#[test]
+fn privileged_gc_dry_run_counts_what_retiring_old_content_would_free() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let fx = Fixture::new("gc-dry");
+    let a1 = item(401, 1, 32);
+    let a2 = item(401, 2, 40);
+    let runner = RecordingRunner::new(fetch_all(&[&a1]));
+    assert_eq!(
+        fx.run(std::slice::from_ref(&a1), &runner).outcome,
+        Outcome::Published
+    );
+    let runner = RecordingRunner::new(fetch_all(&[&a2]));
+    assert_eq!(
+        fx.run(std::slice::from_ref(&a2), &runner).outcome,
+        Outcome::Published
+    );
+    // Old content a stopped instance had mounted (a publish retires it when it can; this one
+    // is put back by hand): A1's only other link.
+    let old = fx.state.join("overlays/.maps.old-0badc0de");
+    fs::create_dir_all(old.join("left4dead2/addons")).unwrap();
+    fs::hard_link(fx.cache_file(&a1), old.join("left4dead2/addons/401.vpk")).unwrap();
+
+    let dry = gc(&fx.state, &fx.host, true).unwrap();
+    assert_eq!(dry.removed, vec![(fx.cache_file(&a1), 32)]);
+    assert_eq!(dry.retired, vec![old.clone()]);
+    assert!(
+        old.exists() && fx.cache_file(&a1).exists(),
+        "a dry run removes nothing"
+    );
+
+    let done = gc(&fx.state, &fx.host, false).unwrap();
+    assert_eq!(done.removed, dry.removed, "the dry run said what gc does");
+    assert_eq!(done.retired, dry.retired);
+    assert!(!old.exists() && !fx.cache_file(&a1).exists());
+    assert!(fx.cache_file(&a2).exists());
 }

@@ -75,6 +75,22 @@ pub(crate) fn listing(content: &Dir) -> Result<Option<Listing>, WorkshopError> {
     Ok(Some(listing))
 }
 
+/// Counts in `links` the files of the old content `old` (an entry of `overlays/`) when it is a
+/// workshop tree: the links its removal would drop.
+pub(crate) fn count_links(
+    overlays: &Overlays,
+    old: &str,
+    links: &mut super::Links,
+) -> Result<(), WorkshopError> {
+    let Some(dir) = overlays.dir().open_dir_if_exists(old)? else {
+        return Ok(());
+    };
+    for file in listing(&dir)?.into_iter().flat_map(|l| l.into_values()) {
+        *links.entry(file).or_default() += 1;
+    }
+    Ok(())
+}
+
 /// `dir/name` opened, when it is the only entry of `dir` and a real directory.
 fn only_dir(dir: &Dir, name: &str) -> Result<Option<Dir>, WorkshopError> {
     let entries = dir.entries()?;

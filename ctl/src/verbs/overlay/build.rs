@@ -7,7 +7,6 @@
 //! invocation, the disk guard, the output check, the publish and the ledger are the library's.
 
 use std::ffi::OsString;
-use std::io::Write as _;
 
 use left4me_jobs::pipeline::JobError;
 use left4me_jobs::unit::{MAX_ARG_BYTES, escape_for_exec};
@@ -20,7 +19,7 @@ use left4me_spec::{OverlayKind, Refresh};
 use super::{self as overlay, check_overlay_name, format_utc_ms, read_ledger, workshop};
 use crate::Ctx;
 use crate::error::{EXIT_OK, UsageError};
-use crate::output::{emit, fields, shell_quote, table};
+use crate::output::{emit, fields, progress, shell_quote, table};
 use crate::systemd;
 
 /// What `overlay build` should do.
@@ -90,10 +89,10 @@ pub(crate) fn build_outcome(ctx: &Ctx, name: &str, mode: Mode) -> anyhow::Result
 fn finish_workshop(built: &workshop::Built) -> anyhow::Result<String> {
     match built.outcome {
         "failed" => return Err(anyhow::anyhow!("{}", built.summary)),
-        "dry-run" => emit(&format!("{}\n", built.summary))?,
+        "dry-run" => progress(&format!("{}\n", built.summary))?,
         _ => {
             let timer = enable_refresh_timer();
-            emit(&format!("{}{timer}\n", built.summary))?;
+            progress(&format!("{}{timer}\n", built.summary))?;
         }
     }
     Ok(built.outcome.to_owned())
@@ -189,7 +188,7 @@ fn build_script(
     if *refresh == Refresh::Daily {
         let timer = enable_refresh_timer();
         if !timer.is_empty() {
-            emit(&format!("overlay {name}: refresh = \"daily\"{timer}\n"))?;
+            progress(&format!("overlay {name}: refresh = \"daily\"{timer}\n"))?;
         }
     }
     Ok(code)
@@ -319,7 +318,7 @@ fn verdict(name: &str, report: &Report) -> anyhow::Result<u8> {
     } else {
         format!("; previous content {}", previous.join(", "))
     };
-    emit(&format!(
+    progress(&format!(
         "overlay {name}: built in {took}; {current} holds the new content{previous}; running \
          instances see it after their next restart\n"
     ))?;
@@ -394,12 +393,7 @@ impl Progress for Printer<'_> {
             }
             Event::OldContentRemoved(path) => format!("removed old content {}\n", path.display()),
             Event::Starting(start) => self.header(start),
-            Event::Line { at, text } => {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "[{:>7.1}s] {text}", at.as_secs_f64());
-                let _ = out.flush();
-                return;
-            }
+            Event::Line { at, text } => format!("[{:>7.1}s] {text}\n", at.as_secs_f64()),
             Event::Stopping { signal, unit } => {
                 eprintln!("left4mectl: signal {signal}: stopping {unit}");
                 return;
@@ -410,6 +404,6 @@ impl Progress for Printer<'_> {
             }
         };
         // A closed stdout does not stop the build; its outcome is in the ledger.
-        let _ = emit(&text);
+        let _ = progress(&text);
     }
 }

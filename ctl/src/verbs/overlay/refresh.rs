@@ -10,7 +10,7 @@ use super::build::{self, Mode};
 use super::{check_overlay_name, load_def};
 use crate::Ctx;
 use crate::error::{EXIT_OK, EXIT_RUNTIME, UsageError};
-use crate::output::emit;
+use crate::output::{self, emit};
 
 /// One overlay's refresh, for `--json`.
 #[derive(Debug, Serialize)]
@@ -26,6 +26,9 @@ struct Refreshed {
 /// `overlay refresh [NAME…] [--json]`.
 pub fn refresh(ctx: &Ctx, names: &[String], json: bool) -> anyhow::Result<u8> {
     let catalog = ctx.catalog()?;
+    if json {
+        output::progress_to_stderr();
+    }
     let mut done = Vec::new();
     let chosen: Vec<String> = if names.is_empty() {
         let mut chosen = Vec::new();

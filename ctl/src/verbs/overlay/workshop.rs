@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::build::Printer;
 use crate::Ctx;
 use crate::error::{EXIT_OK, UsageError};
-use crate::output::{emit, format_utc, table};
+use crate::output::{emit, format_utc, progress, table};
 
 /// The download unit's limits: curl needs little; a large collection takes its time.
 fn download_limits() -> Limits {
@@ -59,14 +59,14 @@ pub struct Lists<'a> {
 fn resolve_lists(catalog: &Catalog, name: &str, lists: &Lists<'_>) -> anyhow::Result<Resolution> {
     let api =
         Api::http(&catalog.host.steam_web_api)?.with_retry_notice(|line| eprintln!("  {line}"));
-    emit(&format!(
+    progress(&format!(
         "overlay {name}: resolving {} item(s) and {} collection(s) with {}\n",
         lists.items.len(),
         lists.collections.len(),
         api.base()
     ))?;
     let mut say = |line: &str| {
-        let _ = emit(&format!("  {line}\n"));
+        let _ = progress(&format!("  {line}\n"));
     };
     let resolution = resolve(
         &api,
@@ -77,14 +77,14 @@ fn resolve_lists(catalog: &Catalog, name: &str, lists: &Lists<'_>) -> anyhow::Re
     )?;
     // The time the API took (round trips and backoff waits): what a refresh spends beyond it
     // is the toolkit's own (bench/workshop.sh reads this line).
-    emit(&format!(
+    progress(&format!(
         "  resolved {} item(s) with {} API request(s), {:.1} ms of API round trips\n",
         resolution.items.len(),
         resolution.api_requests,
         resolution.api_time.as_secs_f64() * 1000.0
     ))?;
     for note in &resolution.notes {
-        emit(&format!("  note: {note}\n"))?;
+        progress(&format!("  note: {note}\n"))?;
     }
     for item in resolution.items.iter().filter(|i| !i.state.is_ok()) {
         eprintln!(
@@ -188,7 +188,7 @@ fn plan(
     }
     let bytes: u64 = missing.iter().map(|i| i.file_size).sum();
     for item in &missing {
-        emit(&format!(
+        progress(&format!(
             "  would download {} \"{}\" ({})\n",
             item.id,
             shown(&item.title),
@@ -362,6 +362,8 @@ struct GcJson {
     removed_dirs: Vec<String>,
     /// Leftovers of interrupted downloads.
     stale: Vec<String>,
+    /// Old overlay content no instance mounts any more, retired first.
+    retired: Vec<String>,
     /// The cache files that stay, linked by some overlay.
     kept_files: u64,
     kept_bytes: u64,
@@ -390,6 +392,7 @@ impl From<&GcReport> for GcJson {
             removed_bytes: report.removed_bytes(),
             removed_dirs: paths(&report.removed_dirs),
             stale: paths(&report.stale),
+            retired: paths(&report.retired),
             kept_files: report.kept.files,
             kept_bytes: report.kept.bytes,
         }
@@ -419,6 +422,12 @@ pub fn gc(ctx: &Ctx, dry_run: bool, json: bool) -> anyhow::Result<u8> {
         return Ok(EXIT_OK);
     }
     let verb = if dry_run { "would remove" } else { "removed" };
+    for path in &report.retired {
+        emit(&format!(
+            "{verb} {} (old content no instance mounts any more)\n",
+            path.display()
+        ))?;
+    }
     for (path, bytes) in &report.removed {
         emit(&format!(
             "{verb} {} ({})\n",
