@@ -7,8 +7,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use left4me_workshop::api::wire::{MAX_FILE_SIZE, check_url};
-use left4me_workshop::api::{Api, Response, RetryPolicy, Transport, TransportError};
-use left4me_workshop::resolve::{MAX_DEPTH, MAX_ITEMS, resolve};
+use left4me_workshop::api::{Api, BATCH, Response, RetryPolicy, Transport, TransportError};
+use left4me_workshop::resolve::{MAX_COLLECTIONS, MAX_DEPTH, MAX_ITEMS, resolve};
 use left4me_workshop::{ItemState, WorkshopId};
 
 /// The items the target asks about (a repeat included: the client asks once).
@@ -19,9 +19,11 @@ const COLLECTIONS: &[WorkshopId] = &[10, 20, 10];
 const EXCLUDE: &[WorkshopId] = &[3, 30];
 /// Tries per request: the first and two retries.
 const ATTEMPTS: u32 = 3;
-/// The most requests one resolution may send: a collection request per level and an item
-/// request per batch, each tried [`ATTEMPTS`] times.
-const MAX_REQUESTS: u32 = (MAX_DEPTH + (MAX_ITEMS / 100) as u32 + 1) * ATTEMPTS;
+/// The most requests one resolution may send: a batch of collections per level and one more
+/// per [`BATCH`] collections followed, a batch of items per [`BATCH`] items, each tried
+/// [`ATTEMPTS`] times.
+const MAX_REQUESTS: u32 =
+    (MAX_DEPTH + (MAX_COLLECTIONS / BATCH) as u32 + (MAX_ITEMS / BATCH) as u32 + 1) * ATTEMPTS;
 
 /// The status of the first answer, picked by bits 2–3 of the first byte; later answers are 200.
 const FIRST_STATUS: [u16; 4] = [200, 429, 503, 404];
@@ -41,7 +43,11 @@ impl Transport for Replay {
             url.starts_with("http://steam.test/ISteamRemoteStorage/"),
             "{url}"
         );
-        assert!(form.len() <= 101, "{} ids in one request", form.len() - 1);
+        assert!(
+            form.len() <= BATCH + 1,
+            "{} ids in one request",
+            form.len() - 1
+        );
         let n = self.sent.get();
         self.sent.set(n + 1);
         let index = (n as usize).min(self.bodies.len() - 1);
