@@ -100,18 +100,32 @@ pub fn workshop_answer(data: &[u8]) {
         transport.sent.set(0);
         let api = api();
         if let Ok(r) = resolve(&api, ITEMS, COLLECTIONS, EXCLUDE, &mut |_| {}) {
+            // Every item was asked for, explicitly or by a collection followed, and is not
+            // excluded; every collection was followed once, within the caps.
+            let listed: HashSet<WorkshopId> = ITEMS
+                .iter()
+                .chain(r.collections.iter().flat_map(|c| &c.items))
+                .copied()
+                .collect();
             let mut seen = HashSet::new();
             for item in &r.items {
                 assert!(seen.insert(item.id), "item {} twice", item.id);
                 assert!(!EXCLUDE.contains(&item.id), "excluded item {}", item.id);
+                assert!(
+                    listed.contains(&item.id),
+                    "item {} asked by no one",
+                    item.id
+                );
                 check_item(item);
             }
             assert!(r.items.len() <= MAX_ITEMS);
-            assert!(
-                r.collections
-                    .iter()
-                    .all(|c| (1..=MAX_DEPTH).contains(&c.depth))
-            );
+            let mut followed = HashSet::new();
+            for c in &r.collections {
+                assert!(followed.insert(c.id), "collection {} twice", c.id);
+                assert!((1..=MAX_DEPTH).contains(&c.depth));
+                assert!(!EXCLUDE.contains(&c.id), "excluded collection {}", c.id);
+            }
+            assert!(r.collections.len() <= MAX_COLLECTIONS);
             assert_eq!(r.api_requests, transport.sent.get());
         }
         assert!(
