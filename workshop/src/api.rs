@@ -12,7 +12,7 @@ mod http;
 pub mod wire;
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -92,6 +92,10 @@ pub enum ApiError {
     Refused { url: String, result: i64 },
     #[error("the overlay resolves to more than {limit} items: split it into several overlays")]
     TooManyItems { limit: usize },
+    #[error(
+        "the overlay's collections include more than {limit} collections: split it into several overlays"
+    )]
+    TooManyCollections { limit: usize },
 }
 
 /// How often and how patiently a transient failure is retried.
@@ -295,7 +299,10 @@ impl Api {
             let entries = answer
                 .into_entries()
                 .ok_or_else(|| garbage(&url, &format!("no {}", A::LIST_KEY)))?;
-            found.extend(entries);
+            // Only what this request asked: an entry for another id is not an answer about it,
+            // and keeping it would let every batch's answer pile up in memory.
+            let asked: HashSet<WorkshopId> = batch.iter().copied().collect();
+            found.extend(entries.into_iter().filter(|(id, _)| asked.contains(id)));
         }
         Ok(found)
     }
@@ -372,7 +379,7 @@ fn garbage(url: &str, reason: &str) -> ApiError {
 
 /// `ids` without repeats, in first-seen order.
 fn distinct(ids: &[WorkshopId]) -> Vec<WorkshopId> {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     ids.iter().copied().filter(|id| seen.insert(*id)).collect()
 }
 

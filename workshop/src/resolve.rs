@@ -2,7 +2,7 @@
 //! is made of, each with its state (WORKSHOP-DESIGN step 2).
 //!
 //! Collections are followed breadth-first, level by level (one batched request per level), to
-//! at most [`MAX_DEPTH`] levels; a visited set follows each collection once, so a cycle or a
+//! at most [`MAX_DEPTH`] levels and [`MAX_COLLECTIONS`] collections; a visited set follows each collection once, so a cycle or a
 //! collection included twice is noted, not an error. The items are the explicit items, then
 //! the collections' items in the order the levels and their children give, without repeats,
 //! without the `exclude`d ids (which also stops a nested collection from being followed).
@@ -20,6 +20,10 @@ pub const MAX_DEPTH: u32 = 16;
 
 /// The most items one overlay resolves to.
 pub const MAX_ITEMS: usize = 10_000;
+
+/// The most collections one overlay follows (its own and the nested ones): without a cap, a
+/// level of collections naming a million others would be asked about, level after level.
+pub const MAX_COLLECTIONS: usize = 1_000;
 
 /// What an overlay's definition resolved to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +85,7 @@ pub fn resolve(
             level.push(id);
         }
     }
+    check_caps(&wanted, &visited)?;
     let mut depth = 1;
     while !level.is_empty() {
         if depth > MAX_DEPTH {
@@ -128,9 +133,7 @@ pub fn resolve(
                     ));
                 }
             }
-            if wanted.order.len() > MAX_ITEMS {
-                return Err(ApiError::TooManyItems { limit: MAX_ITEMS });
-            }
+            check_caps(&wanted, &visited)?;
             infos.push(info);
         }
         level = next;
@@ -163,6 +166,19 @@ pub fn resolve(
         api_requests: after.requests - before.requests,
         api_time: after.time.saturating_sub(before.time),
     })
+}
+
+/// Fails when the items wanted or the collections to follow are more than the caps allow.
+fn check_caps(wanted: &Wanted, visited: &HashSet<WorkshopId>) -> Result<(), ApiError> {
+    if wanted.order.len() > MAX_ITEMS {
+        return Err(ApiError::TooManyItems { limit: MAX_ITEMS });
+    }
+    if visited.len() > MAX_COLLECTIONS {
+        return Err(ApiError::TooManyCollections {
+            limit: MAX_COLLECTIONS,
+        });
+    }
+    Ok(())
 }
 
 /// The items wanted so far, in first-seen order.
@@ -298,5 +314,32 @@ mod tests {
         steam.collection(5, &children);
         let err = resolve(&steam.api(), &[], &[5], &[], &mut |_| {}).unwrap_err();
         assert!(err.to_string().contains("more than 10000 items"), "{err}");
+    }
+
+    #[test]
+    fn too_many_collections_is_an_error_before_they_are_asked() {
+        // Found reviewing the workshop_answer fuzz target: nested collections had no cap but
+        // depth, so one answer naming thousands of collections made thousands of requests.
+        let steam = FakeSteam::new();
+        let children: Vec<(u64, i64)> =
+            (1..=MAX_COLLECTIONS as u64).map(|id| (5 + id, 2)).collect();
+        steam.collection(5, &children);
+        let err = resolve(&steam.api(), &[], &[5], &[], &mut |_| {}).unwrap_err();
+        assert!(
+            err.to_string().contains("more than 1000 collections"),
+            "{err}"
+        );
+        assert_eq!(steam.requests().len(), 1);
+        let top: Vec<u64> = (1..=MAX_COLLECTIONS as u64 + 1).collect();
+        let err = resolve(&steam.api(), &[], &top, &[], &mut |_| {}).unwrap_err();
+        assert!(
+            matches!(err, ApiError::TooManyCollections { limit: 1000 }),
+            "{err:?}"
+        );
+        assert_eq!(
+            steam.requests().len(),
+            1,
+            "no request for the second resolution"
+        );
     }
 }

@@ -6,11 +6,15 @@
 
 #![forbid(unsafe_code)]
 
+mod workshop_answer;
+
 use std::path::Path;
 
 use left4me_a2s as a2s;
 use left4me_rcon as rcon;
 use left4me_spec::{Blueprint, HostConfig, Instance, InstanceFile, OverlayDef};
+
+pub use workshop_answer::workshop_answer;
 
 /// A fuzz target's entry point.
 pub type Target = fn(&[u8]);
@@ -20,6 +24,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("spec_catalog", spec_catalog),
     ("a2s_reply", a2s_reply),
     ("rcon_stream", rcon_stream),
+    ("workshop_answer", workshop_answer),
 ];
 
 /// Splits `data` at the first `sep` byte: `(before, after)`, `after` empty when there is none.

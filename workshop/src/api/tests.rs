@@ -79,6 +79,31 @@ fn an_item_the_answer_leaves_out_has_no_file() {
 }
 
 #[test]
+fn an_entry_for_an_id_the_request_did_not_ask_is_ignored() {
+    // Found by the workshop_answer fuzz target's review: each batch's answer was kept whole, so
+    // an answer to batch 1 could describe an item of batch 2 (which its own answer left out),
+    // and entries nobody asked for piled up in memory batch after batch.
+    let steam = FakeSteam::new();
+    steam.then(Scripted::Status(
+        200,
+        r#"{"response":{"result":1,"publishedfiledetails":[{"publishedfileid":"101","result":1,
+            "consumer_app_id":550,"file_url":"https://a/b","hcontent_file":"7","file_size":1}]}}"#,
+    ));
+    steam.then(Scripted::Status(
+        200,
+        r#"{"response":{"result":1,"publishedfiledetails":[]}}"#,
+    ));
+    let ids: Vec<WorkshopId> = (1..=101).collect();
+    let items = steam.api().file_details(&ids).unwrap();
+    assert_eq!(steam.requests().len(), 2);
+    assert!(
+        matches!(&items[100].state, ItemState::NoFile { reason } if reason.contains("does not describe")),
+        "{:?}",
+        items[100]
+    );
+}
+
+#[test]
 fn collection_details_reads_children_and_non_collections() {
     let steam = FakeSteam::new();
     steam.collection(10, &[(1, 0), (20, 2), (2, 0)]);
