@@ -84,10 +84,20 @@ pub fn output(program: &str, args: &[&str]) -> Result<Output, SystemdError> {
         })
 }
 
-/// Enables and starts `timer` when systemd runs: `; TIMER WHAT`, for the caller's message, or
-/// nothing (a failure is a warning: the work it follows is done).
+/// Enables and starts `timer` when systemd runs and it is not on yet: `; TIMER WHAT`, for the
+/// caller's message, or nothing (a failure is a warning: the work it follows is done).
 pub fn enable_timer(timer: &str, what: &str) -> String {
     if !systemd_running() {
+        return String::new();
+    }
+    // One query is cheaper than an enable that changes nothing (a refresh runs it nightly).
+    let on =
+        systemctl(&["show", "-p", "UnitFileState,ActiveState", "--", timer]).is_ok_and(|out| {
+            let text = String::from_utf8_lossy(&out.stdout);
+            text.lines().any(|l| l == "UnitFileState=enabled")
+                && text.lines().any(|l| l == "ActiveState=active")
+        });
+    if on {
         return String::new();
     }
     match systemctl(&["enable", "--now", timer]) {

@@ -60,6 +60,8 @@ pub enum Seeded {
     From { dir: PathBuf, stats: CopyStats },
     /// Nothing: there is no content yet.
     Empty,
+    /// Nothing: a download dir, filled with only what is missing (workshop items).
+    Fresh,
 }
 
 /// Something the operator should know that does not change the job's outcome.

@@ -158,6 +158,17 @@ fn first_build(sys: &BootedSystem, ws: &FakeWorkshop<'_>) -> Result<()> {
         );
     }
     ensure!(out.contains("3 item(s), 3 left out"), "{out}");
+    // The first good build turns the nightly refresh on.
+    ensure!(
+        out.contains("left4me-overlay-refresh.timer refreshes it nightly"),
+        "{out}"
+    );
+    ensure!(
+        sys.run_stdout(["systemctl", "is-enabled", "left4me-overlay-refresh.timer"])?
+            .trim()
+            == "enabled",
+        "the refresh timer is not enabled"
+    );
     ensure!(out.contains("downloaded 3 file(s)"), "{out}");
     ensure!(
         ws.file_requests() == 3,

@@ -119,7 +119,7 @@ pub(crate) fn download(
     progress.event(Event::Starting(&Start {
         unit: &unit.unit,
         output: build.path(),
-        seeded: &Seeded::Empty,
+        seeded: &Seeded::Fresh,
         network: &network,
         resolver: Some(&resolver.plan),
         limits: &job.limits,

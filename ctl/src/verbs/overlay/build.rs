@@ -346,6 +346,7 @@ impl<'a> Printer<'a> {
                 format_bytes(stats.bytes)
             ),
             Seeded::Empty => "empty: the overlay has no content yet".to_owned(),
+            Seeded::Fresh => "empty: only the items the cache lacks are downloaded".to_owned(),
         };
         let network = match start.network {
             NetworkPolicy::Public { ports } => {
