@@ -19,6 +19,9 @@ use left4me_a2s::A2sClient;
 use left4me_steamcmd_standin::{Depot, DepotFile};
 use left4me_tests::BootedSystem;
 use left4me_tests::steam::{FakeSteam, base_files};
+use left4me_tests::workshop::FakeWorkshop;
+use left4me_workshop_standin::fixture::Fixture;
+use left4me_workshop_standin::fixture::standard::{COLLECTION, OK_1};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -27,7 +30,7 @@ struct Demo {
     step: Cell<usize>,
 }
 
-const STEPS: usize = 10;
+const STEPS: usize = 11;
 
 /// The stand-in Steam's builds: the first install and the update.
 const BUILD_A: u64 = 9_000_001;
@@ -71,7 +74,7 @@ impl Demo {
         Ok((text, out.status.success()))
     }
 
-    fn write(&self, inside: &str, text: &str) -> Result<()> {
+    fn write(&self, inside: &str, text: impl AsRef<[u8]>) -> Result<()> {
         let path = self.sys.host_path(inside);
         std::fs::create_dir_all(path.parent().unwrap())?;
         std::fs::write(&path, text)?;
@@ -144,7 +147,7 @@ fn demo() -> Result<()> {
     )?;
     demo.write(
         "/var/lib/left4me/overlays/maps/left4dead2/addons/custom_campaign.vpk",
-        "not really a vpk",
+        left4me_workshop_standin::vpk::build(&[("missions/custom_campaign.txt", b"a map")]),
     )?;
     // The content is the game user's, as a build publishes it; overlays/ stays root's.
     demo.sys.run_ok([
@@ -281,6 +284,39 @@ fn demo() -> Result<()> {
     control(&demo, "coop1", "players 0")?;
     demo.show(&["left4mectl", "restart", "coop1", "--when-empty"])?;
     demo.show(&["left4mectl", "list"])?;
+
+    demo.say(
+        "Workshop campaigns: an item and a collection (with a nested one) resolved with a \
+         stand-in Steam Web API, downloaded in the sandbox into the cache, linked into coop2; \
+         then the item is updated upstream and the nightly refresh picks it up",
+    );
+    let workshop = FakeWorkshop::start(&demo.sys, Fixture::standard())?;
+    let (item, collection) = (OK_1.to_string(), COLLECTION.to_string());
+    demo.show(&[
+        "left4mectl",
+        "overlay",
+        "create",
+        "campaigns",
+        "--workshop",
+        &item,
+        "--collection",
+        &collection,
+    ])?;
+    demo.show(&["left4mectl", "overlay", "build", "campaigns"])?;
+    demo.show(&["left4mectl", "overlay", "show", "campaigns"])?;
+    demo.show(&[
+        "left4mectl",
+        "set",
+        "coop2",
+        "overlays=[\"overlays/campaigns\"]",
+    ])?;
+    demo.show(&["left4mectl", "restart", "coop2"])?;
+    demo.show(&["left4mectl", "rcon", "coop2", "left4me_addons"])?;
+    workshop.update_item(OK_1);
+    println!("    item {OK_1} gets a new version upstream:");
+    demo.show(&["left4mectl", "overlay", "refresh"])?;
+    demo.show(&["left4mectl", "list"])?;
+    drop(workshop);
 
     demo.say("Stopping everything: the overlays are unmounted as the units stop");
     demo.show(&["left4mectl", "stop", "coop1"])?;
