@@ -9,9 +9,9 @@
 //!   the API round-trip time the build reports (`resolved … ms of API round trips`), the time
 //!   beyond it (what the toolkit itself spends: cache checks, the tree, the comparison, the
 //!   state file), and the bytes of files the stand-in served (an unchanged refresh: none).
-//! - **(b) ten workshop overlays sharing the same 50 items** (256 KiB each): the disk the
-//!   cache and the ten overlays take together (`du`, hard links counted once) against the
-//!   items' own bytes, as a ratio; and what ten copies would take.
+//! - **(b) ten workshop overlays sharing the same 50 items** (4 MiB each; real campaigns are
+//!   larger still): the disk the cache and the ten overlays take together (`du`, hard links
+//!   counted once) against the items' own bytes, as a ratio; and what ten copies would take.
 //!
 //! The stand-in answers from memory on the same machine, so the API figures are far below a
 //! real Steam's; the time beyond them is what the figures are for. No thresholds: it prints.
@@ -34,7 +34,7 @@ const REFRESHES: usize = 5;
 /// Overlays and the items they share, for (b).
 const OVERLAYS: usize = 10;
 const SHARED_ITEMS: u64 = 50;
-const SHARED_ITEM_BYTES: usize = 256 * 1024;
+const SHARED_ITEM_BYTES: usize = 4 << 20;
 /// The first id of (b)'s items (apart from the collection's).
 const SHARED_FIRST: u64 = 5_000_000_001;
 
