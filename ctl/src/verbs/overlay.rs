@@ -10,14 +10,14 @@
 use std::path::{Path, PathBuf};
 
 use left4me_history::Kind;
-use left4me_spec::{Catalog, ErrorKind, OverlayDef, OverlayKind, SpecError, list_names};
+use left4me_spec::{Catalog, ErrorKind, Layout, OverlayDef, OverlayKind, SpecError, list_names};
 use serde::Serialize;
 
 use crate::Ctx;
 use crate::cli::{OverlayCreateArgs, OverlayKindArg, RefreshArg};
 use left4me_contract::passwd::{self, PASSWD};
 use left4me_jobs::{
-    CopyStats, Ledger, OverlayDirs, Record, Warning, format_bytes, format_duration,
+    CopyStats, Host, Ledger, OverlayDirs, Record, Warning, format_bytes, format_duration,
 };
 
 use crate::editor::{Edited, edit_until_valid};
@@ -34,6 +34,11 @@ pub use refresh::refresh;
 pub use workshop::gc;
 
 pub use remove::remove;
+
+/// The host paths content jobs work with, from the layout.
+pub(crate) fn job_host(layout: &Layout) -> Host {
+    Host::new(layout.database(), layout.runtime_root(), layout.locks_dir())
+}
 
 /// Refuses a name that breaks the naming rule, naming the rule.
 pub fn check_overlay_name(name: &str) -> Result<(), UsageError> {

@@ -94,7 +94,7 @@ impl Game {
         };
         let state = StateDir::open(&layout.state_dir)?;
         let store = Store::open(&state, true)?.context("the game store was not created")?;
-        let host = Host::new(layout.database(), layout.runtime_root(), layout.locks_dir());
+        let host = crate::verbs::overlay::job_host(layout);
         Ok(Game {
             state_dir: layout.state_dir.clone(),
             catalog,

@@ -11,12 +11,12 @@ use std::ffi::OsString;
 use left4me_jobs::pipeline::JobError;
 use left4me_jobs::unit::{MAX_ARG_BYTES, escape_for_exec};
 use left4me_jobs::{
-    Event, Host, Job, JobKind, Limits, NetworkPolicy, OverlayDirs, Profile, Progress, Report,
-    Retired, Seeded, Start, Status, Stop, SystemdRun, format_bytes, format_duration,
+    Event, Job, JobKind, Limits, NetworkPolicy, OverlayDirs, Profile, Progress, Report, Retired,
+    Seeded, Start, Status, Stop, SystemdRun, format_bytes, format_duration,
 };
 use left4me_spec::{OverlayKind, Refresh};
 
-use super::{self as overlay, check_overlay_name, format_utc_ms, read_ledger, workshop};
+use super::{self as overlay, check_overlay_name, format_utc_ms, job_host, read_ledger, workshop};
 use crate::Ctx;
 use crate::error::{EXIT_OK, UsageError};
 use crate::output::{emit, fields, progress, shell_quote, table};
@@ -154,11 +154,7 @@ fn build_script(
         game_user: catalog.host.game_user.clone(),
         sandbox_user: catalog.host.sandbox_user.clone(),
     };
-    let host = Host::new(
-        catalog.layout.database(),
-        catalog.layout.runtime_root(),
-        catalog.layout.locks_dir(),
-    );
+    let host = job_host(&catalog.layout);
     let plan = job.plan(&host)?;
     match mode {
         Mode::DryRun => {

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use left4me_contract::printable;
 
-use left4me_jobs::workshop::{self, GcReport, Outcome, WorkshopJob, WorkshopReport};
-use left4me_jobs::{Host, Limits, Retired, Stop, SystemdRun, format_bytes, format_duration};
+use left4me_jobs::workshop::{self, GcReport, Outcome, WorkshopError, WorkshopJob, WorkshopReport};
+use left4me_jobs::{Limits, Retired, Stop, SystemdRun, format_bytes, format_duration};
 use left4me_spec::Catalog;
 use left4me_workshop::api::Api;
 use left4me_workshop::resolve::{Resolution, resolve};
@@ -20,6 +20,7 @@ use left4me_workshop::{Item, ItemState};
 use serde::Serialize;
 
 use super::build::Printer;
+use super::job_host;
 use crate::Ctx;
 use crate::error::{EXIT_OK, UsageError};
 use crate::output::{emit, format_utc, progress, table};
@@ -136,11 +137,7 @@ pub fn build(
         sandbox_user: catalog.host.sandbox_user.clone(),
         limits: download_limits(),
     };
-    let host = Host::new(
-        catalog.layout.database(),
-        catalog.layout.runtime_root(),
-        catalog.layout.locks_dir(),
-    );
+    let host = job_host(&catalog.layout);
     let mut printer = Printer::new(name, ctx.verbose);
     let report = workshop::run(
         &job,
@@ -150,10 +147,7 @@ pub fn build(
         &Stop::new(),
         &mut printer,
     )
-    .map_err(|err| match err.is_usage() {
-        true => UsageError::new(err.to_string()).into(),
-        false => anyhow::Error::from(err),
-    })?;
+    .map_err(job_error)?;
     let state_file = catalog.layout.workshop_state_file(name);
     if !matches!(report.outcome, Outcome::Failed(_)) {
         let previous = state::load(&state_file).ok().flatten();
@@ -402,18 +396,8 @@ impl From<&GcReport> for GcJson {
 /// `overlay gc [--dry-run] [--json]`.
 pub fn gc(ctx: &Ctx, dry_run: bool, json: bool) -> anyhow::Result<u8> {
     let catalog = ctx.catalog()?;
-    let host = Host::new(
-        catalog.layout.database(),
-        catalog.layout.runtime_root(),
-        catalog.layout.locks_dir(),
-    );
-    let report: GcReport =
-        workshop::gc(&catalog.layout.state_dir, &host, dry_run).map_err(|err| {
-            match err.is_usage() {
-                true => UsageError::new(err.to_string()).into(),
-                false => anyhow::Error::from(err),
-            }
-        })?;
+    let host = job_host(&catalog.layout);
+    let report = workshop::gc(&catalog.layout.state_dir, &host, dry_run).map_err(job_error)?;
     if json {
         emit(&format!(
             "{}\n",
@@ -450,6 +434,15 @@ pub fn gc(ctx: &Ctx, dry_run: bool, json: bool) -> anyhow::Result<u8> {
         format_bytes(report.kept.bytes)
     ))?;
     Ok(EXIT_OK)
+}
+
+/// A workshop job's error: a busy overlay or cache is the operator's to wait for (exit 2).
+fn job_error(err: WorkshopError) -> anyhow::Error {
+    if err.is_usage() {
+        UsageError::new(err.to_string()).into()
+    } else {
+        err.into()
+    }
 }
 
 /// An untrusted text (a title from the API) on one line, control characters escaped.
