@@ -676,8 +676,7 @@ pub enum OverlayVerb {
             left4mectl overlay create tickrate --script \\\n      \
             'curl -fsSL https://example.org/tickrate.tar.gz | tar -xz' --memory-max 512M\n  \
             left4mectl overlay create campaigns --workshop 123456789,2345678901\n  \
-            left4mectl overlay create campaigns --collection \\\n      \
-            'https://steamcommunity.com/sharedfiles/filedetails/?id=987654321' --exclude 123"
+            left4mectl overlay create campaigns --collection 987654321 --exclude 123"
     )]
     Create(OverlayCreateArgs),
 
