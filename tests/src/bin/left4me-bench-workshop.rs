@@ -101,7 +101,8 @@ fn collection(sys: &BootedSystem, ws: &FakeWorkshop<'_>) -> Result<()> {
     let enable = started.elapsed();
     println!(
         "  for scale, through nsenter: `left4mectl overlay show big` {:.0} ms, `systemctl \
-         enable --now left4me-overlay-refresh.timer` (the first good build runs it; later ones only ask systemd) {:.0} ms",
+         enable --now left4me-overlay-refresh.timer` (the first good build runs it; later \
+         ones only ask systemd) {:.0} ms",
         show.as_secs_f64() * 1000.0,
         enable.as_secs_f64() * 1000.0
     );
