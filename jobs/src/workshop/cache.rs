@@ -1,12 +1,17 @@
 //! The workshop cache, `<state_dir>/workshop_cache/ID/HCONTENT.vpk`: one root-owned, 0444 file
 //! per version of an item, never written in place (a new version is a new `HCONTENT.vpk`).
 //!
-//! `workshop_cache/` is root's (0755). A download runs in the sandbox into a build dir the game
-//! user owns (`.build-RUNID`); root then adopts each file without trusting that dir: it renames
-//! the entry out into a root-owned name of its own (`.incoming-RUNID-ID-HCONTENT`), so nobody
-//! else can swap it any more, opens that with `O_NOFOLLOW`, checks what it opened (a regular
-//! file with one link, the size the API gave, a VPK header), makes it root's and read-only on
-//! the descriptor, and renames it to `ID/HCONTENT.vpk` without replacing one that is there.
+//! `workshop_cache/` is root's (0755). A download runs in the sandbox into a dir the game user
+//! owns (the sandbox's idmap writes as the game user there), `.build-RUNID/out`, inside a build
+//! dir that is root's with mode 0700: no process of the game user can reach the downloads by
+//! any path, so none can open one for writing, write it, and keep writing through that
+//! descriptor after root adopted the file (`booted_root_race` did exactly that when the build
+//! dir was the game user's: the cache then held planted bytes under root's 0444). Root still
+//! adopts each file without trusting the download dir: it renames the entry out into a
+//! root-owned name of its own (`.incoming-RUNID-ID-HCONTENT`), so nobody else can swap it any
+//! more, opens that with `O_NOFOLLOW`, checks what it opened (a regular file with one link, the
+//! size the API gave, a VPK header), makes it root's and read-only on the descriptor, and
+//! renames it to `ID/HCONTENT.vpk` without replacing one that is there.
 //!
 //! Overlay trees hard-link these files ([`Cache::link_into`]), so a file's link count is the
 //! number of trees that use it plus one: [`Cache::gc`] removes the files whose count is 1.
@@ -95,10 +100,13 @@ pub fn download_name(id: WorkshopId, hcontent: u64) -> String {
     format!("{id}-{hcontent}.vpk")
 }
 
-/// The build dir of run `run_id`.
+/// The build dir of run `run_id` (root's, 0700).
 pub fn build_name(run_id: &str) -> String {
     format!(".build-{run_id}")
 }
+
+/// The download dir in a build dir: the sandbox's output, the game user's.
+pub const DOWNLOAD_DIR: &str = "out";
 
 fn is_stale_name(name: &str) -> bool {
     name.starts_with(".build-") || name.starts_with(".incoming-")
@@ -164,11 +172,12 @@ impl Cache {
         Ok(self.stat(id, hcontent, size)?.is_some())
     }
 
-    /// Creates the build dir of run `run_id` (0755), handed to `owner` (the game user).
+    /// Creates the build dir of run `run_id` (root's, 0700) and in it the download dir (0755),
+    /// handed to `owner` (the game user); returns the download dir. The build dir keeps every
+    /// process of `owner` out: only the sandbox, given the download dir by root, writes there.
     pub fn create_build(&self, run_id: &str, owner: Ids) -> Result<Dir, CacheError> {
-        Ok(self
-            .dir
-            .create_dir(&build_name(run_id), (owner.uid, owner.gid), 0o755)?)
+        let build = self.dir.create_dir(&build_name(run_id), (0, 0), 0o700)?;
+        Ok(build.create_dir(DOWNLOAD_DIR, (owner.uid, owner.gid), 0o755)?)
     }
 
     /// Removes the entry `name` of the cache dir (a build dir, an incoming file).

@@ -1,7 +1,8 @@
 //! The download job: the items missing from the cache fetched in ONE sandbox run (a content job
 //! of kind [`JobKind::WorkshopDownload`], unit `left4me-workshop-NAME-RUNID.service`, profile
-//! `script`, public network on TCP 80 and 443) into a fresh build dir of the cache that the game
-//! user owns, then adopted into the cache by root ([`Cache::adopt`]).
+//! `script`, public network on TCP 80 and 443) into the game user's download dir of a fresh
+//! build dir of the cache that only root can enter (`.build-RUNID/out`, see [`super::cache`]),
+//! then adopted into the cache by root ([`Cache::adopt`]).
 //!
 //! The command is the fixed [`FETCH_SCRIPT`] with the items as arguments (`ID HCONTENT SIZE
 //! URL`, four per item): nothing the Steam Web API returned is ever part of the script's text.
@@ -92,11 +93,12 @@ pub(crate) fn download(
     preflight::check_host(runner)?;
     let game: Ids = preflight::check_user_names(&job.game_user, &job.sandbox_user, host)?;
     preflight::check_no_earlier_units(KIND, &job.name, runner)?;
-    let build = cache.create_build(run_id, game)?;
+    // Before the build dir is made: a download dir that cannot be made leaves no build dir.
     let _remove = BuildGuard {
         cache,
         name: build_name(run_id),
     };
+    let build = cache.create_build(run_id, game)?;
     let ledger = record::open_ledger(host, KIND, &job.name, progress)?;
     let guard = preflight::check_disk(build.path())?;
     let network = NetworkPolicy::Public {

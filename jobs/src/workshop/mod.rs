@@ -77,7 +77,7 @@ pub struct WorkshopJob {
     pub name: String,
     /// The resolved items; only those whose state is Ok are fetched and linked.
     pub items: Vec<Item>,
-    /// host.toml `game_user`: owns the download's build dir.
+    /// host.toml `game_user`: owns the download dir (in the root-only build dir).
     pub game_user: String,
     /// host.toml `sandbox_user`: runs the download.
     pub sandbox_user: String,

@@ -152,6 +152,27 @@ fn fetch_all(items: &[&Item]) -> Scenario {
     fetch(0, bytes, Vec::new())
 }
 
+/// The download dir is the game user's, inside a build dir only root can enter: no process of
+/// the game user can reach a download (to write it, and go on writing through the descriptor
+/// after root adopted it, as `booted_root_race` did when the build dir was the game user's).
+#[test]
+fn privileged_the_download_dir_lies_in_a_build_dir_only_root_enters() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let fx = Fixture::new("build-dir");
+    let cache = Cache::open(&fx.state, true).unwrap().unwrap();
+    let out = cache.create_build("feedface", GAME).unwrap();
+    let build = fx.state.join("workshop_cache/.build-feedface");
+    assert_eq!(out.path(), build.join(cache::DOWNLOAD_DIR));
+    let owner_mode = |path: &Path| {
+        let meta = fs::symlink_metadata(path).unwrap();
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777)
+    };
+    assert_eq!(owner_mode(&build), (0, 0, 0o700));
+    assert_eq!(owner_mode(out.path()), (GAME.uid, GAME.gid, 0o755));
+    assert_eq!(cache.clear_stale(false).unwrap(), vec![build]);
+    assert!(fx.entries("workshop_cache").is_empty());
+}
+
 #[test]
 fn privileged_adoption_refuses_bad_files_and_adopts_good_ones_root_owned_read_only() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
