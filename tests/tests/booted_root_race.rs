@@ -13,6 +13,13 @@
 //!   instance's runtime dir and another overlay;
 //! - no overlay mount is left stale (each belongs to a running instance, at its `merged`).
 //!
+//! The workshop tests (issue 10) run `overlay build` of a workshop overlay, each round
+//! downloading an item updated on the stand-in Steam Web API, and `overlay gc`, with the
+//! attacker also in the workshop cache's download dirs and every overlay it can write; after
+//! each round the cache holds only root's 0444 files with exactly the stand-in's bytes, and gc
+//! removed nothing linked. An ignored test reproduces a known hole: the attacker writing into
+//! the downloads (see `booted_root_race_workshop_poisoned_download`).
+//!
 //! Whether the verb itself succeeded under attack is reported, not required: refusing is a
 //! correct answer to an attack. A last test shows the attacker finding the old hole on an
 //! install from before the ownership rule, and `systemd-tmpfiles --create` (the upgrade step of
@@ -20,8 +27,11 @@
 
 mod booted_support;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::PermissionsExt;
+use std::net::TcpListener;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -30,6 +40,9 @@ use anyhow::{Context, Result, bail, ensure};
 use booted_support::{boot, builder, ctl, ctl_ok, make_overlay, report, state, text, write};
 use left4me_tests::exec::wait_with_deadline;
 use left4me_tests::{BootedSystem, STATE_DIR, Snapshot, require_root};
+use left4me_workshop_standin::fixture::standard;
+use left4me_workshop_standin::{Fixture, WorkshopServer};
+use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
 /// The attacked instance and the other one (a canary).
 const INSTANCE: &str = "race";
@@ -68,6 +81,11 @@ struct Race {
     sys: BootedSystem,
     /// The overlay the attacker goes for.
     overlay: &'static str,
+    /// The attacker races in the workshop cache and every overlay too (`--workshop`); the
+    /// snapshot leaves out the cache (checked by [`check_cache`]) and the instance's overlay.
+    workshop: bool,
+    /// With `workshop`: the attacker also writes into the downloads it can open (`--poison`).
+    poison: bool,
     before: Snapshot,
     /// Totals over the rounds: swaps, plants, refused tries.
     swaps: u64,
@@ -133,6 +151,8 @@ impl Race {
         let mut race = Race {
             sys,
             overlay,
+            workshop: false,
+            poison: false,
             before: Snapshot::default(),
             swaps: 0,
             plants: 0,
@@ -156,6 +176,8 @@ impl Race {
         let overlays = state.join("overlays");
         let content = overlays.join(self.overlay);
         let build_prefix = format!(".{}.", self.overlay);
+        let cache = state.join("workshop_cache");
+        let instance_overlay = overlays.join(INSTANCE_OVERLAY);
         let specs = [
             sys.host_path(format!("/etc/left4me/instances/{INSTANCE}.toml")),
             sys.host_path(format!("/etc/left4me/overlays/{}.toml", self.overlay)),
@@ -168,6 +190,8 @@ impl Race {
                         .file_name()
                         .is_some_and(|n| n.to_string_lossy().starts_with(&build_prefix)))
                 || specs.iter().any(|spec| path == spec)
+                || (self.workshop
+                    && (path.starts_with(&cache) || path.starts_with(&instance_overlay)))
         };
         let roots = [
             state.clone(),
@@ -210,8 +234,14 @@ impl Race {
         let stop = sys.host_path(STOP_FILE);
         let _ = std::fs::remove_file(&stop);
         let mut argv: Vec<String> = AS_GAME_USER.iter().map(|s| s.to_string()).collect();
+        argv.push(ATTACKER.to_owned());
+        if self.workshop {
+            argv.push("--workshop".to_owned());
+        }
+        if self.poison {
+            argv.push("--poison".to_owned());
+        }
         argv.extend([
-            ATTACKER.to_owned(),
             STATE_DIR.to_owned(),
             INSTANCE.to_owned(),
             self.overlay.to_owned(),
@@ -572,4 +602,314 @@ fn booted_root_race_upgrade_closes_the_old_hole() -> Result<()> {
     ));
     race.sys.shutdown()?;
     Ok(())
+}
+
+/// The stand-in Steam Web API's address inside the booted system: a documentation address
+/// (`booted_workshop` uses .11), on port 80 (one the download unit may connect to).
+const WORKSHOP_HOST: &str = "192.0.2.12";
+const WORKSHOP_URL: &str = "http://192.0.2.12:80";
+/// The attacked workshop overlay, and one built once that the rounds must leave alone.
+const WORKSHOP_OVERLAY: &str = "wov";
+const WORKSHOP_KEEP: &str = "wkeep";
+/// Rounds per workshop verb: each build downloads one updated item.
+const WORKSHOP_ROUNDS: usize = 4;
+
+/// A [`Race`] on a workshop overlay of the stand-in's good items (`Fixture::standard()`'s
+/// `OK_1`..`OK_3`), served on [`WORKSHOP_HOST`]:80 inside the system's network namespace, and
+/// a second workshop overlay of `OK_1` built once (a canary: its cache file must survive every
+/// update and gc).
+struct WorkshopRace {
+    /// First: stopped before the system powers off.
+    standin: Standin,
+    race: Race,
+}
+
+/// The stand-in Steam Web API, stopped from inside the system's network namespace when
+/// dropped (its stop connects to its own address, which only that namespace has; from
+/// anywhere else the stop would wait forever).
+struct Standin {
+    server: Option<WorkshopServer>,
+    netns: std::fs::File,
+}
+
+impl Drop for Standin {
+    fn drop(&mut self) {
+        let (server, netns) = (self.server.take(), &self.netns);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                match move_into_link_name_space(netns.as_fd(), Some(LinkNameSpaceType::Network)) {
+                    Ok(()) => drop(server),
+                    // Left running rather than waited for forever.
+                    Err(_) => std::mem::forget(server),
+                }
+            });
+        });
+    }
+}
+
+impl WorkshopRace {
+    fn set_up(test: &str) -> Result<WorkshopRace> {
+        let mut race = Race::set_up(test, WORKSHOP_OVERLAY)?;
+        race.workshop = true;
+        race.sys.add_peer_address(&format!("{WORKSHOP_HOST}/32"))?;
+        let listener = race
+            .sys
+            .in_netns(|| TcpListener::bind((WORKSHOP_HOST, 80)))?
+            .context("bind the stand-in Steam Web API")?;
+        let netns = format!("/proc/{}/ns/net", race.sys.pid());
+        // Guarded at once: an error from here on must not leave it to a drop that waits.
+        let standin = Standin {
+            netns: std::fs::File::open(&netns).with_context(|| format!("open {netns}"))?,
+            server: Some(WorkshopServer::serve(Fixture::standard(), listener)?),
+        };
+        let mut ws = WorkshopRace { standin, race };
+        let base = ws.server().base_url();
+        report(&format!("{test}: the stand-in Steam Web API on {base}"));
+        ensure!(
+            base.trim_end_matches('/') == WORKSHOP_URL,
+            "the stand-in serves on {base}"
+        );
+        let sys = &ws.race.sys;
+        write(
+            sys,
+            "/etc/left4me/host.toml",
+            &format!("steam_web_api = \"{WORKSHOP_URL}\"\n"),
+        )?;
+        let ids = OK_ITEMS.map(|id| id.to_string()).join(",");
+        ctl_ok(
+            sys,
+            &["overlay", "create", WORKSHOP_OVERLAY, "--workshop", &ids],
+        )?;
+        let first = OK_ITEMS[0].to_string();
+        ctl_ok(
+            sys,
+            &["overlay", "create", WORKSHOP_KEEP, "--workshop", &first],
+        )?;
+        for name in [WORKSHOP_KEEP, WORKSHOP_OVERLAY] {
+            ctl_ok(sys, &["overlay", "build", name])?;
+            report(&format!("{test}: built {name}"));
+        }
+        ws.race.before = ws.race.snapshot()?;
+        ws.check_cache(0, "the first builds")?;
+        Ok(ws)
+    }
+
+    fn server(&self) -> &WorkshopServer {
+        self.standin.server.as_ref().expect("served until dropped")
+    }
+
+    /// Publishes a new version of one of the overlay's items on the stand-in (the next build
+    /// downloads it).
+    fn update(&self, round: usize) -> Result<()> {
+        let id = OK_ITEMS[round % OK_ITEMS.len()];
+        self.server()
+            .update_item(id)
+            .with_context(|| format!("update item {id} on the stand-in"))?;
+        Ok(())
+    }
+
+    /// The bytes the stand-in serves for version `hcontent` of item `id`.
+    fn bytes_of(&self, id: u64, hcontent: u64) -> Option<Vec<u8>> {
+        self.server().with_fixture(|f| {
+            let item = f.items.get(&id)?;
+            let version = item.versions.iter().find(|v| v.hcontent == hcontent)?;
+            Some(version.bytes.clone())
+        })
+    }
+
+    /// Whether `bytes` are those of some version of item `id`.
+    fn is_a_version_of(&self, id: u64, bytes: &[u8]) -> bool {
+        self.server().with_fixture(|f| {
+            f.items
+                .get(&id)
+                .is_some_and(|item| item.versions.iter().any(|v| v.bytes == bytes))
+        })
+    }
+
+    /// The cache holds only root's `ID/` dirs (0755) of root's regular files (0444), each
+    /// `HCONTENT.vpk` byte for byte the stand-in's version `HCONTENT` of item `ID` (nothing
+    /// planted was adopted, nothing changed after adoption); nothing of a download is left;
+    /// every file of the workshop overlays' trees is a cache file with a version's bytes.
+    /// Returns the cache files' inodes with their link counts.
+    fn check_cache(&self, round: usize, verb: &str) -> Result<BTreeMap<u64, u64>> {
+        let cache = self.race.sys.state_dir().join("workshop_cache");
+        let mut problems = Vec::new();
+        let mut inodes = BTreeMap::new();
+        let meta = std::fs::symlink_metadata(&cache)?;
+        if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o7777 != 0o755 {
+            problems.push(format!("{}: not root's 0755 dir", cache.display()));
+        }
+        for entry in std::fs::read_dir(&cache)? {
+            let entry = entry?;
+            let (path, name) = (entry.path(), entry.file_name());
+            let Some(id) = name.to_str().and_then(|n| n.parse::<u64>().ok()) else {
+                problems.push(format!("{}: left behind", path.display()));
+                continue;
+            };
+            let meta = std::fs::symlink_metadata(&path)?;
+            if !meta.is_dir() || meta.uid() != 0 || meta.gid() != 0 || meta.mode() & 0o7777 != 0o755
+            {
+                problems.push(format!("{}: not root's 0755 dir", path.display()));
+                continue;
+            }
+            for file in std::fs::read_dir(&path)? {
+                let file = file?.path();
+                let meta = std::fs::symlink_metadata(&file)?;
+                let hcontent = file
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".vpk"))
+                    .and_then(|h| h.parse::<u64>().ok());
+                if !meta.is_file() || meta.uid() != 0 || meta.gid() != 0 {
+                    problems.push(format!("{}: not root's regular file", file.display()));
+                } else if meta.mode() & 0o7777 != 0o444 {
+                    problems.push(format!("{}: mode {:o}", file.display(), meta.mode()));
+                } else if hcontent.and_then(|h| self.bytes_of(id, h)) != Some(std::fs::read(&file)?)
+                {
+                    problems.push(format!(
+                        "{}: not the stand-in's bytes of that version (planted content)",
+                        file.display()
+                    ));
+                } else {
+                    inodes.insert(meta.ino(), meta.nlink());
+                }
+            }
+        }
+        for overlay in [WORKSHOP_OVERLAY, WORKSHOP_KEEP] {
+            for (id, meta, bytes) in self.tree(overlay)? {
+                if !inodes.contains_key(&meta.ino()) || !self.is_a_version_of(id, &bytes) {
+                    problems.push(format!(
+                        "overlays/{overlay}: item {id} is not a cache file with a version's bytes"
+                    ));
+                }
+            }
+        }
+        ensure!(
+            problems.is_empty(),
+            "round {round} of {verb}: the workshop cache:\n{}",
+            problems.join("\n")
+        );
+        Ok(inodes)
+    }
+
+    /// The files of `overlays/NAME/left4dead2/addons`: item id, metadata, bytes.
+    fn tree(&self, overlay: &str) -> Result<Vec<(u64, std::fs::Metadata, Vec<u8>)>> {
+        let addons = self
+            .race
+            .sys
+            .state_dir()
+            .join("overlays")
+            .join(overlay)
+            .join("left4dead2/addons");
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(&addons).with_context(|| format!("{}", addons.display()))? {
+            let path = entry?.path();
+            let id = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok())
+                .with_context(|| format!("{}: not ID.vpk", path.display()))?;
+            files.push((id, std::fs::symlink_metadata(&path)?, std::fs::read(&path)?));
+        }
+        files.sort_by_key(|(id, _, _)| *id);
+        Ok(files)
+    }
+
+    /// Stops the stand-in, then as [`Race::finish`].
+    fn finish(self, verb: &str) -> Result<()> {
+        let WorkshopRace { standin, race } = self;
+        drop(standin);
+        race.finish(verb)
+    }
+}
+
+/// `Fixture::standard()`'s good items, the attacked overlay's.
+const OK_ITEMS: [u64; 3] = [standard::OK_1, standard::OK_2, standard::OK_3];
+
+/// `overlay build` of a workshop overlay, each round downloading an item updated on the
+/// stand-in, while the attacker races in the download dir (`workshop_cache/.build-*`: swaps,
+/// renames, planted links), every overlay dir the game user can write, and tries root's cache
+/// dirs and files. After each
+/// round: the checks of every verb, and the cache holds only root's 0444 files with the
+/// stand-in's bytes.
+#[test]
+fn booted_root_race_workshop_build() -> Result<()> {
+    workshop_build("race-workshop-build", false)
+}
+
+/// The same with the attacker writing into every download it can open and holding it open
+/// (`--poison`). A KNOWN HOLE, reproduced here: the download dir `workshop_cache/.build-RUNID`
+/// is the game user's, so a process of the game user can open a download for writing, and
+/// whatever it writes, before or after root adopted the file, ends up in the root-owned 0444
+/// cache (round 0 fails: "not the stand-in's bytes of that version"). The fix needs the
+/// download dir out of the game user's reach while the runner (which runs as the game user)
+/// still gets it, e.g. a root-only 0700 build dir bound into the unit by systemd
+/// (`BindPaths=`); a root-only parent alone breaks the download (the runner cannot open it).
+/// Ignored until then: `cargo test -p left4me-tests --test booted_root_race -- --ignored`.
+#[test]
+#[ignore = "known hole: the game user can write a download it opened in the game-user-owned download dir"]
+fn booted_root_race_workshop_poisoned_download() -> Result<()> {
+    workshop_build("race-workshop-poison", true)
+}
+
+/// The rounds of the workshop build tests.
+fn workshop_build(test: &str, poison: bool) -> Result<()> {
+    let mut ws = WorkshopRace::set_up(test)?;
+    ws.race.poison = poison;
+    for round in 0..WORKSHOP_ROUNDS {
+        ws.update(round)?;
+        ws.race
+            .attacked(round, &["overlay", "build", WORKSHOP_OVERLAY])?;
+        ws.race.check(round, "workshop overlay build")?;
+        ws.check_cache(round, "workshop overlay build")?;
+    }
+    ws.finish("workshop overlay build")
+}
+
+/// `overlay gc` under the same attack, each round after an (unattacked) build that replaced
+/// one item's version: gc removes only cache files nothing links; the current tree's files and
+/// the canary overlay's stay, byte for byte, and the canaries are untouched.
+#[test]
+fn booted_root_race_workshop_gc() -> Result<()> {
+    let mut ws = WorkshopRace::set_up("race-workshop-gc")?;
+    for round in 0..WORKSHOP_ROUNDS {
+        ws.update(round)?;
+        ctl_ok(&ws.race.sys, &["overlay", "build", WORKSHOP_OVERLAY])?;
+        let before = ws.check_cache(round, "the build before gc")?;
+        let current = ws.tree(WORKSHOP_OVERLAY)?;
+        let unlinked = before.values().filter(|&&links| links == 1).count();
+        let out = ws.race.attacked(round, &["overlay", "gc"])?;
+        ws.race.check(round, "overlay gc")?;
+        let after = ws.check_cache(round, "overlay gc")?;
+        let now = ws.tree(WORKSHOP_OVERLAY)?;
+        let same = |a: &[(u64, std::fs::Metadata, Vec<u8>)],
+                    b: &[(u64, std::fs::Metadata, Vec<u8>)]| {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| {
+                    x.0 == y.0 && x.1.ino() == y.1.ino() && x.1.mode() == y.1.mode() && x.2 == y.2
+                })
+        };
+        ensure!(
+            same(&current, &now),
+            "round {round} of overlay gc: the current tree of {WORKSHOP_OVERLAY} changed"
+        );
+        for (ino, links) in &before {
+            ensure!(
+                *links == 1 || after.contains_key(ino),
+                "round {round} of overlay gc: a linked cache file (inode {ino}) was removed"
+            );
+        }
+        if out.status.success() {
+            ensure!(
+                after.values().all(|&links| links > 1),
+                "round {round}: gc succeeded but left unlinked cache files: {after:?}"
+            );
+        }
+        report(&format!(
+            "workshop gc round {round}: {unlinked} unlinked of {} cache files before, {} after",
+            before.len(),
+            after.len()
+        ));
+    }
+    ws.finish("workshop overlay gc")
 }

@@ -5,17 +5,29 @@
 //! which must fail with EACCES.
 //!
 //! ```text
-//! left4me-race-attacker STATE_DIR INSTANCE OVERLAY STOP_FILE TARGET...
+//! left4me-race-attacker [--workshop [--poison]] STATE_DIR INSTANCE OVERLAY STOP_FILE TARGET...
 //! ```
 //!
+//! With `--workshop` it also races in the workshop cache and in every overlay but the TARGETs
+//! (DESIGN.md §9): it walks the download dirs `workshop_cache/.build-*` and every
+//! `overlays/*` dir it can write (with `--poison` it also opens every downloaded file it can
+//! for writing and overwrites its last bytes with [`POISON`] — again through the same
+//! descriptors on every later pass, so a file root adopted while the attacker held it open
+//! changes under root) and tries to rename or plant links in `workshop_cache` and its `ID/`
+//! dirs and to open the cache's files for writing (all root's: each try must fail with
+//! EACCES).
+//!
 //! Every pass undoes what it did before the next starts, so stopping between passes (when
-//! STOP_FILE exists) leaves the tree as it was. Prints `ready` after the first pass and, at
-//! the end, one line `passes=… swaps=… plants=… refused=… absent=…`, then one `HOLE …` line
-//! per root-owned directory it could change and one `ODD …` line per unexpected error.
+//! STOP_FILE exists) leaves the tree as it was (a poisoned download stays poisoned: that is
+//! what the test looks for in the cache). Prints `ready` after the first pass and, at the end,
+//! one line `passes=… swaps=… plants=… refused=… absent=… poisoned=…`, then one `HOLE …`
+//! line per root-owned directory or file it could change and one `ODD …` line per unexpected
+//! error.
 
 use std::collections::BTreeSet;
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, symlink};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -37,6 +49,13 @@ const OWN: &str = ".race-";
 const MAX_DEPTH: usize = 8;
 const MAX_DIRS: usize = 256;
 const MAX_ENTRIES: usize = 32;
+/// What the attacker writes over the last bytes of a download it can open.
+const POISON: &[u8] = b"PLANTED!";
+/// How many poisoned files it keeps open.
+const MAX_HELD: usize = 64;
+/// The workshop cache's entry in the state dir, and its download dirs' prefix.
+const CACHE: &str = "workshop_cache";
+const BUILD_PREFIX: &str = ".build-";
 
 #[derive(Default)]
 struct Counts {
@@ -45,6 +64,7 @@ struct Counts {
     plants: u64,
     refused: u64,
     absent: u64,
+    poisoned: u64,
     holes: BTreeSet<String>,
     odd: BTreeSet<String>,
 }
@@ -54,13 +74,31 @@ struct Attack {
     instance: String,
     overlay: String,
     targets: Vec<PathBuf>,
+    /// `--workshop`: race in the workshop cache and every overlay too.
+    workshop: bool,
+    /// `--poison`: write into the downloads it can open.
+    poison: bool,
+    /// Downloads opened for writing, written again on every pass.
+    held: Vec<File>,
     counts: Counts,
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let (mut workshop, mut poison) = (false, false);
+    while let Some(flag) = args.first() {
+        match flag.as_str() {
+            "--workshop" => workshop = true,
+            "--poison" => poison = true,
+            _ => break,
+        }
+        args.remove(0);
+    }
     let [state, instance, overlay, stop, targets @ ..] = args.as_slice() else {
-        eprintln!("usage: left4me-race-attacker STATE_DIR INSTANCE OVERLAY STOP_FILE TARGET...");
+        eprintln!(
+            "usage: left4me-race-attacker [--workshop [--poison]] STATE_DIR INSTANCE OVERLAY STOP_FILE \
+             TARGET..."
+        );
         return ExitCode::from(2);
     };
     if targets.is_empty() {
@@ -72,6 +110,9 @@ fn main() -> ExitCode {
         instance: instance.clone(),
         overlay: overlay.clone(),
         targets: targets.iter().map(PathBuf::from).collect(),
+        workshop,
+        poison,
+        held: Vec::new(),
         counts: Counts::default(),
     };
     let stop = Path::new(stop);
@@ -97,10 +138,95 @@ impl Attack {
     fn pass(&mut self) {
         self.counts.passes += 1;
         self.root_owned();
+        if self.workshop {
+            self.cache_owned();
+            self.rewrite_held();
+        }
         for dir in self.writable_dirs() {
+            if self.poison && dir.starts_with(self.state.join(CACHE)) {
+                self.poison(&dir);
+            }
             self.swap_entries(&dir);
             self.plant(&dir);
         }
+    }
+
+    /// Tries to rename `workshop_cache` and its `ID/` dirs, to plant links in them and to
+    /// open the cache's files for writing; each try must fail with EACCES.
+    fn cache_owned(&mut self) {
+        let cache = self.state.join(CACHE);
+        let link = self.target(self.counts.passes).to_owned();
+        let result = std::fs::rename(&cache, self.state.join(".race-cache"));
+        if result.is_ok() {
+            let _ = std::fs::rename(self.state.join(".race-cache"), &cache);
+        }
+        self.judge(&format!("rename {}", cache.display()), result);
+        let mut dirs = vec![cache.clone()];
+        let mut files = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&cache) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !name.bytes().all(|b| b.is_ascii_digit()) {
+                    continue;
+                }
+                let dir = entry.path();
+                let result = std::fs::rename(&dir, cache.join(".race-id"));
+                if result.is_ok() {
+                    let _ = std::fs::rename(cache.join(".race-id"), &dir);
+                }
+                self.judge(&format!("rename {}", dir.display()), result);
+                if let Ok(inner) = std::fs::read_dir(&dir) {
+                    files.extend(inner.flatten().map(|e| e.path()).take(MAX_ENTRIES));
+                }
+                dirs.push(dir);
+            }
+        }
+        for dir in dirs {
+            let planted = dir.join(".race-link");
+            let result = symlink(&link, &planted);
+            if result.is_ok() {
+                let _ = std::fs::remove_file(&planted);
+            }
+            self.judge(&format!("symlink in {}", dir.display()), result);
+        }
+        for file in files {
+            let result = open_for_writing(&file).map(drop);
+            self.judge(&format!("open for writing {}", file.display()), result);
+        }
+    }
+
+    /// Opens every regular file of `dir` (a dir it can write) for writing, overwrites its
+    /// last bytes with [`POISON`] and keeps the descriptor.
+    fn poison(&mut self, dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten().take(MAX_ENTRIES) {
+            if own(&entry.file_name().to_string_lossy())
+                || !entry.file_type().is_ok_and(|t| t.is_file())
+                || self.held.len() >= MAX_HELD
+            {
+                continue;
+            }
+            if let Ok(file) = open_for_writing(&entry.path()) {
+                if poison_file(&file) {
+                    self.counts.poisoned += 1;
+                }
+                self.held.push(file);
+            }
+        }
+    }
+
+    /// Writes [`POISON`] again through every descriptor it holds (the file may have been
+    /// renamed, made root's and read-only since: the descriptor still writes).
+    fn rewrite_held(&mut self) {
+        let mut poisoned = 0;
+        for file in &self.held {
+            if poison_file(file) {
+                poisoned += 1;
+            }
+        }
+        self.counts.poisoned += poisoned;
     }
 
     /// Tries to rename or replace what root owns; each try must fail with EACCES.
@@ -165,9 +291,25 @@ impl Attack {
             starts.extend(
                 entries
                     .flatten()
-                    .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-                    .map(|e| e.path()),
+                    .filter(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        name.starts_with(&prefix)
+                            || (self.workshop && name != self.overlay && !own(&name))
+                    })
+                    .map(|e| e.path())
+                    .filter(|p| !self.targets.contains(p)),
             );
+        }
+        if self.workshop {
+            let cache = self.state.join(CACHE);
+            if let Ok(entries) = std::fs::read_dir(&cache) {
+                starts.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_name().to_string_lossy().starts_with(BUILD_PREFIX))
+                        .map(|e| e.path()),
+                );
+            }
         }
         let mut found = Vec::new();
         let mut queue: Vec<(PathBuf, usize)> = starts.into_iter().map(|p| (p, 0)).collect();
@@ -254,13 +396,30 @@ impl Attack {
     fn report(&self) {
         let c = &self.counts;
         println!(
-            "passes={} swaps={} plants={} refused={} absent={}",
-            c.passes, c.swaps, c.plants, c.refused, c.absent
+            "passes={} swaps={} plants={} refused={} absent={} poisoned={}",
+            c.passes, c.swaps, c.plants, c.refused, c.absent, c.poisoned
         );
         for line in c.holes.iter().chain(&c.odd) {
             println!("{line}");
         }
     }
+}
+
+/// Opens `path` for writing without following a symlink and without truncating it.
+fn open_for_writing(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+}
+
+/// Overwrites the last bytes of `file` (past a VPK's header) with [`POISON`]; whether it did.
+fn poison_file(file: &File) -> bool {
+    let Ok(len) = file.metadata().map(|m| m.len()) else {
+        return false;
+    };
+    let at = len.saturating_sub(POISON.len() as u64).max(16);
+    file.write_all_at(POISON, at).is_ok()
 }
 
 fn own(name: &str) -> bool {
