@@ -176,6 +176,18 @@ impl TransientUnit {
         })
     }
 
+    /// The same unit for an output that lies in a dir only root may enter: the runner also
+    /// gets `CAP_DAC_READ_SEARCH` to open it, dropped with the rest before the command runs
+    /// (the runner holds `CAP_SYS_ADMIN` until then anyway).
+    pub(crate) fn reaching_through_root_dirs(mut self) -> Self {
+        for (key, value) in &mut self.properties {
+            if matches!(*key, "AmbientCapabilities" | "CapabilityBoundingSet") {
+                value.push_str(" CAP_DAC_READ_SEARCH");
+            }
+        }
+        self
+    }
+
     /// The unit `spec` describes. The steamcmd profile runs a 32-bit program, so its unit
     /// allows the x86 system call ABI and has no `MemoryDenyWriteExecute=` (SteamCMD, like
     /// srcds, maps writable code).

@@ -17,8 +17,9 @@
 //! downloading an item updated on the stand-in Steam Web API, and `overlay gc`, with the
 //! attacker also in the workshop cache's download dirs and every overlay it can write; after
 //! each round the cache holds only root's 0444 files with exactly the stand-in's bytes, and gc
-//! removed nothing linked. An ignored test reproduces a known hole: the attacker writing into
-//! the downloads (see `booted_root_race_workshop_poisoned_download`).
+//! removed nothing linked. With `--poison` the attacker also writes into every download it can
+//! open and holds it open: it can open none, since the download dir lies in a root-only build
+//! dir (`booted_root_race_workshop_poisoned_download`).
 //!
 //! Whether the verb itself succeeded under attack is reported, not required: refusing is a
 //! correct answer to an attack. A last test shows the attacker finding the old hole on an
@@ -838,16 +839,12 @@ fn booted_root_race_workshop_build() -> Result<()> {
 }
 
 /// The same with the attacker writing into every download it can open and holding it open
-/// (`--poison`). A KNOWN HOLE, reproduced here: the download dir `workshop_cache/.build-RUNID`
-/// is the game user's, so a process of the game user can open a download for writing, and
-/// whatever it writes, before or after root adopted the file, ends up in the root-owned 0444
-/// cache (round 0 fails: "not the stand-in's bytes of that version"). The fix needs the
-/// download dir out of the game user's reach while the runner (which runs as the game user)
-/// still gets it, e.g. a root-only 0700 build dir bound into the unit by systemd
-/// (`BindPaths=`); a root-only parent alone breaks the download (the runner cannot open it).
-/// Ignored until then: `cargo test -p left4me-tests --test booted_root_race -- --ignored`.
+/// (`--poison`). When the download dir `workshop_cache/.build-RUNID` was the game user's, a
+/// process of the game user opened a download for writing and its bytes ended up in the
+/// root-owned 0444 cache ("not the stand-in's bytes of that version"). The download dir now
+/// lies in a root-only 0700 build dir (`.build-RUNID/out`) that only the runner, given
+/// `CAP_DAC_READ_SEARCH` until it drops its capabilities, can reach.
 #[test]
-#[ignore = "known hole: the game user can write a download it opened in the game-user-owned download dir"]
 fn booted_root_race_workshop_poisoned_download() -> Result<()> {
     workshop_build("race-workshop-poison", true)
 }

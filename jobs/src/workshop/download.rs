@@ -117,7 +117,9 @@ pub(crate) fn download(
         network: &network,
         resolver: &resolver,
         command: fetch_command(missing),
-    });
+    })
+    // The download dir lies in the root-only build dir.
+    .reaching_through_root_dirs();
     progress.event(Event::Starting(&Start {
         unit: &unit.unit,
         output: build.path(),
