@@ -107,6 +107,22 @@ pub(crate) fn judge_streamed(streamed: &Streamed, limits: &Limits, guard: &DiskG
     status
 }
 
+/// Completes the row of `recorded` with `status`, its detail and the run's last lines.
+pub(crate) fn complete(
+    ledger: &Ledger,
+    recorded: &Recorded,
+    status: &Status,
+) -> Result<(), JobError> {
+    finish(
+        ledger,
+        recorded.ledger_id,
+        status.ledger_status(),
+        &status.detail(),
+        &recorded.streamed,
+        &recorded.streamed.tail,
+    )
+}
+
 /// Completes row `id`: `status`, its one-line `detail`, and what the run printed (`tail`).
 pub(crate) fn finish(
     ledger: &Ledger,

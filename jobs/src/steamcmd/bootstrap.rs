@@ -278,14 +278,7 @@ fn download(
             status = Status::Failed(Failure::Refused(problems));
         }
     }
-    record::finish(
-        &ledger,
-        recorded.ledger_id,
-        status.ledger_status(),
-        &status.detail(),
-        &recorded.streamed,
-        &recorded.streamed.tail,
-    )?;
+    record::complete(&ledger, &recorded, &status)?;
     Ok(match status {
         Status::Succeeded => Bootstrapped::Ready(Source::Downloaded {
             url: job.url.clone(),

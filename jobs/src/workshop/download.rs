@@ -150,14 +150,7 @@ pub(crate) fn download(
                     item.id,
                     crate::error_chain(&err)
                 )]));
-                let _ = record::finish(
-                    &ledger,
-                    recorded.ledger_id,
-                    failed.ledger_status(),
-                    &failed.detail(),
-                    &recorded.streamed,
-                    &recorded.streamed.tail,
-                );
+                let _ = record::complete(&ledger, &recorded, &failed);
                 return Err(err.into());
             }
         };
@@ -181,14 +174,7 @@ pub(crate) fn download(
             .collect();
         status = Status::Failed(Failure::Refused(problems));
     }
-    record::finish(
-        &ledger,
-        recorded.ledger_id,
-        status.ledger_status(),
-        &status.detail(),
-        &recorded.streamed,
-        &recorded.streamed.tail,
-    )?;
+    record::complete(&ledger, &recorded, &status)?;
     done.status = status;
     Ok(done)
 }
