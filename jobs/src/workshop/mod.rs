@@ -70,6 +70,10 @@ impl WorkshopError {
     }
 }
 
+/// The most items one download unit fetches: their ids, sizes and URLs are its command line
+/// (about 150 bytes an item; the kernel takes 2 MiB of arguments in all).
+pub const MAX_PER_DOWNLOAD: usize = 1000;
+
 /// One build of a workshop overlay, as plain data.
 #[derive(Debug, Clone)]
 pub struct WorkshopJob {
@@ -159,35 +163,49 @@ pub fn run(
         elapsed: Duration::ZERO,
     };
     let run_id = content::new_build_id()?;
-    if !missing.is_empty() {
+    // A unit's command line holds at most MAX_PER_DOWNLOAD items; a bigger first build runs
+    // several downloads, one after the other.
+    let mut last_status = Status::Succeeded;
+    for (n, chunk) in missing.chunks(MAX_PER_DOWNLOAD).enumerate() {
+        let chunk_id = if n == 0 {
+            run_id.clone()
+        } else {
+            content::new_build_id()?
+        };
         let done = download::download(
             job,
             host,
             &cache,
-            &run_id,
-            &missing,
+            &chunk_id,
+            chunk,
             (runner, stop, progress),
         )?;
         report.ledger_id = Some(done.ledger_id);
-        report.bytes_downloaded = done.adopted.iter().map(|(_, bytes)| bytes).sum();
-        report.downloaded = done.adopted;
-        report.refused = done.refused;
-        report.failed = done.failed;
-        if !report.refused.is_empty() || !report.failed.is_empty() {
-            let status = match done.status {
-                Status::Succeeded => Status::Failed(crate::verdict::Failure::Refused(
-                    report
-                        .failed
-                        .iter()
-                        .map(|(id, why)| format!("item {id}: {why}"))
-                        .collect(),
-                )),
-                other => other,
-            };
-            report.outcome = Outcome::Failed(status);
-            report.elapsed = started.elapsed();
-            return Ok(report);
+        report.bytes_downloaded += done.adopted.iter().map(|(_, bytes)| bytes).sum::<u64>();
+        report.downloaded.extend(done.adopted);
+        report.refused.extend(done.refused);
+        report.failed.extend(done.failed);
+        if done.status != Status::Succeeded {
+            last_status = done.status;
         }
+        if stop.is_requested() {
+            break;
+        }
+    }
+    if !report.refused.is_empty() || !report.failed.is_empty() || last_status != Status::Succeeded {
+        let status = match last_status {
+            Status::Succeeded => Status::Failed(crate::verdict::Failure::Refused(
+                report
+                    .failed
+                    .iter()
+                    .map(|(id, why)| format!("item {id}: {why}"))
+                    .collect(),
+            )),
+            other => other,
+        };
+        report.outcome = Outcome::Failed(status);
+        report.elapsed = started.elapsed();
+        return Ok(report);
     }
     report.outcome = publish_tree(
         &overlays,

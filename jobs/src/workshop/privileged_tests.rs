@@ -521,3 +521,22 @@ fn privileged_gc_dry_run_counts_what_retiring_old_content_would_free() {
     assert!(!old.exists() && !fx.cache_file(&a1).exists());
     assert!(fx.cache_file(&a2).exists());
 }
+
+#[test]
+fn privileged_more_items_than_one_command_line_holds_download_in_several_units() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let fx = Fixture::new("chunks");
+    let items: Vec<Item> = (0..super::MAX_PER_DOWNLOAD as u64 + 1)
+        .map(|n| item(600_000 + n, 1, 16))
+        .collect();
+    let refs: Vec<&Item> = items.iter().collect();
+    let runner = RecordingRunner::new(fetch_all(&refs));
+    let report = fx.run(&items, &runner);
+    assert_eq!(report.outcome, Outcome::Published);
+    assert_eq!(report.downloaded.len(), items.len());
+    assert_eq!(runner.started().len(), 2, "two units");
+    assert_eq!(
+        fx.ledger_statuses(),
+        vec![LedgerStatus::Success, LedgerStatus::Success]
+    );
+}
