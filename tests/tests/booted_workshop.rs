@@ -220,7 +220,7 @@ fn first_build(sys: &BootedSystem, ws: &FakeWorkshop<'_>) -> Result<()> {
             .iter()
             .find(|i| i["id"] == id)
             // The item's state is an object tagged `state` (`{"state":"wrong_app","app":730}`).
-            .map(|i| i["state"]["state"].as_str().unwrap_or("").to_owned())
+            .map(|i| i["state"].as_str().unwrap_or("").to_owned())
     };
     for (id, state) in [
         (OK_1, "ok"),

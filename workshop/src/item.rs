@@ -23,6 +23,8 @@ pub struct Item {
     pub hcontent: u64,
     /// `file_url`: where the file is downloaded from (`http://` or `https://`).
     pub file_url: String,
+    /// Flattened: `"state": "removed", "result": 9` in JSON.
+    #[serde(flatten)]
     pub state: ItemState,
 }
 

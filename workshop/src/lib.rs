@@ -32,4 +32,4 @@ pub use api::{
 };
 pub use item::{Item, ItemState, WorkshopId};
 pub use resolve::{CollectionInfo, Resolution, resolve};
-pub use state::{Change, Download, ItemRecord, OverlayState, StateError, display_state};
+pub use state::{Change, ItemRecord, OverlayState, StateError, display_state};

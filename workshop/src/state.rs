@@ -1,6 +1,7 @@
-//! The per-overlay state file, `<admin_dir>/workshop/NAME.json` (WORKSHOP-DESIGN step 5): what
-//! the last build of a workshop overlay resolved, what changed since the build before, and how
-//! each download went. `left4mectl overlay show` prints it; the next build compares with it.
+//! The per-overlay state file, `<admin_dir>/workshop/NAME.json`: what the last good build of a
+//! workshop overlay (one that published or found nothing to change) resolved, and what changed
+//! since the build before. `left4mectl overlay show` prints it; the next build compares with
+//! it. A failed build writes none, so a change counts from the build that published it.
 //!
 //! JSON, `version` [`VERSION`]; written atomically (a temp file in the same dir, fsync,
 //! rename, fsync of the dir), mode 0600 in a dir created 0700 (it lives in root's admin dir).
@@ -55,16 +56,12 @@ pub struct OverlayState {
     pub notes: Vec<String>,
 }
 
-/// One item of the state: what the API said, what changed, how its download went.
+/// One item of the state: what the API said and what changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemRecord {
     #[serde(flatten)]
     pub item: Item,
     pub change: Change,
-    /// Set by the build for Ok items: in the cache (already or now), or why not. `None` for
-    /// items that are not downloaded (not Ok) and before the download step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub download: Option<Download>,
 }
 
 /// How an item differs from the state file before.
@@ -78,20 +75,10 @@ pub enum Change {
     Unchanged,
 }
 
-/// How an Ok item's download went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Download {
-    Ok,
-    Failed { reason: String },
-}
-
 impl OverlayState {
     /// The state of overlay `name` just resolved to `resolution`, each item's change judged
     /// against `previous`: new when it had no record there, updated when its file's version
-    /// (`hcontent`) is not the one recorded, else unchanged — except that an item whose last
-    /// download failed keeps the change it had, since that change never reached the overlay.
-    /// No download outcomes yet.
+    /// (`hcontent`) is not the one recorded, else unchanged.
     pub fn from_resolution(
         name: &str,
         resolution: &Resolution,
@@ -106,7 +93,6 @@ impl OverlayState {
             .map(|item| ItemRecord {
                 change: change(item, before.get(&item.id).copied()),
                 item: item.clone(),
-                download: None,
             })
             .collect();
         OverlayState {
@@ -120,17 +106,6 @@ impl OverlayState {
             notes: resolution.notes.clone(),
         }
     }
-
-    /// Records the download outcome of item `id`; false when the state has no such item.
-    pub fn set_download(&mut self, id: WorkshopId, outcome: Download) -> bool {
-        match self.items.iter_mut().find(|r| r.item.id == id) {
-            Some(record) => {
-                record.download = Some(outcome);
-                true
-            }
-            None => false,
-        }
-    }
 }
 
 fn change(item: &Item, old: Option<&ItemRecord>) -> Change {
@@ -139,8 +114,6 @@ fn change(item: &Item, old: Option<&ItemRecord>) -> Change {
     };
     if item.hcontent != 0 && item.hcontent != old.item.hcontent {
         Change::Updated
-    } else if matches!(old.download, Some(Download::Failed { .. })) {
-        old.change
     } else {
         Change::Unchanged
     }
@@ -148,14 +121,13 @@ fn change(item: &Item, old: Option<&ItemRecord>) -> Change {
 
 /// What `overlay show` prints in the STATE column for `record`.
 pub fn display_state(record: &ItemRecord) -> &'static str {
-    match (&record.item.state, &record.download, record.change) {
-        (ItemState::Removed { .. }, _, _) => "removed upstream",
-        (ItemState::Banned { .. }, _, _) => "banned",
-        (ItemState::WrongApp { .. }, _, _) => "wrong app",
-        (ItemState::NoFile { .. }, _, _) => "no file",
-        (ItemState::Ok, Some(Download::Failed { .. }), _) => "download failed",
-        (ItemState::Ok, _, Change::Updated) => "updated",
-        (ItemState::Ok, _, _) => "ok",
+    match (&record.item.state, record.change) {
+        (ItemState::Removed { .. }, _) => "removed upstream",
+        (ItemState::Banned { .. }, _) => "banned",
+        (ItemState::WrongApp { .. }, _) => "wrong app",
+        (ItemState::NoFile { .. }, _) => "no file",
+        (ItemState::Ok, Change::Updated) => "updated",
+        (ItemState::Ok, _) => "ok",
     }
 }
 

@@ -55,22 +55,14 @@ fn changes_are_judged_against_the_previous_state() {
         changes,
         [Change::Unchanged, Change::Updated, Change::New, Change::New]
     );
-    // a failed download keeps its change for the next build; a banned item that comes back
-    // with a file is updated
-    let mut failed = second.clone();
-    failed.set_download(
-        2,
-        Download::Failed {
-            reason: "HTTP 500".into(),
-        },
-    );
+    // a banned item that comes back with a file is updated
     let third = OverlayState::from_resolution(
         "maps",
         &resolution(vec![item(2, 21, ItemState::Ok), item(4, 40, ItemState::Ok)]),
-        Some(&failed),
+        Some(&second),
     );
     let changes: Vec<Change> = third.items.iter().map(|r| r.change).collect();
-    assert_eq!(changes, [Change::Updated, Change::Updated]);
+    assert_eq!(changes, [Change::Unchanged, Change::Updated]);
     assert_eq!(second.version, VERSION);
     assert_eq!(second.overlay, "maps");
     assert!(second.resolved_at > 1_700_000_000);
@@ -98,14 +90,6 @@ fn display_states() {
         None,
     );
     state.items[6].change = Change::Updated;
-    assert!(state.set_download(1, Download::Ok));
-    assert!(state.set_download(
-        6,
-        Download::Failed {
-            reason: "HTTP 404".into()
-        }
-    ));
-    assert!(!state.set_download(99, Download::Ok));
     let shown: Vec<&str> = state.items.iter().map(display_state).collect();
     assert_eq!(
         shown,
@@ -115,7 +99,7 @@ fn display_states() {
             "banned",
             "wrong app",
             "no file",
-            "download failed",
+            "ok",
             "updated"
         ]
     );
@@ -140,12 +124,6 @@ fn save_and_load_round_trip_atomically_0600_in_a_0700_dir() {
         ]),
         None,
     );
-    state.set_download(
-        1,
-        Download::Failed {
-            reason: "got 12 bytes, the API said 1234".into(),
-        },
-    );
     save(&path, &state).unwrap();
     assert_eq!(load(&path).unwrap().as_ref(), Some(&state));
     let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -165,9 +143,8 @@ fn save_and_load_round_trip_atomically_0600_in_a_0700_dir() {
     assert_eq!(json["version"], 1);
     assert_eq!(json["items"][0]["id"], 1);
     assert_eq!(json["items"][0]["change"], "new");
-    assert_eq!(json["items"][0]["download"]["outcome"], "failed");
-    assert_eq!(json["items"][1]["state"]["state"], "banned");
-    assert!(json["items"][1].get("download").is_none());
+    assert_eq!(json["items"][1]["state"], "banned");
+    assert_eq!(json["items"][1]["reason"], "spam");
 }
 
 #[test]
