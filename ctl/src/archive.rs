@@ -82,6 +82,29 @@ pub struct Entry {
     pub mode: u32,
 }
 
+impl Entry {
+    /// A directory's entry; `mode` is masked to its permission bits.
+    pub fn dir(path: &str, kind: Kind, mode: u32) -> Entry {
+        Entry::new(path, kind, true, mode)
+    }
+
+    /// A file's entry before it is written: size and checksum are filled in as it is.
+    pub fn file(path: &str, kind: Kind, mode: u32) -> Entry {
+        Entry::new(path, kind, false, mode)
+    }
+
+    fn new(path: &str, kind: Kind, dir: bool, mode: u32) -> Entry {
+        Entry {
+            path: path.to_owned(),
+            kind,
+            dir,
+            size: 0,
+            sha256: String::new(),
+            mode: mode & 0o7777,
+        }
+    }
+}
+
 /// An overlay whose content is not in the archive: rebuild it with `left4mectl overlay build`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rebuildable {

@@ -91,15 +91,9 @@ pub struct SpecLock {
     _file: File,
 }
 
-/// Takes the exclusive lock of `config_dir` (creating the dir), telling the operator through
-/// `waiting` when someone else holds it and waiting for them.
-pub fn lock(config_dir: &Path, waiting: impl FnOnce(&Path)) -> Result<SpecLock, StoreError> {
-    ensure_dir(config_dir)?;
+/// Opens (creating it, 0600) the lock file of `config_dir`; with its path, for messages.
+fn open_lock_file(config_dir: &Path) -> Result<(File, PathBuf), StoreError> {
     let path = config_dir.join(LOCK_FILE);
-    let lock_error = |source| StoreError::Lock {
-        path: path.clone(),
-        source,
-    };
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -107,7 +101,22 @@ pub fn lock(config_dir: &Path, waiting: impl FnOnce(&Path)) -> Result<SpecLock, 
         .truncate(false)
         .mode(0o600)
         .open(&path)
-        .map_err(lock_error)?;
+        .map_err(|source| StoreError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    Ok((file, path))
+}
+
+/// Takes the exclusive lock of `config_dir` (creating the dir), telling the operator through
+/// `waiting` when someone else holds it and waiting for them.
+pub fn lock(config_dir: &Path, waiting: impl FnOnce(&Path)) -> Result<SpecLock, StoreError> {
+    ensure_dir(config_dir)?;
+    let (file, path) = open_lock_file(config_dir)?;
+    let lock_error = |source| StoreError::Lock {
+        path: path.clone(),
+        source,
+    };
     match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {}
         Err(Errno::WOULDBLOCK) => {
@@ -259,18 +268,7 @@ impl Recorder {
 /// holder records them itself); for the verbs that only read specs. `Ok(None)`: the lock was
 /// held. Needs the admin dir (root's).
 pub fn catch_up(config_dir: &Path, admin_dir: &Path) -> Result<Option<usize>, StoreError> {
-    let path = config_dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|source| StoreError::Lock {
-            path: path.clone(),
-            source,
-        })?;
+    let (file, path) = open_lock_file(config_dir)?;
     match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {}
         Err(Errno::WOULDBLOCK) => return Ok(None),

@@ -269,7 +269,7 @@ impl Job {
 }
 
 /// The resolver plan for a host whose files are at `etc` and `upstream`.
-pub(crate) fn read_resolver(etc: &Path, upstream: &Path) -> ResolverPlan {
+fn read_resolver(etc: &Path, upstream: &Path) -> ResolverPlan {
     let etc = std::fs::read_to_string(etc).unwrap_or_default();
     let upstream = std::fs::read_to_string(upstream).ok();
     resolver::plan(&etc, upstream.as_deref())

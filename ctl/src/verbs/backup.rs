@@ -246,14 +246,7 @@ pub(crate) fn spec_names(dir: &Path) -> anyhow::Result<Vec<String>> {
 
 fn memory_item(path: String, kind: Kind, mode: u32, bytes: Vec<u8>) -> Item {
     Item {
-        entry: Entry {
-            path,
-            kind,
-            dir: false,
-            size: 0,
-            sha256: String::new(),
-            mode,
-        },
+        entry: Entry::file(&path, kind, mode),
         source: Some(Box::new(bytes)),
     }
 }

@@ -82,21 +82,10 @@ pub fn collect(
 ) -> Result<(), TreeError> {
     let stat = rustix::fs::fstat(dir.fd()).map_err(|e| io_err("stat", dir.path())(e.into()))?;
     items.push(Item {
-        entry: dir_entry(prefix, kind, stat.st_mode),
+        entry: Entry::dir(prefix, kind, stat.st_mode),
         source: None,
     });
     walk(Arc::new(dir), prefix, kind, stat.st_dev, items, skipped)
-}
-
-fn dir_entry(path: &str, kind: Kind, mode: u32) -> Entry {
-    Entry {
-        path: path.to_owned(),
-        kind,
-        dir: true,
-        size: 0,
-        sha256: String::new(),
-        mode: mode & 0o7777,
-    }
 }
 
 fn walk(
@@ -123,20 +112,13 @@ fn walk(
             FileType::Directory => {
                 let sub = dir.open_dir(&utf8)?;
                 items.push(Item {
-                    entry: dir_entry(&path, kind, stat.st_mode),
+                    entry: Entry::dir(&path, kind, stat.st_mode),
                     source: None,
                 });
                 walk(Arc::new(sub), &path, kind, dev, items, skipped)?;
             }
             FileType::RegularFile => items.push(Item {
-                entry: Entry {
-                    path,
-                    kind,
-                    dir: false,
-                    size: 0,
-                    sha256: String::new(),
-                    mode: stat.st_mode & 0o7777,
-                },
+                entry: Entry::file(&path, kind, stat.st_mode),
                 source: Some(Box::new(AtFile {
                     dir: dir.clone(),
                     name,
